@@ -1,0 +1,44 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Settings every target of ours gets: Swift 6 mode (the tools default), the upcoming features of STYLE.md,
+/// and warnings as errors.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "ValkeyFlight",
+    products: [
+        .executable(name: "valkeyflight", targets: ["valkeyflight"]),
+        .library(name: "ArrowIPC", targets: ["ArrowIPC"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries: module maps over Debian's libnghttp2-dev and libssl-dev.
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        // Standard-library-only codecs.
+        .target(name: "ArrowIPC", swiftSettings: strictSettings),
+        // gRPC over nghttp2 (+ OpenSSL for TLS).
+        .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL"], swiftSettings: strictSettings),
+        // The node: CLI commands, Flight server, coordinator, workers.
+        .target(
+            name: "Node",
+            dependencies: [
+                "ArrowIPC", "GRPCWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(name: "valkeyflight", dependencies: ["Node", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strictSettings),
+
+        .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
+    ]
+)
