@@ -7,7 +7,7 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
         commandName: "valkeyflight",
         abstract: "Move and process Apache Arrow data: Flight server, Valkey coordinator and workers in one binary.",
         version: ValkeyFlightCommand.versionText,
-        subcommands: []
+        subcommands: [IPCCommand.self]
     )
 
     public init() {}

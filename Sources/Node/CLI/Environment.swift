@@ -1,0 +1,32 @@
+internal import Glibc
+
+/// Option defaults from the environment: every option `--some-option` may come from
+/// `VALKEYFLIGHT_SOME_OPTION` (../shared/CONTRACT.md §1).
+enum Environment {
+    /// The value of `VALKEYFLIGHT_<name>`, if set.
+    static func value(for name: String) -> String? {
+        guard let raw = getenv("VALKEYFLIGHT_" + name) else { return nil }
+        return String(cString: raw)
+    }
+}
+
+/// Minimal JSON text helpers for command output (no Foundation).
+enum JSONText {
+    static func quote(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+}
