@@ -39,6 +39,7 @@ let package = Package(
         ),
         .executableTarget(name: "valkeyflight", dependencies: ["Node", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strictSettings),
 
+        .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
     ]
 )

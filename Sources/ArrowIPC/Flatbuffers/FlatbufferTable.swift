@@ -53,7 +53,7 @@ struct FlatbufferTable {
             throw .invalidFlatbuffer(what: what, offset: vtable, reason: "vtable size \(vtableSize) invalid")
         }
         guard tableSize >= 4, position + tableSize <= buffer.count else {
-            throw .invalidFlatbuffer(what: what, offset: position, reason: "table size \(tableSize) exceeds the buffer")
+            throw .invalidFlatbuffer(what: what, offset: position, reason: "table size \(tableSize) is invalid or exceeds the buffer")
         }
         self.buffer = buffer
         self.position = position

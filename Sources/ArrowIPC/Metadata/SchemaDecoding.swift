@@ -126,7 +126,13 @@ struct SchemaDecoder {
             guard [32, 64, 128, 256].contains(bitWidth) else {
                 throw .invalidMessage(what: "Decimal.bitWidth of field '\(field)'", reason: "\(bitWidth) is not 32, 64, 128 or 256")
             }
-            return .decimal(precision: try scalar(0, "precision", Int32(0)), scale: try scalar(1, "scale", Int32(0)), bitWidth: bitWidth)
+            let precision = try scalar(0, "precision", Int32(0))
+            let maxPrecision: Int32 = bitWidth == 32 ? 9 : bitWidth == 64 ? 18 : bitWidth == 128 ? 38 : 76
+            guard precision >= 1, precision <= maxPrecision else {
+                throw .invalidMessage(what: "Decimal.precision of field '\(field)'",
+                                      reason: "\(precision) is outside 1...\(maxPrecision) for decimal\(bitWidth)")
+            }
+            return .decimal(precision: precision, scale: try scalar(1, "scale", Int32(0)), bitWidth: bitWidth)
         case 8:
             let value = try scalar(0, "unit", Int16(1))
             guard let unit = DateUnit(rawValue: value) else {

@@ -20,6 +20,7 @@ import sys
 
 import pyarrow as pa
 
+sys.dont_write_bytecode = True  # keep Tests/Fixtures free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import canonical_dump as cd  # noqa: E402
 
@@ -78,7 +79,12 @@ def compare(pa_path, pb_path):
                 if not fa.equals(fb, check_metadata=True):
                     return "field metadata differs (field %r)" % fa.name
             return "field metadata differs (nested field)"
-        return "schemas differ: %r vs %r" % (str(sa).replace("\n", "; "), str(sb).replace("\n", "; "))
+        if len(sa) != len(sb):
+            return "schemas differ: %d vs %d fields" % (len(sa), len(sb))
+        for k, (fa, fb) in enumerate(zip(sa, sb)):
+            if not fa.equals(fb, check_metadata=False):
+                return ("schemas differ at field %d: %s vs %s" % (k, fa, fb)).replace("\n", " ")[:400]
+        return "schemas differ"
     if len(ba) != len(bb):
         return "batch count differs: %d vs %d" % (len(ba), len(bb))
     float_ok = False

@@ -1,0 +1,80 @@
+import ArrowIPC
+import Foundation
+
+/// Paths and helpers shared by the ArrowIPC tests.
+enum TestSupport {
+    /// The package root, derived from this file's location.
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Apache Arrow's own test files (../shared/fixtures relative to the package root).
+    static let arrowTesting = packageRoot.deletingLastPathComponent()
+        .appendingPathComponent("shared/fixtures/arrow-testing/data")
+
+    /// Our pyarrow-generated fixtures and the Python helpers beside them.
+    static let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/ArrowIPC")
+
+    /// The Python of the project venv (VALKEYFLIGHT_PYTHON, else .venv/bin/python).
+    static var python: String {
+        ProcessInfo.processInfo.environment["VALKEYFLIGHT_PYTHON"]
+            ?? packageRoot.appendingPathComponent(".venv/bin/python").path
+    }
+
+    static func read(_ url: URL) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: url))
+    }
+
+    static func files(in directory: URL, suffixes: [String], prefix: String = "") -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.sorted()
+            .filter { name in name.hasPrefix(prefix) && suffixes.contains { name.hasSuffix($0) } }
+            .map { directory.appendingPathComponent($0) }
+    }
+
+    /// Reads every batch of a stream or file with our reader.
+    static func readAll(_ bytes: [UInt8], options: IPCReadOptions = .untrusted) throws -> (Schema, [RecordBatch]) {
+        switch IPCFormat.detect(bytes) {
+        case .stream:
+            var reader = try IPCStreamReader(bytes, options: options)
+            return (reader.schema, try reader.readAll())
+        case .file:
+            let reader = try IPCFileReader(bytes, options: options)
+            return (reader.schema, try reader.readAll())
+        }
+    }
+
+    /// Re-encodes batches with our writer.
+    static func write(_ schema: Schema, _ batches: [RecordBatch], format: IPCFormat) throws -> [UInt8] {
+        var writer = IPCWriter(schema: schema, format: format)
+        for batch in batches { try writer.write(batch) }
+        writer.finish()
+        return writer.bytes()
+    }
+
+    /// Runs a Python script of Tests/Fixtures/ArrowIPC with arguments; returns (exit status, stdout, stderr).
+    @discardableResult
+    static func runPython(_ script: String, _ arguments: [String], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: self.python)
+        process.arguments = [self.fixtures.appendingPathComponent(script).path] + arguments
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin)) }
+        try input.fileHandleForWriting.close()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("vf-arrowipc-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
