@@ -54,9 +54,19 @@ enum TestSupport {
     /// Runs a Python script of Tests/Fixtures/ArrowIPC with arguments; returns (exit status, stdout, stderr).
     @discardableResult
     static func runPython(_ script: String, _ arguments: [String], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
+        try self.runPythonArguments([self.fixtures.appendingPathComponent(script).path] + arguments, stdin: stdin)
+    }
+
+    /// Runs `python -c code arguments…`.
+    @discardableResult
+    static func runPythonCode(_ code: String, _ arguments: [String] = [], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
+        try self.runPythonArguments(["-c", code] + arguments, stdin: stdin)
+    }
+
+    private static func runPythonArguments(_ arguments: [String], stdin: [UInt8]?) throws -> (Int32, String, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: self.python)
-        process.arguments = [self.fixtures.appendingPathComponent(script).path] + arguments
+        process.arguments = arguments
         let out = Pipe()
         let err = Pipe()
         let input = Pipe()
