@@ -41,5 +41,6 @@ let package = Package(
 
         .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "ArrowIPC"], swiftSettings: strictSettings),
     ]
 )

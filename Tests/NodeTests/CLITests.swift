@@ -1,0 +1,128 @@
+import ArrowIPC
+import Foundation
+import Testing
+
+/// The `valkeyflight` binary as users run it (built beside the test bundle by `swift build --build-tests`).
+enum CLI {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let golden = packageRoot.deletingLastPathComponent()
+        .appendingPathComponent("shared/fixtures/arrow-testing/data/arrow-ipc-stream/integration/cpp-21.0.0")
+
+    static var binary: URL {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
+            let url = candidate.appendingPathComponent("valkeyflight")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        return packageRoot.appendingPathComponent(".build/debug/valkeyflight")
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: [UInt8]
+        var stderr: String
+        var text: String { String(decoding: self.stdout, as: UTF8.self) }
+    }
+
+    static func run(_ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = self.binary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let writer = Thread { input.fileHandleForWriting.write(Data(stdin)); try? input.fileHandleForWriting.close() }
+        writer.start()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: [UInt8](out), stderr: String(decoding: err, as: UTF8.self))
+    }
+}
+
+@Suite struct IPCCommandTests {
+    @Test func inspectPrintsSchemaBatchesRowsAndBytes() throws {
+        let file = CLI.golden.appendingPathComponent("generated_dictionary.stream")
+        let result = try CLI.run(["ipc", "inspect", file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int
+        #expect(result.text == """
+            format: stream
+            schema (3 fields):
+              dict0: dictionary<values=string, indices=int8>
+              dict1: dictionary<values=string, indices=int32>
+              dict2: dictionary<values=int64, indices=int16>
+            record batches: 2
+            dictionary batches: 3
+            rows: 17
+            bytes: \(size ?? -1)
+
+            """)
+    }
+
+    @Test func inspectJSONIsMachineReadable() throws {
+        let result = try CLI.run(["ipc", "inspect", "--json", CLI.golden.appendingPathComponent("generated_primitive.arrow_file").path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout)) as? [String: Any])
+        #expect(object["format"] as? String == "file")
+        #expect((object["fields"] as? [[String: Any]])?.count == 22)
+        #expect(object["rows"] as? Int == 37)
+        #expect(object["record_batches"] as? Int == 2)
+    }
+
+    @Test func convertThroughStdinAndStdoutRoundTrips() throws {
+        let original = [UInt8](try Data(contentsOf: CLI.golden.appendingPathComponent("generated_nested.stream")))
+        let asFile = try CLI.run(["ipc", "convert", "-", "-", "--to", "file"], stdin: original)
+        #expect(asFile.status == 0, "\(asFile.stderr)")
+        #expect(IPCFormat.detect(asFile.stdout) == .file)
+        // The output format may also come from the environment.
+        let backToStream = try CLI.run(["ipc", "convert", "-", "-"], stdin: asFile.stdout, environment: ["VALKEYFLIGHT_TO": "stream"])
+        #expect(backToStream.status == 0, "\(backToStream.stderr)")
+        var ours = try IPCStreamReader(backToStream.stdout)
+        var theirs = try IPCStreamReader(original)
+        #expect(ours.schema == theirs.schema)
+        #expect(try ours.readAll().map(\.length) == (try theirs.readAll().map(\.length)))
+    }
+
+    @Test func convertWritesFiles() throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("vf-\(UUID().uuidString).arrow")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let result = try CLI.run(["ipc", "convert", CLI.golden.appendingPathComponent("generated_map.stream").path, output.path, "--to", "file"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let reader = try IPCFileReader([UInt8](try Data(contentsOf: output)))
+        #expect(reader.recordBatchCount == 2)
+    }
+
+    @Test(arguments: [
+        (["ipc", "inspect", "/nonexistent/file.arrows"], "valkeyflight: error: cannot open '/nonexistent/file.arrows': No such file or directory\n"),
+        (["ipc", "convert", "a", "b", "--to", "parquet"], "valkeyflight: error: The value 'parquet' is invalid for '--to <to>'\n"),
+        (["ipc", "frobnicate"], "valkeyflight: error: Unexpected argument 'frobnicate'\n"),
+    ])
+    func badInputGivesOneLineAndNonZeroExit(arguments: [String], message: String) throws {
+        let result = try CLI.run(arguments)
+        #expect(result.status != 0)
+        #expect(result.stderr == message)
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func malformedDataIsRejectedWithTheReason() throws {
+        let garbage = [UInt8]("this is not arrow at all, just text".utf8)
+        let result = try CLI.run(["ipc", "inspect", "-"], stdin: garbage)
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("valkeyflight: error: "))
+        #expect(result.stderr.filter { $0 == "\n" }.count == 1)
+    }
+
+    @Test func helpAndVersion() throws {
+        let help = try CLI.run(["--help"])
+        #expect(help.status == 0 && help.text.contains("USAGE: valkeyflight"))
+        let version = try CLI.run(["--version"])
+        #expect(version.status == 0 && version.text.contains("libnghttp2 1."))
+    }
+}
