@@ -39,6 +39,13 @@ let package = Package(
         ),
         .executableTarget(name: "valkeyflight", dependencies: ["Node", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strictSettings),
 
+        .executableTarget(
+            name: "ArrowIPCBenchmark",
+            dependencies: ["ArrowIPC"],
+            path: "Benchmarks/ArrowIPCBenchmark",
+            swiftSettings: strictSettings
+        ),
+
         .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "ArrowIPC"], swiftSettings: strictSettings),
