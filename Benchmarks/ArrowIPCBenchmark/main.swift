@@ -1,5 +1,5 @@
 // Reads an Arrow IPC stream into memory and times our reader and writer on it.
-// Usage: ArrowIPCBenchmark FILE [REPETITIONS]
+// Usage: ArrowIPCBenchmark FILE [REPETITIONS] [open]   ("open" times only opening, for profiling)
 // Prints one JSON object per measurement: {"impl":"valkeyflight","op":…,"seconds":…,"bytes":…}.
 import ArrowIPC
 import Glibc
@@ -38,6 +38,16 @@ guard arguments.count >= 2 else {
 }
 let input = readFile(arguments[1])
 let repetitions = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
+if arguments.count > 3, arguments[3] == "open" {
+    for _ in 0..<repetitions {
+        let time = try seconds {
+            var reader = try IPCStreamReader(input)
+            _ = try reader.readAll()
+        }
+        report("open", time, input.count)
+    }
+    exit(0)
+}
 
 for _ in 0..<repetitions {
     // memcpy of the whole stream: the yardstick for "opening costs O(buffers), not O(bytes)".
