@@ -36,9 +36,17 @@ struct FlatbufferTable {
     private let vtablePosition: Int
     private let vtableSize: Int
     private let tableSize: Int
-    let what: String
+    /// Where the table hangs (built only when an error needs it): its parent's path and its own name.
+    private let parent: String
+    private let name: String
+    var what: String { self.parent.isEmpty ? self.name : self.parent + "." + self.name }
 
     init(buffer: FlatbufferBytes, position: Int, what: String) throws(ArrowIPCError) {
+        try self.init(buffer: buffer, position: position, parent: "", name: what)
+    }
+
+    init(buffer: FlatbufferBytes, position: Int, parent: String, name: String) throws(ArrowIPCError) {
+        var what: String { parent.isEmpty ? name : parent + "." + name }
         guard position >= 0, position <= buffer.count - 4, position & 3 == 0 else {
             throw .invalidFlatbuffer(what: what, offset: position, reason: "table offset outside the buffer or misaligned")
         }
@@ -60,7 +68,8 @@ struct FlatbufferTable {
         self.vtablePosition = vtable
         self.vtableSize = vtableSize
         self.tableSize = tableSize
-        self.what = what
+        self.parent = parent
+        self.name = name
     }
 
     /// Absolute position of field `id` if present, checked so that `size` bytes fit inside the table.
@@ -101,7 +110,7 @@ struct FlatbufferTable {
     /// A sub-table field.
     func table(_ id: Int, _ name: String) throws(ArrowIPCError) -> FlatbufferTable? {
         guard let target = try self.followOffset(id, name) else { return nil }
-        return try FlatbufferTable(buffer: self.buffer, position: target, what: "\(self.what).\(name)")
+        return try FlatbufferTable(buffer: self.buffer, position: target, parent: self.what, name: name)
     }
 
     /// A vector field: the position of its first element and its element count, checked to fit the buffer.
