@@ -51,28 +51,25 @@ enum FullValidator {
 
     private static func checkOffsets(_ offsets: ArrowBuffer, length: Int, wide: Bool, limit: Int, name: String) throws(ArrowIPCError) {
         guard length > 0 else { return }
-        let bad: Int? = offsets.bytes.withUnsafeBytes { raw in
-            if wide {
-                var previous = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: Int64.self))
-                if previous < 0 { return 0 }
-                for index in 1...length {
-                    let next = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: index * 8, as: Int64.self))
-                    if next < previous { return index }
-                    previous = next
-                }
-                return previous > Int64(limit) ? length : nil
-            } else {
-                var previous = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: Int32.self))
-                if previous < 0 { return 0 }
-                for index in 1...length {
-                    let next = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: index * 4, as: Int32.self))
-                    if next < previous { return index }
-                    previous = next
-                }
-                return Int(previous) > limit ? length : nil
-            }
-        }
+        let bad = wide ? self.firstBadOffset(offsets, length: length, limit: limit, as: Int64.self)
+            : self.firstBadOffset(offsets, length: length, limit: limit, as: Int32.self)
         if let bad { throw self.fail(name, "offset \(bad) is negative, decreasing or beyond the data (\(limit))") }
+    }
+
+    /// Index of the first offset that is negative, smaller than its predecessor, or (the last) beyond `limit`.
+    private static func firstBadOffset<T: FixedWidthInteger & SignedInteger>(_ offsets: ArrowBuffer, length: Int, limit: Int,
+                                                                             as _: T.Type) -> Int? {
+        offsets.bytes.withUnsafeBytes { raw in
+            let width = MemoryLayout<T>.size
+            var previous = T(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: T.self))
+            if previous < 0 { return 0 }
+            for index in 1...length {
+                let next = T(littleEndian: raw.loadUnaligned(fromByteOffset: index * width, as: T.self))
+                if next < previous { return index }
+                previous = next
+            }
+            return Int(previous) > limit ? length : nil
+        }
     }
 
     private static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
