@@ -134,6 +134,17 @@ final class LoopRunner {
         return id
     }
 
+    /// Keeps a loop-confined object without a descriptor (found later through `handler(_:)`).
+    func attach(_ handler: any LoopHandler) -> UInt64 {
+        let id = self.nextID
+        self.nextID += 1
+        self.handlers[id] = handler
+        return id
+    }
+
+    /// Forgets an attached object.
+    func detach(_ id: UInt64) { self.handlers[id] = nil }
+
     /// Changes the interest set of a registered descriptor.
     func modify(fd: Int32, id: UInt64, events: UInt32) {
         var ev = epoll_event()

@@ -34,11 +34,13 @@ class H2Connection: LoopHandler {
     private var outHead = 0
     /// Bytes queued for the socket and not yet written.
     private(set) var outBytes = 0
-    private var pollingWritable = false
+    var pollingWritable = false
     /// Stop producing frames while this many bytes wait for the socket (bounded memory for slow peers).
     let outHighWater: Int
     /// Set by callbacks when the connection must close after the current drive.
     var mustClose = false
+    /// Client sockets wait for the non-blocking connect to finish before any I/O.
+    var connecting = false
 
     init(fd: Int32, loop: EventLoop, outHighWater: Int = 8 << 20) {
         self.fd = fd
@@ -75,7 +77,7 @@ class H2Connection: LoopHandler {
     /// Called after a TLS handshake completes (clients start their session here).
     func handshakeCompleted(runner: LoopRunner) {}
 
-    private func continueHandshake(runner: LoopRunner) {
+    func continueHandshake(runner: LoopRunner) {
         guard let tls = self.tls else { return }
         switch tls.handshake(fd: self.fd) {
         case .done:
@@ -165,7 +167,7 @@ class H2Connection: LoopHandler {
 
     /// Produces frames and writes them until nghttp2 has nothing more or the socket is full.
     func flush(runner: LoopRunner, closing: Bool = false) {
-        guard !self.isClosed, let session = self.session else { return }
+        guard !self.isClosed, !self.connecting, let session = self.session else { return }
         if let tls = self.tls, !tls.isEstablished { return }
         while true {
             var produced = false
@@ -205,7 +207,7 @@ class H2Connection: LoopHandler {
     /// Hook after a flush drained the output queue.
     func afterFlush(runner: LoopRunner) {}
 
-    private func setPollingWritable(_ on: Bool, runner: LoopRunner) {
+    func setPollingWritable(_ on: Bool, runner: LoopRunner) {
         guard on != self.pollingWritable, !self.isClosed else { return }
         self.pollingWritable = on
         runner.modify(fd: self.fd, id: self.id, events: on ? Self.readWriteEvents : Self.readEvents)

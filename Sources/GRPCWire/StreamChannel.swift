@@ -120,6 +120,34 @@ final class StreamChannel: Sendable {
         case wait
     }
 
+    /// Client: publishes the response headers.
+    func setResponseHeaders(_ metadata: GRPCMetadata) {
+        let waiters = self.state.withLock { s -> [CheckedContinuation<GRPCMetadata, Never>] in
+            guard s.responseHeaders == nil else { return [] }
+            s.responseHeaders = metadata
+            let w = s.headersWaiters
+            s.headersWaiters = []
+            return w
+        }
+        for w in waiters { w.resume(returning: metadata) }
+    }
+
+    /// Client: records the final status (first one wins) and releases status and header waiters.
+    func setFinalStatus(_ status: GRPCStatus, _ metadata: GRPCMetadata) {
+        let (sw, hw, final, headers, timer) = self.state.withLock { s in
+            if s.finalStatus == nil { s.finalStatus = (status, metadata) }
+            if s.responseHeaders == nil { s.responseHeaders = GRPCMetadata() }
+            let sw = s.statusWaiters
+            let hw = s.headersWaiters
+            s.statusWaiters = []
+            s.headersWaiters = []
+            return (sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer)
+        }
+        timer?.cancel()
+        for w in sw { w.resume(returning: final) }
+        for w in hw { w.resume(returning: headers) }
+    }
+
     /// Sets the final status unless one is set (server); the sending side closes. Returns whether it was set.
     @discardableResult
     func setTrailers(_ status: GRPCStatus, _ metadata: GRPCMetadata) -> Bool {
