@@ -196,6 +196,9 @@ final class EventLoopGroup: Sendable {
     private let next = Atomic<Int>(0)
 
     init(count: Int) throws(GRPCWireError) {
+        // A peer that closes while we write must not kill the process: writes report EPIPE instead
+        // (plain sockets also use MSG_NOSIGNAL; OpenSSL writes through write(2)).
+        signal(SIGPIPE, SIG_IGN)
         var loops: [EventLoop] = []
         for i in 0..<max(1, count) {
             let loop = try EventLoop(index: i)

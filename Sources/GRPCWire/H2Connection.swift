@@ -237,7 +237,12 @@ class H2Connection: LoopHandler {
         iovs.reserveCapacity(count)
         func gather(_ i: Int) -> Int {
             if i == count {
-                let r = iovs.withUnsafeBufferPointer { writev(self.fd, $0.baseAddress, Int32($0.count)) }
+                let r = iovs.withUnsafeMutableBufferPointer { buf -> Int in
+                    var msg = msghdr()
+                    msg.msg_iov = buf.baseAddress
+                    msg.msg_iovlen = buf.count
+                    return sendmsg(self.fd, &msg, Int32(MSG_NOSIGNAL))
+                }
                 if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
                 return r
             }
