@@ -287,6 +287,7 @@ final class ClientConnection: H2Connection {
 
     override func sendData(streamID: Int32, frameHeader: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
         guard let r = self.byStream[streamID] else { return NGHTTP2Calls.errCallbackFailure }
+        if self.outputFull { return NGHTTP2Calls.errWouldBlock }
         self.appendCopy(frameHeader)
         if padding > 0 { self.appendSlice([UInt8(padding - 1)][...]) }
         r.channel.takeOutbound(length) { self.appendSlice($0) }

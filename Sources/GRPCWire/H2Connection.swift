@@ -182,6 +182,7 @@ class H2Connection: LoopHandler {
                 produced = true
             }
             self.flushScratch()
+            var wrote = false
             if self.outBytes > 0 {
                 let outcome = self.writeQueued()
                 if outcome < 0 {
@@ -192,8 +193,10 @@ class H2Connection: LoopHandler {
                     self.setPollingWritable(true, runner: runner)
                     return
                 }
+                wrote = true
             }
-            if !produced { break }
+            // A DATA frame refused with WOULDBLOCK (queue full) is retried once the queue drained.
+            if !produced && !wrote { break }
         }
         self.setPollingWritable(false, runner: runner)
         if closing { return }
@@ -203,6 +206,10 @@ class H2Connection: LoopHandler {
             self.afterFlush(runner: runner)
         }
     }
+
+    /// Whether the output queue is full: send-data callbacks answer WOULDBLOCK so one `mem_send` cannot
+    /// drain a stream's whole backlog into memory.
+    var outputFull: Bool { self.outBytes + self.scratch.count >= self.outHighWater }
 
     /// Hook after a flush drained the output queue.
     func afterFlush(runner: LoopRunner) {}

@@ -346,6 +346,7 @@ final class ServerConnection: H2Connection {
         guard let stream = self.streams[streamID], let channel = stream.channel else {
             return NGHTTP2Calls.errCallbackFailure
         }
+        if self.outputFull { return NGHTTP2Calls.errWouldBlock }
         self.appendCopy(frameHeader)
         if padding > 0 { self.appendSlice([UInt8(padding - 1)][...]) }
         channel.takeOutbound(length) { self.appendSlice($0) }

@@ -9,6 +9,8 @@ final class Probe: Sendable {
     let started = Atomic<Int>(0)
     let cancelled = Atomic<Int>(0)
     let sent = Atomic<Int>(0)
+    let active = Atomic<Int>(0)
+    let maxActive = Atomic<Int>(0)
 }
 
 /// Server semantics beyond the interop cases: limits, encodings, deadlines, cancellation, shutdown, reconnect.
@@ -16,6 +18,7 @@ final class Probe: Sendable {
     static let sleepPath = "/test.Probe/Sleep"
     static let floodPath = "/test.Probe/Flood"
     static let echoPath = "/test.Probe/Echo"
+    static let holdPath = "/test.Probe/Hold"
 
     static func router(_ probe: Probe) -> GRPCRouter {
         var router = InteropTestService.router()
@@ -29,6 +32,13 @@ final class Probe: Sendable {
                 throw error
             }
             return [[]]
+        }
+        // Echoes every message; counts concurrently active calls.
+        router.bidirectional(Self.holdPath) { call in
+            let now = probe.active.add(1, ordering: .relaxed).newValue
+            _ = probe.maxActive.max(now, ordering: .relaxed)
+            defer { probe.active.subtract(1, ordering: .relaxed) }
+            for try await message in call.requests { try await call.send(message) }
         }
         // Sends `count` messages of 1 MiB (count = first request byte).
         router.serverStreaming(Self.floodPath) { call, request in
