@@ -48,6 +48,10 @@ let package = Package(
         .executableTarget(
             name: "grpc-interop", dependencies: ["GRPCInteropService", "GRPCWire", "FlightProto"], path: "Sources/GRPCInterop",
             swiftSettings: strictSettings),
+        // `grpcwire-bench`: unary calls/s and streaming MB/s beside grpcio (docs/BENCHMARKS.md).
+        .executableTarget(
+            name: "grpcwire-bench", dependencies: ["GRPCInteropService", "GRPCWire"], path: "Benchmarks/GRPCWireBenchmarks",
+            swiftSettings: strictSettings),
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
     ]
 )

@@ -150,8 +150,8 @@ public final class GRPCChannel: Sendable {
         path: String, request: [ArraySlice<UInt8>], metadata: GRPCMetadata = GRPCMetadata(), timeout: Duration? = nil
     ) async throws(GRPCStatus) -> [UInt8] {
         let call = self.makeCall(path: path, metadata: metadata, timeout: timeout)
-        try await call.send(request)
-        call.finishSending()
+        // Message and end of stream together: HEADERS and one DATA frame with END_STREAM leave in one write.
+        try await call.send(request, last: true)
         guard let response = try await call.receive() else {
             throw GRPCStatus(.internal, "unary call ended without a response")
         }
@@ -192,12 +192,18 @@ public final class GRPCClientCall: Sendable {
     /// Sends one request message made of `parts` (not copied).
     /// - Throws: the call's status when it already ended.
     public func send(_ parts: [ArraySlice<UInt8>]) async throws(GRPCStatus) {
+        try await self.send(parts, last: false)
+    }
+
+    /// Sends one request message; with `last` the request stream ends with it (no separate half-close frame).
+    /// - Throws: the call's status when it already ended.
+    public func send(_ parts: [ArraySlice<UInt8>], last: Bool) async throws(GRPCStatus) {
         var total = 0
         for p in parts { total += p.count }
         var all: [ArraySlice<UInt8>] = [grpcPrefix(length: total)[...]]
         all.append(contentsOf: parts)
         do {
-            try await self.channel.send(all, byteCount: total + 5)
+            try await self.channel.send(all, byteCount: total + 5, last: last)
         } catch {
             throw await self.channel.waitFinalStatusIfEnded(error)
         }

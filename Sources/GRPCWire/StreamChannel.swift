@@ -164,12 +164,13 @@ final class StreamChannel: Sendable {
 
     /// Queues slices for sending; suspends while the stream has more than `outboundLimit` unsent bytes.
     /// - Throws: the terminal status when the call ended, or INTERNAL when the sending side was already closed.
-    func send(_ parts: [ArraySlice<UInt8>], byteCount: Int) async throws(GRPCStatus) {
+    func send(_ parts: [ArraySlice<UInt8>], byteCount: Int, last: Bool = false) async throws(GRPCStatus) {
         let outcome = self.state.withLock { s -> Result<Bool, GRPCStatus> in
             if let t = s.terminal { return .failure(t) }
             if s.outboundFinished { return .failure(GRPCStatus(.internal, "send after the stream was closed")) }
             for p in parts where !p.isEmpty { s.outbound.append(p) }
             s.outboundBytes += byteCount
+            if last { s.outboundFinished = true }
             return .success(s.outboundBytes > self.outboundLimit)
         }
         let mustWait = try outcome.get()
