@@ -117,6 +117,8 @@ final class LoopRunner {
     let loop: EventLoop
     private var handlers: [UInt64: any LoopHandler] = [:]
     private var nextID: UInt64 = 1
+    /// One receive buffer shared by all connections of this loop (reads are handled one at a time).
+    var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
 
     init(loop: EventLoop) { self.loop = loop }
 

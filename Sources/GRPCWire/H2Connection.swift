@@ -28,7 +28,6 @@ class H2Connection: LoopHandler {
     var session: OpaquePointer?
     var tls: TLSSession?
     private(set) var isClosed = false
-    private var readBuffer: [UInt8]
     private var scratch: [UInt8] = []
     private var outQueue: [ArraySlice<UInt8>] = []
     private var outHead = 0
@@ -46,7 +45,6 @@ class H2Connection: LoopHandler {
         self.fd = fd
         self.loop = loop
         self.outHighWater = outHighWater
-        self.readBuffer = [UInt8](repeating: 0, count: 256 << 10)
         self.scratch.reserveCapacity(64 << 10)
     }
 
@@ -100,7 +98,8 @@ class H2Connection: LoopHandler {
         var rounds = 0
         while rounds < 16 && !self.isClosed {
             rounds += 1
-            let n: Int = self.readBuffer.withUnsafeMutableBytes { buf in
+            let bufferSize = runner.readBuffer.count
+            let n: Int = runner.readBuffer.withUnsafeMutableBytes { buf in
                 if let tls = self.tls { return tls.read(fd: self.fd, into: buf) }
                 let r = Glibc.read(self.fd, buf.baseAddress, buf.count)
                 if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
@@ -112,7 +111,8 @@ class H2Connection: LoopHandler {
                 return
             }
             guard let session = self.session else { return }
-            let failed = self.readBuffer.withUnsafeBytes { buf in
+            // Callbacks copy what they keep: the loop's shared buffer is reused by the next read.
+            let failed = runner.readBuffer.withUnsafeBytes { buf in
                 NGHTTP2Calls.memRecv(session, UnsafeRawBufferPointer(rebasing: buf[0..<n]))
             }
             if let code = failed {
@@ -121,7 +121,7 @@ class H2Connection: LoopHandler {
             }
             self.afterReceive(runner: runner)
             self.flush(runner: runner)
-            if n < self.readBuffer.count && self.tls == nil { break }
+            if n < bufferSize && self.tls == nil { break }
         }
     }
 
