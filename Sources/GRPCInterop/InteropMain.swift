@@ -18,7 +18,7 @@ struct InteropMain {
             case "--port": port = Int(args.popFirst() ?? "") ?? 0
             case "--host": host = args.popFirst() ?? host
             case "--tls": tls = [args.popFirst() ?? "", args.popFirst() ?? ""]
-            case "--cases": cases = (args.popFirst() ?? "").split(separator: ",").map(String.init)
+            case "--cases", "--case": cases = (args.popFirst() ?? "").split(separator: ",").map(String.init)
             default:
                 print("unknown argument \(a)")
                 return

@@ -49,6 +49,8 @@ final class ClientConnection: H2Connection {
     ) throws(GRPCWireError) -> ClientConnection {
         let fd = try SocketCalls.connect(host: configuration.host, port: configuration.port)
         let conn = ClientConnection(fd: fd, loop: runner.loop, configuration: configuration, tlsContext: tlsContext)
+        conn.keepaliveInterval = configuration.keepaliveInterval
+        conn.keepaliveTimeout = configuration.keepaliveTimeout
         do {
             conn.session = try NGHTTP2Calls.makeSession(
                 server: false, owner: conn,

@@ -8,6 +8,12 @@ protocol LoopHandler: AnyObject {
     func handleEvents(_ events: UInt32, runner: LoopRunner)
     /// Called on the loop thread when the loop shuts down; must close the file descriptor.
     func closeForShutdown(runner: LoopRunner)
+    /// Called about every `LoopRunner.tickInterval` (keepalive and idle checks).
+    func tick(now: ContinuousClock.Instant, runner: LoopRunner)
+}
+
+extension LoopHandler {
+    func tick(now: ContinuousClock.Instant, runner: LoopRunner) {}
 }
 
 /// One event-loop thread: an epoll set plus an eventfd for wake-ups. Work from other threads is handed in as jobs
@@ -164,11 +170,20 @@ final class LoopRunner {
     /// The handler registered under `id`, if still present.
     func handler(_ id: UInt64) -> (any LoopHandler)? { self.handlers[id] }
 
+    /// How often handlers get `tick` (keepalive resolution).
+    static let tickInterval: Duration = .milliseconds(50)
+
     func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 128)
+        var nextTick = ContinuousClock.now.advanced(by: Self.tickInterval)
         while true {
             let n = events.withUnsafeMutableBufferPointer { buf in
-                epoll_wait(self.loop.epollFD, buf.baseAddress, Int32(buf.count), -1)
+                epoll_wait(self.loop.epollFD, buf.baseAddress, Int32(buf.count), 50)
+            }
+            let now = ContinuousClock.now
+            if now >= nextTick {
+                nextTick = now.advanced(by: Self.tickInterval)
+                for handler in Array(self.handlers.values) { handler.tick(now: now, runner: self) }
             }
             if n < 0 {
                 if errno == EINTR { continue }

@@ -22,6 +22,11 @@ public struct GRPCClientConfiguration: Sendable {
     public var streamReceiveBufferLimit: Int
     /// `user-agent` header.
     public var userAgent: String
+    /// Send a PING after this much silence from the server (nil: never); an unanswered PING closes the
+    /// connection after `keepaliveTimeout` and its calls end with UNAVAILABLE.
+    public var keepaliveInterval: Duration?
+    /// How long a keepalive PING may stay unanswered.
+    public var keepaliveTimeout: Duration
 
     /// Creates a configuration with defaults.
     public init(host: String, port: Int, tls: TLSConfiguration? = nil) {
@@ -35,6 +40,8 @@ public struct GRPCClientConfiguration: Sendable {
         self.streamSendBufferLimit = 4 << 20
         self.streamReceiveBufferLimit = 8 << 20
         self.userAgent = "grpcwire-swift/0.1"
+        self.keepaliveInterval = nil
+        self.keepaliveTimeout = .seconds(20)
     }
 }
 

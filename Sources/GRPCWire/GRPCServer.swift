@@ -31,6 +31,11 @@ public struct GRPCServerConfiguration: Sendable {
     public var streamSendBufferLimit: Int
     /// Received-but-unread request bytes per stream before the window stops reopening.
     public var streamReceiveBufferLimit: Int
+    /// Send a PING after this much silence from a client (nil: never). A connection whose PING is not answered
+    /// within `keepaliveTimeout` is closed.
+    public var keepaliveInterval: Duration?
+    /// How long a keepalive PING may stay unanswered.
+    public var keepaliveTimeout: Duration
 
     /// Creates a configuration with defaults.
     public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
@@ -47,6 +52,8 @@ public struct GRPCServerConfiguration: Sendable {
         self.maxFrameSize = 4 << 20
         self.streamSendBufferLimit = 4 << 20
         self.streamReceiveBufferLimit = 8 << 20
+        self.keepaliveInterval = .seconds(7200)
+        self.keepaliveTimeout = .seconds(20)
     }
 }
 

@@ -40,6 +40,11 @@ class H2Connection: LoopHandler {
     var mustClose = false
     /// Client sockets wait for the non-blocking connect to finish before any I/O.
     var connecting = false
+    /// Keepalive: PING after this much silence from the peer; close when no answer within `keepaliveTimeout`.
+    var keepaliveInterval: Duration?
+    var keepaliveTimeout: Duration = .seconds(20)
+    private var lastReceive = ContinuousClock.now
+    private var pingSentAt: ContinuousClock.Instant?
 
     init(fd: Int32, loop: EventLoop, outHighWater: Int = 8 << 20) {
         self.fd = fd
@@ -106,6 +111,10 @@ class H2Connection: LoopHandler {
                 return r
             }
             if n == -2 { break }
+            if n > 0 {
+                self.lastReceive = ContinuousClock.now
+                self.pingSentAt = nil
+            }
             if n <= 0 {
                 self.close(runner: runner, reason: GRPCStatus(.unavailable, n == 0 ? "connection closed by peer" : "read failed"))
                 return
@@ -122,6 +131,21 @@ class H2Connection: LoopHandler {
             self.afterReceive(runner: runner)
             self.flush(runner: runner)
             if n < bufferSize && self.tls == nil { break }
+        }
+    }
+
+    func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
+        guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else { return }
+        if let sent = self.pingSentAt {
+            if now - sent > self.keepaliveTimeout {
+                self.close(runner: runner, reason: GRPCStatus(.unavailable, "keepalive PING not answered"))
+            }
+            return
+        }
+        if now - self.lastReceive >= interval {
+            self.pingSentAt = now
+            NGHTTP2Calls.submitPing(session)
+            self.flush(runner: runner)
         }
     }
 

@@ -194,6 +194,14 @@ enum NGHTTP2Calls {
         _ = nghttp2_session_consume_connection(session, bytes)
     }
 
+    /// Queues a PING (keepalive); nghttp2 answers peers' PINGs by itself.
+    static func submitPing(_ session: OpaquePointer) {
+        _ = nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
+    static let framePing = UInt8(NGHTTP2_PING.rawValue)
+    static let flagAck = UInt8(NGHTTP2_FLAG_ACK.rawValue)
+
     /// Sends GOAWAY(NO_ERROR) naming the last stream we processed.
     static func submitGoaway(_ session: OpaquePointer) {
         let last = nghttp2_session_get_last_proc_stream_id(session)

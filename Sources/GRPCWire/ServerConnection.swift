@@ -44,6 +44,8 @@ final class ServerConnection: H2Connection {
     static func start(fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int) {
         let conn = ServerConnection(fd: fd, loop: runner.loop, shared: shared, key: key)
         let config = shared.configuration
+        conn.keepaliveInterval = config.keepaliveInterval
+        conn.keepaliveTimeout = config.keepaliveTimeout
         do {
             if let ctx = shared.tlsContext {
                 conn.tls = try TLSSession(context: ctx, fd: fd, hostForClient: nil)

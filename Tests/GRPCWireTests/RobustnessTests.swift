@@ -182,4 +182,53 @@ struct RawConnection {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    @Test func keepalivePingsKeepHealthyConnectionsAndDropSilentOnes() async throws {
+        let server = try ServerBehaviourTests.server(Probe()) {
+            $0.keepaliveInterval = .milliseconds(100)
+            $0.keepaliveTimeout = .milliseconds(300)
+        }
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[1][...]]) == [1])
+        // A raw peer that never answers PINGs (it never reads) is closed by the server.
+        let raw = try RawConnection(port: server.port)
+        raw.send(RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, []))
+        try await Task.sleep(for: .milliseconds(1000))
+        #expect(await ServerBehaviourTests.waitUntil(.seconds(5)) { server.connectionCount == 1 })
+        // Our idle channel answered every PING and is still connected.
+        #expect(server.connectionCount == 1)
+        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[2][...]]) == [2])
+        #expect(server.connectionCount == 1)
+        raw.close()
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func connectionLimitClosesExtraConnections() async throws {
+        let server = try ServerBehaviourTests.server(Probe()) { $0.maxConnections = 2 }
+        let a = try TestSupport.channel(port: server.port, tls: false)
+        let b = try TestSupport.channel(port: server.port, tls: false)
+        #expect(try await a.unary(path: ServerBehaviourTests.echoPath, request: [[1][...]]) == [1])
+        #expect(try await b.unary(path: ServerBehaviourTests.echoPath, request: [[1][...]]) == [1])
+        let c = try TestSupport.channel(port: server.port, tls: false)
+        do {
+            _ = try await c.unary(path: ServerBehaviourTests.echoPath, request: [[1][...]], timeout: .seconds(5))
+            Issue.record("third connection served despite maxConnections = 2")
+        } catch {
+            #expect(error.code == .unavailable, "\(error)")
+        }
+        #expect(server.connectionCount == 2)
+        for ch in [a, b, c] { ch.close() }
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func servesIPv6Loopback() async throws {
+        var config = GRPCServerConfiguration(host: "::1", port: 0)
+        config.eventLoopCount = 1
+        let server = try GRPCServer(configuration: config, router: ServerBehaviourTests.router(Probe()))
+        let channel = try GRPCChannel(configuration: GRPCClientConfiguration(host: "::1", port: server.port))
+        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[6][...]], timeout: .seconds(5)) == [6])
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }
