@@ -137,7 +137,7 @@ struct BenchmarkMain {
             let out = Self.python(python, [script, "unary", String(port), String(seconds), "32"])
             Self.say("| unary EmptyCall, 32 in flight | \(label) | \(out.trimmed) calls/s |")
         }
-        for (size, count) in [(64 << 10, 16384), (4 << 20, 256)] {
+        for (size, count) in [(64 << 10, 32768), (4 << 20, 512)] {
             let name = size == 64 << 10 ? "64 KiB" : "4 MiB"
             for (label, port) in [("ours → ours", ours.port), ("ours → grpcio", peer.port)] {
                 let mbps = try await Self.stream(port: port, size: size, count: label == "ours → grpcio" ? count / 4 : count)

@@ -35,6 +35,8 @@ final class ClientConnection: H2Connection {
     private var pending: [ClientCallRecord] = []
     private(set) var goawayReceived = false
     private let tlsContext: TLSContext?
+    /// The channel core that routes wake-ups by call key; told when calls end.
+    weak var core: ClientChannelCore?
 
     init(fd: Int32, loop: EventLoop, configuration: GRPCClientConfiguration, tlsContext: TLSContext?) {
         self.configuration = configuration
@@ -140,6 +142,7 @@ final class ClientConnection: H2Connection {
         guard !record.done else { return }
         record.done = true
         record.channel.setFinalStatus(status, metadata)
+        self.core?.callConnection[record.key] = nil
         if failInbound {
             record.channel.fail(status, cancelTask: false)
         } else {

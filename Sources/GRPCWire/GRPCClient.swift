@@ -64,6 +64,7 @@ final class ClientChannelCore: LoopHandler {
     func connection(runner: LoopRunner) throws(GRPCWireError) -> ClientConnection {
         if let c = self.current, c.isUsable { return c }
         let c = try ClientConnection.connect(runner: runner, configuration: self.configuration, tlsContext: self.tlsContext)
+        c.core = self
         self.current = c
         return c
     }
@@ -139,6 +140,7 @@ public final class GRPCChannel: Sendable {
             }
             do {
                 let conn = try core.connection(runner: runner)
+                if channel.state.withLock({ $0.finalStatus != nil }) { return }  // cancelled or expired already
                 core.callConnection[key] = conn
                 conn.start(record, runner: runner)
             } catch {
@@ -147,7 +149,6 @@ public final class GRPCChannel: Sendable {
                 channel.fail(status, cancelTask: false)
             }
         }
-        _ = call.forget(key: key, loop: loop, slot: slot)
         return call
     }
 
@@ -166,6 +167,8 @@ public final class GRPCChannel: Sendable {
         return response
     }
 
+    deinit { self.group.stop() }
+
     /// Closes the connection (calls in flight end with UNAVAILABLE) and stops the event loop.
     public func close() {
         let slot = self.coreSlot
@@ -183,18 +186,6 @@ public final class GRPCClientCall: Sendable {
     let channel: StreamChannel
 
     init(channel: StreamChannel) { self.channel = channel }
-
-    /// Removes the call from the channel's table once it finished (bounded bookkeeping).
-    func forget(key: Int, loop: EventLoop, slot: ListenerSlot) -> Bool {
-        let channel = self.channel
-        Task {
-            _ = await channel.waitFinalStatus()
-            loop.execute { runner in
-                (runner.handler(slot.id.load(ordering: .relaxed)) as? ClientChannelCore)?.callConnection[key] = nil
-            }
-        }
-        return true
-    }
 
     /// Sends one request message made of `parts` (not copied).
     /// - Throws: the call's status when it already ended.

@@ -172,6 +172,8 @@ public final class GRPCServer: Sendable {
         }
     }
 
+    deinit { self.group.stop() }
+
     /// Number of open client connections.
     public var connectionCount: Int { self.shared.openConnections }
 

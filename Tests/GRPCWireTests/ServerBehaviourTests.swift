@@ -180,4 +180,21 @@ final class Probe: Sendable {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    @Test func oversizedHeaderBlockIsRefused() async throws {
+        let server = try Self.server(Probe()) { $0.maxHeaderListSize = 4096 }
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        var md = GRPCMetadata()
+        md.add("x-big", String(repeating: "a", count: 6000))
+        do {
+            _ = try await channel.unary(path: Self.echoPath, request: [[1][...]], metadata: md, timeout: .seconds(5))
+            Issue.record("oversized header block accepted")
+        } catch {
+            #expect(error.code == .internal || error.code == .resourceExhausted, "\(error)")
+        }
+        // The connection keeps serving normal calls.
+        #expect(try await channel.unary(path: Self.echoPath, request: [[2][...]], timeout: .seconds(5)) == [2])
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }
