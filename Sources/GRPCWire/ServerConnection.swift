@@ -268,9 +268,15 @@ final class ServerConnection: H2Connection {
                 channel.fail(status, cancelTask: true)
             }
         }
-        channel.state.withLock { s in
+        // A reset or deadline that arrived before the handles were stored still cancels them.
+        let endedAlready = channel.state.withLock { s -> Bool in
             s.task = task
             s.timer = timer
+            return s.terminal != nil
+        }
+        if endedAlready {
+            task.cancel()
+            timer?.cancel()
         }
     }
 

@@ -231,4 +231,59 @@ struct RawConnection {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    @Test func clientKeepaliveFailsCallsToASilentServer() async throws {
+        // A listener that never accepts: TCP connects, HTTP/2 never answers.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        #expect(bound)
+        defer { Glibc.close(fd) }
+        var config = GRPCClientConfiguration(host: "127.0.0.1", port: Int(UInt16(bigEndian: addr.sin_port)))
+        config.keepaliveInterval = .milliseconds(100)
+        config.keepaliveTimeout = .milliseconds(300)
+        let channel = try GRPCChannel(configuration: config)
+        let start = ContinuousClock.now
+        do {
+            _ = try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[1][...]])
+            Issue.record("call to a silent server succeeded")
+        } catch {
+            #expect(error.code == .unavailable, "\(error)")
+        }
+        #expect(ContinuousClock.now - start < .seconds(5))
+        channel.close()
+    }
+
+    @Test func clientRejectsOversizedResponses() async throws {
+        let server = try ServerBehaviourTests.server(Probe())
+        var config = GRPCClientConfiguration(host: "127.0.0.1", port: server.port)
+        config.maxReceiveMessageSize = 1000
+        let channel = try GRPCChannel(configuration: config)
+        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[UInt8](repeating: 1, count: 1000)[...]]).count == 1000)
+        do {
+            _ = try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[UInt8](repeating: 1, count: 1001)[...]], timeout: .seconds(5))
+            Issue.record("oversized response accepted")
+        } catch {
+            #expect(error.code == .resourceExhausted, "\(error)")
+        }
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func garbageOnTheTLSPortClosesOnlyThatConnection() async throws {
+        let server = try TestSupport.startServer(tls: true)
+        let raw = try RawConnection(port: server.port)
+        raw.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(raw.readsUntilClosed())
+        raw.close()
+        let channel = try TestSupport.channel(port: server.port, tls: true)
+        #expect(try await channel.unary(path: "/grpc.testing.TestService/EmptyCall", request: [], timeout: .seconds(10)).isEmpty)
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }
