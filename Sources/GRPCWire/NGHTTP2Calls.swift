@@ -143,18 +143,41 @@ enum NGHTTP2Calls {
         nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadData)
     }
 
-    /// Submits response HEADERS, with a data provider unless `endStream` (Trailers-Only / headers-only).
-    static func submitResponse(_ session: OpaquePointer, streamID: Int32, headers: [(String, String)], endStream: Bool) -> Int32 {
-        self.withNV(headers) { nva, count in
-            if endStream {
-                return nghttp2_submit_response(session, streamID, nva, count, nil)
-            }
-            var provider = self.dataProvider()
-            return nghttp2_submit_response(session, streamID, nva, count, &provider)
+    /// Outcome of submitting HEADERS (response, trailers) on a stream.
+    enum SubmitOutcome: Equatable {
+        case submitted
+        /// The stream is closed, unknown or already answered (`NGHTTP2_ERR_INVALID_ARGUMENT`,
+        /// `NGHTTP2_ERR_DATA_EXIST`, `NGHTTP2_ERR_PROTO`, `NGHTTP2_ERR_STREAM_CLOSED`).
+        case streamUnusable(Int32)
+        /// nghttp2 is out of memory (`NGHTTP2_ERR_NOMEM`) or failed otherwise.
+        case failed(Int32)
+    }
+
+    private static func outcome(_ rv: Int32) -> SubmitOutcome {
+        switch rv {
+        case 0: return .submitted
+        case Int32(NGHTTP2_ERR_INVALID_ARGUMENT.rawValue), Int32(NGHTTP2_ERR_DATA_EXIST.rawValue),
+            Int32(NGHTTP2_ERR_PROTO.rawValue), Int32(NGHTTP2_ERR_STREAM_CLOSED.rawValue):
+            return .streamUnusable(rv)
+        default: return .failed(rv)
         }
     }
 
-    /// Submits a request with a data provider; returns the new stream id or a negative error.
+    /// Submits response HEADERS, with a data provider unless `endStream` (Trailers-Only / headers-only).
+    static func submitResponse(_ session: OpaquePointer, streamID: Int32, headers: [(String, String)], endStream: Bool) -> SubmitOutcome {
+        self.outcome(
+            self.withNV(headers) { nva, count in
+                if endStream {
+                    return nghttp2_submit_response(session, streamID, nva, count, nil)
+                }
+                var provider = self.dataProvider()
+                return nghttp2_submit_response(session, streamID, nva, count, &provider)
+            })
+    }
+
+    /// Submits a request with a data provider; returns the new stream id or a negative error
+    /// (`NGHTTP2_ERR_NOMEM`, `NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE` when ids are exhausted, `NGHTTP2_ERR_INVALID_ARGUMENT`,
+    /// `NGHTTP2_ERR_PROTO`).
     static func submitRequest(_ session: OpaquePointer, headers: [(String, String)]) -> Int32 {
         self.withNV(headers) { nva, count in
             var provider = self.dataProvider()
@@ -163,8 +186,8 @@ enum NGHTTP2Calls {
     }
 
     /// Submits trailers (HEADERS with END_STREAM).
-    static func submitTrailer(_ session: OpaquePointer, streamID: Int32, headers: [(String, String)]) -> Int32 {
-        self.withNV(headers) { nva, count in nghttp2_submit_trailer(session, streamID, nva, count) }
+    static func submitTrailer(_ session: OpaquePointer, streamID: Int32, headers: [(String, String)]) -> SubmitOutcome {
+        self.outcome(self.withNV(headers) { nva, count in nghttp2_submit_trailer(session, streamID, nva, count) })
     }
 
     /// Submits RST_STREAM; errors (stream already gone) are ignored by design.

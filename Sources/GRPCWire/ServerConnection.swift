@@ -196,13 +196,24 @@ final class ServerConnection: H2Connection {
     // MARK: - Dispatch
 
     private func respondImmediately(_ stream: ServerStream, _ status: GRPCStatus) {
-        guard let session = self.session else { return }
+        guard self.session != nil else { return }
         stream.rejected = true
         stream.responseStarted = true
         stream.trailersSubmitted = true
         var headers = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", String(status.code.rawValue))]
         if !status.message.isEmpty { headers.append(("grpc-message", GRPCMessageEncoding.encode(status.message))) }
-        _ = NGHTTP2Calls.submitResponse(session, streamID: stream.id, headers: headers, endStream: true)
+        self.submitResponse(stream, headers: headers, endStream: true)
+    }
+
+    /// Submits response headers; a stream that cannot take them is reset (INTERNAL_ERROR) and its call failed.
+    private func submitResponse(_ stream: ServerStream, headers: [(String, String)], endStream: Bool) {
+        guard let session = self.session else { return }
+        let outcome = NGHTTP2Calls.submitResponse(session, streamID: stream.id, headers: headers, endStream: endStream)
+        guard outcome != .submitted else { return }
+        stream.rejected = true
+        stream.trailersSubmitted = true
+        NGHTTP2Calls.submitReset(session, streamID: stream.id, errorCode: NGHTTP2Calls.errorInternal)
+        stream.channel?.fail(GRPCStatus(.internal, "cannot send response headers: \(outcome)"), cancelTask: true)
     }
 
     private func dispatch(_ stream: ServerStream) {
@@ -216,7 +227,7 @@ final class ServerConnection: H2Connection {
             stream.rejected = true
             stream.responseStarted = true
             stream.trailersSubmitted = true
-            _ = NGHTTP2Calls.submitResponse(session, streamID: stream.id, headers: [(":status", "415")], endStream: true)
+            self.submitResponse(stream, headers: [(":status", "415")], endStream: true)
             return
         }
         if let encoding = stream.encoding, encoding != "identity" {
@@ -305,12 +316,12 @@ final class ServerConnection: H2Connection {
                 stream.trailersSubmitted = true
                 var headers = [(":status", "200"), ("content-type", "application/grpc")]
                 headers += Self.statusHeaders(status, metadata)
-                _ = NGHTTP2Calls.submitResponse(session, streamID: stream.id, headers: headers, endStream: true)
+                self.submitResponse(stream, headers: headers, endStream: true)
             } else if hasOutbound || headersRequested || trailers != nil {
                 stream.responseStarted = true
                 var headers = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity")]
                 if let initial { headers += initial.wirePairs }
-                _ = NGHTTP2Calls.submitResponse(session, streamID: stream.id, headers: headers, endStream: false)
+                self.submitResponse(stream, headers: headers, endStream: false)
             }
         } else if stream.deferred && (hasOutbound || trailers != nil) {
             stream.deferred = false
@@ -334,16 +345,19 @@ final class ServerConnection: H2Connection {
             let n = min(available, maxLength)
             flags |= NGHTTP2Calls.dataFlagNoCopy
             if n == available, let (status, metadata) = trailers {
+                // Without trailers the stream would hang: a failure resets it (TEMPORAL_CALLBACK_FAILURE).
+                guard NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
+                else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
                 flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
                 stream.trailersSubmitted = true
-                _ = NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata))
             }
             return n
         }
         if let (status, metadata) = trailers {
+            guard NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
+            else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
             flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
             stream.trailersSubmitted = true
-            _ = NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata))
             return 0
         }
         stream.deferred = true

@@ -197,4 +197,20 @@ final class Probe: Sendable {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    @Test func nonGRPCContentTypeGetsHTTP415() async throws {
+        let server = try Self.server(Probe())
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        var md = GRPCMetadata()
+        md.add("content-type", "text/plain")  // sent after ours; the server reads the last one
+        do {
+            _ = try await channel.unary(path: Self.echoPath, request: [[1][...]], metadata: md, timeout: .seconds(5))
+            Issue.record("text/plain request served")
+        } catch {
+            #expect(error.code == .unknown)
+            #expect(error.message.contains("415"), "\(error)")
+        }
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }
