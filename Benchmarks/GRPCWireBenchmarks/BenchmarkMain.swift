@@ -140,7 +140,8 @@ struct BenchmarkMain {
         for (size, count) in [(64 << 10, 32768), (4 << 20, 512)] {
             let name = size == 64 << 10 ? "64 KiB" : "4 MiB"
             for (label, port) in [("ours → ours", ours.port), ("ours → grpcio", peer.port)] {
-                let mbps = try await Self.stream(port: port, size: size, count: label == "ours → grpcio" ? count / 4 : count)
+                let mbps = try await Self.stream(
+                    port: port, size: size, count: label == "ours → grpcio" ? count / 4 : count)
                 Self.say("| server-streaming \(name) messages | \(label) | \(Int(mbps)) MB/s |")
             }
             for (label, port) in [("grpcio → ours", ours.port), ("grpcio → grpcio", peer.port)] {

@@ -23,23 +23,23 @@ public enum FlightProtoError: Error, Equatable, Sendable, CustomStringConvertibl
     /// One line a user can act on.
     public var description: String {
         switch self {
-        case let .truncated(field, offset, needed, available):
+        case .truncated(let field, let offset, let needed, let available):
             return "protobuf input truncated in \(field) at byte \(offset): needed \(needed) bytes, \(available) left"
-        case let .malformedVarint(offset):
+        case .malformedVarint(let offset):
             return "protobuf varint at byte \(offset) is longer than 10 bytes or overflows 64 bits"
-        case let .invalidWireType(offset, found):
+        case .invalidWireType(let offset, let found):
             return "protobuf tag at byte \(offset) has invalid wire type \(found)"
-        case let .invalidFieldNumber(offset, found):
+        case .invalidFieldNumber(let offset, let found):
             return "protobuf tag at byte \(offset) has invalid field number \(found)"
-        case let .lengthOutOfRange(offset, length, available):
+        case .lengthOutOfRange(let offset, let length, let available):
             return "protobuf length \(length) at byte \(offset) exceeds the \(available) bytes left"
-        case let .wireTypeMismatch(field, offset, expected, found):
+        case .wireTypeMismatch(let field, let offset, let expected, let found):
             return "protobuf field \(field) at byte \(offset) has wire type \(found), expected \(expected)"
-        case let .invalidUTF8(field, offset):
+        case .invalidUTF8(let field, let offset):
             return "protobuf string field \(field) at byte \(offset) is not valid UTF-8"
-        case let .valueOutOfRange(field, offset, value):
+        case .valueOutOfRange(let field, let offset, let value):
             return "protobuf field \(field) at byte \(offset) holds \(value), out of range for its type"
-        case let .nestingTooDeep(offset, limit):
+        case .nestingTooDeep(let offset, let limit):
             return "protobuf groups nested deeper than \(limit) at byte \(offset)"
         }
     }

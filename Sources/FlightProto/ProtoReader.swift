@@ -303,7 +303,8 @@ public struct ProtoReader: Sendable {
             }
             values.append(contentsOf: decoded)
         default:
-            throw .wireTypeMismatch(field: key.number, offset: key.offset, expected: .lengthDelimited, found: key.wireType)
+            throw .wireTypeMismatch(
+                field: key.number, offset: key.offset, expected: .lengthDelimited, found: key.wireType)
         }
     }
 
@@ -328,7 +329,8 @@ public struct ProtoReader: Sendable {
                 values.append(try inner.readFixed64())
             }
         default:
-            throw .wireTypeMismatch(field: key.number, offset: key.offset, expected: .lengthDelimited, found: key.wireType)
+            throw .wireTypeMismatch(
+                field: key.number, offset: key.offset, expected: .lengthDelimited, found: key.wireType)
         }
     }
 
@@ -352,7 +354,8 @@ public struct ProtoReader: Sendable {
                 values.append(try inner.readFixed32())
             }
         default:
-            throw .wireTypeMismatch(field: key.number, offset: key.offset, expected: .lengthDelimited, found: key.wireType)
+            throw .wireTypeMismatch(
+                field: key.number, offset: key.offset, expected: .lengthDelimited, found: key.wireType)
         }
     }
 }
@@ -361,19 +364,20 @@ extension FlightProtoError {
     /// The same error with its offset moved by `delta` (errors of nested readers report message offsets).
     func shifted(by delta: Int) -> FlightProtoError {
         switch self {
-        case let .truncated(field, offset, needed, available):
+        case .truncated(let field, let offset, let needed, let available):
             return .truncated(field: field, offset: offset + delta, needed: needed, available: available)
-        case let .malformedVarint(offset): return .malformedVarint(offset: offset + delta)
-        case let .invalidWireType(offset, found): return .invalidWireType(offset: offset + delta, found: found)
-        case let .invalidFieldNumber(offset, found): return .invalidFieldNumber(offset: offset + delta, found: found)
-        case let .lengthOutOfRange(offset, length, available):
+        case .malformedVarint(let offset): return .malformedVarint(offset: offset + delta)
+        case .invalidWireType(let offset, let found): return .invalidWireType(offset: offset + delta, found: found)
+        case .invalidFieldNumber(let offset, let found):
+            return .invalidFieldNumber(offset: offset + delta, found: found)
+        case .lengthOutOfRange(let offset, let length, let available):
             return .lengthOutOfRange(offset: offset + delta, length: length, available: available)
-        case let .wireTypeMismatch(field, offset, expected, found):
+        case .wireTypeMismatch(let field, let offset, let expected, let found):
             return .wireTypeMismatch(field: field, offset: offset + delta, expected: expected, found: found)
-        case let .invalidUTF8(field, offset): return .invalidUTF8(field: field, offset: offset + delta)
-        case let .valueOutOfRange(field, offset, value):
+        case .invalidUTF8(let field, let offset): return .invalidUTF8(field: field, offset: offset + delta)
+        case .valueOutOfRange(let field, let offset, let value):
             return .valueOutOfRange(field: field, offset: offset + delta, value: value)
-        case let .nestingTooDeep(offset, limit): return .nestingTooDeep(offset: offset + delta, limit: limit)
+        case .nestingTooDeep(let offset, let limit): return .nestingTooDeep(offset: offset + delta, limit: limit)
         }
     }
 }

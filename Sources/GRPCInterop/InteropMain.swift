@@ -49,7 +49,9 @@ struct InteropMain {
             channel.close()
             if failed > 0 { throw InteropFailureCount(count: failed) }
         default:
-            print("usage: grpc-interop server|client [--host H] [--port N] [--tls CERT KEY | --tls CA NAME] [--cases a,b]")
+            print(
+                "usage: grpc-interop server|client [--host H] [--port N] [--tls CERT KEY | --tls CA NAME] [--cases a,b]"
+            )
         }
     }
 }

@@ -1,5 +1,5 @@
-public import GRPCWire
 import FlightProto
+public import GRPCWire
 
 /// A failed interop case.
 public struct InteropFailure: Error, CustomStringConvertible {
@@ -25,7 +25,9 @@ public enum InteropClientCases {
     static func zeros(_ n: Int) -> ArraySlice<UInt8> { [UInt8](repeating: 0, count: n)[...] }
 
     static func body(_ bytes: [UInt8]) throws(InteropFailure) -> ArraySlice<UInt8> {
-        do { return try PayloadResponse.decodeBody(bytes[...]) } catch { throw InteropFailure("bad response: \(error)") }
+        do { return try PayloadResponse.decodeBody(bytes[...]) } catch {
+            throw InteropFailure("bad response: \(error)")
+        }
     }
 
     static func rpc<T>(_ what: String, _ body: () async throws(GRPCStatus) -> T) async throws(InteropFailure) -> T {
@@ -39,7 +41,11 @@ public enum InteropClientCases {
             try await body()
         } catch {
             try check(error.code == code, "expected \(code), got \(error)")
-            if let message { try check(error.message == message, "message \(error.message.debugDescription) != \(message.debugDescription)") }
+            if let message {
+                try check(
+                    error.message == message, "message \(error.message.debugDescription) != \(message.debugDescription)"
+                )
+            }
             return
         }
         throw InteropFailure("expected \(code), the call succeeded")
@@ -51,18 +57,24 @@ public enum InteropClientCases {
         let t = InteropTestService.self
         switch name {
         case "empty_unary":
-            let r = try await rpc("EmptyCall") { () async throws(GRPCStatus) in try await channel.unary(path: t.emptyCall, request: [], timeout: .seconds(30)) }
+            let r = try await rpc("EmptyCall") { () async throws(GRPCStatus) in
+                try await channel.unary(path: t.emptyCall, request: [], timeout: .seconds(30))
+            }
             try check(r.isEmpty, "non-empty response")
         case "large_unary", "very_large_request":
             let (reqSize, respSize) = name == "large_unary" ? (271_828, 314_159) : (16 << 20, 10)
             let req = SimpleRequest(responseSize: Int32(respSize), payload: zeros(reqSize)).encode()
-            let r = try await rpc("UnaryCall") { () async throws(GRPCStatus) in try await channel.unary(path: t.unaryCall, request: req, timeout: .seconds(60)) }
+            let r = try await rpc("UnaryCall") { () async throws(GRPCStatus) in
+                try await channel.unary(path: t.unaryCall, request: req, timeout: .seconds(60))
+            }
             let b = try body(r)
             try check(b.count == respSize && b.allSatisfy { $0 == 0 }, "payload of \(b.count) bytes")
         case "client_streaming":
             let call = channel.makeCall(path: t.streamingInputCall, timeout: .seconds(30))
             for size in [27182, 8, 1828, 45904] {
-                try await rpc("send") { () async throws(GRPCStatus) in try await call.send(StreamingInput.encodeRequest(payload: zeros(size))) }
+                try await rpc("send") { () async throws(GRPCStatus) in
+                    try await call.send(StreamingInput.encodeRequest(payload: zeros(size)))
+                }
             }
             call.finishSending()
             let r = try await rpc("receive") { () async throws(GRPCStatus) in try await call.receive() }
@@ -71,16 +83,21 @@ public enum InteropClientCases {
         case "server_streaming":
             let sizes: [Int32] = [31415, 9, 2653, 58979]
             let call = channel.makeCall(path: t.streamingOutputCall, timeout: .seconds(30))
-            let req = StreamingOutputCallRequest(responseParameters: sizes.map { ResponseParameters(size: $0) }).encode()
+            let req = StreamingOutputCallRequest(responseParameters: sizes.map { ResponseParameters(size: $0) })
+                .encode()
             try await rpc("send") { () async throws(GRPCStatus) in try await call.send(req) }
             call.finishSending()
             var got: [Int] = []
-            while let m = try await rpc("receive", { () async throws(GRPCStatus) in try await call.receive() }) { got.append(try body(m).count) }
+            while let m = try await rpc("receive", { () async throws(GRPCStatus) in try await call.receive() }) {
+                got.append(try body(m).count)
+            }
             try check(got == sizes.map { Int($0) }, "sizes \(got)")
         case "ping_pong":
             let call = channel.makeCall(path: t.fullDuplexCall, timeout: .seconds(30))
             for (resp, req) in [(31415, 27182), (9, 8), (2653, 1828), (58979, 45904)] {
-                let m = StreamingOutputCallRequest(responseParameters: [ResponseParameters(size: Int32(resp))], payload: zeros(req)).encode()
+                let m = StreamingOutputCallRequest(
+                    responseParameters: [ResponseParameters(size: Int32(resp))], payload: zeros(req)
+                ).encode()
                 try await rpc("send") { () async throws(GRPCStatus) in try await call.send(m) }
                 let r = try await rpc("receive") { () async throws(GRPCStatus) in try await call.receive() }
                 try check(try body(r ?? []).count == resp, "response size")
@@ -104,7 +121,9 @@ public enum InteropClientCases {
                 let req: [ArraySlice<UInt8>] =
                     path == t.unaryCall
                     ? SimpleRequest(responseSize: 314_159, payload: zeros(271_828)).encode()
-                    : StreamingOutputCallRequest(responseParameters: [ResponseParameters(size: 314_159)], payload: zeros(271_828)).encode()
+                    : StreamingOutputCallRequest(
+                        responseParameters: [ResponseParameters(size: 314_159)], payload: zeros(271_828)
+                    ).encode()
                 try await rpc("send") { () async throws(GRPCStatus) in try await call.send(req) }
                 call.finishSending()
                 let r = try await rpc("receive") { () async throws(GRPCStatus) in try await call.receive() }
@@ -112,15 +131,18 @@ public enum InteropClientCases {
                 let initial = await call.initialMetadata()
                 let trailing = await call.trailingMetadata()
                 try check(initial["x-grpc-test-echo-initial"] == "test_initial_metadata_value", "initial \(initial)")
-                try check(trailing.binary("x-grpc-test-echo-trailing-bin") == [0xAB, 0xAB, 0xAB], "trailing \(trailing)")
+                try check(
+                    trailing.binary("x-grpc-test-echo-trailing-bin") == [0xAB, 0xAB, 0xAB], "trailing \(trailing)")
             }
         case "status_code_and_message", "special_status_message":
             let message =
                 name == "status_code_and_message"
-                ? "test status message" : "\t\ntest with whitespace\r\nand Unicode BMP \u{263A} and non-BMP \u{1F608}\t\n"
+                ? "test status message"
+                : "\t\ntest with whitespace\r\nand Unicode BMP \u{263A} and non-BMP \u{1F608}\t\n"
             let status = EchoStatus(code: 2, message: message)
             try await expectStatus(.unknown, message: message) { () async throws(GRPCStatus) in
-                _ = try await channel.unary(path: t.unaryCall, request: SimpleRequest(responseStatus: status).encode(), timeout: .seconds(30))
+                _ = try await channel.unary(
+                    path: t.unaryCall, request: SimpleRequest(responseStatus: status).encode(), timeout: .seconds(30))
             }
             try await expectStatus(.unknown, message: message) { () async throws(GRPCStatus) in
                 let call = channel.makeCall(path: t.fullDuplexCall, timeout: .seconds(30))
@@ -140,7 +162,9 @@ public enum InteropClientCases {
             try check(status.code == .cancelled, "status \(status)")
         case "cancel_after_first_response":
             let call = channel.makeCall(path: t.fullDuplexCall, timeout: .seconds(30))
-            let m = StreamingOutputCallRequest(responseParameters: [ResponseParameters(size: 31415)], payload: zeros(27182)).encode()
+            let m = StreamingOutputCallRequest(
+                responseParameters: [ResponseParameters(size: 31415)], payload: zeros(27182)
+            ).encode()
             try await rpc("send") { () async throws(GRPCStatus) in try await call.send(m) }
             let r = try await rpc("receive") { () async throws(GRPCStatus) in try await call.receive() }
             try check(try body(r ?? []).count == 31415, "first response")

@@ -117,7 +117,10 @@ public struct StreamingOutputCallRequest: Sendable {
     public var responseStatus: EchoStatus?
 
     /// Creates a request.
-    public init(responseParameters: [ResponseParameters] = [], payload: ArraySlice<UInt8> = [], responseStatus: EchoStatus? = nil) {
+    public init(
+        responseParameters: [ResponseParameters] = [], payload: ArraySlice<UInt8> = [],
+        responseStatus: EchoStatus? = nil
+    ) {
         self.responseParameters = responseParameters
         self.payload = payload
         self.responseStatus = responseStatus

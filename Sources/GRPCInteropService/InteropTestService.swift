@@ -1,5 +1,5 @@
-public import GRPCWire
 import FlightProto
+public import GRPCWire
 
 /// `grpc.testing.TestService` for the interop cases, on GRPCWire and FlightProto.
 public enum InteropTestService {
@@ -21,7 +21,9 @@ public enum InteropTestService {
     /// Shared zero bytes that response payloads slice (no per-response allocation).
     static let zeros = [UInt8](repeating: 0, count: 4 << 20)
 
-    static func zeros(_ size: Int) -> [UInt8] { size <= Self.zeros.count ? Self.zeros : [UInt8](repeating: 0, count: size) }
+    static func zeros(_ size: Int) -> [UInt8] {
+        size <= Self.zeros.count ? Self.zeros : [UInt8](repeating: 0, count: size)
+    }
 
     static func echoMetadata(_ call: GRPCServerCall) {
         let md = call.context.metadata
@@ -62,7 +64,9 @@ public enum InteropTestService {
         }
         router.serverStreaming(Self.streamingOutputCall) { call, bytes in
             Self.echoMetadata(call)
-            let request = try Self.parse { () throws(FlightProtoError) in try StreamingOutputCallRequest.decode(bytes[...]) }
+            let request = try Self.parse { () throws(FlightProtoError) in
+                try StreamingOutputCallRequest.decode(bytes[...])
+            }
             try Self.check(request.responseStatus)
             for p in request.responseParameters {
                 if p.intervalMicroseconds > 0 { try await Task.sleep(for: .microseconds(Int(p.intervalMicroseconds))) }
@@ -74,17 +78,23 @@ public enum InteropTestService {
             Self.echoMetadata(call)
             var total = 0
             for try await message in call.requests {
-                total += try Self.parse { () throws(FlightProtoError) in try StreamingInput.decodeRequestSize(message[...]) }
+                total += try Self.parse { () throws(FlightProtoError) in
+                    try StreamingInput.decodeRequestSize(message[...])
+                }
             }
             return [StreamingInput.encodeResponse(aggregatedSize: Int32(truncatingIfNeeded: total))[...]]
         }
         router.bidirectional(Self.fullDuplexCall) { call in
             Self.echoMetadata(call)
             for try await message in call.requests {
-                let request = try Self.parse { () throws(FlightProtoError) in try StreamingOutputCallRequest.decode(message[...]) }
+                let request = try Self.parse { () throws(FlightProtoError) in
+                    try StreamingOutputCallRequest.decode(message[...])
+                }
                 try Self.check(request.responseStatus)
                 for p in request.responseParameters {
-                    if p.intervalMicroseconds > 0 { try await Task.sleep(for: .microseconds(Int(p.intervalMicroseconds))) }
+                    if p.intervalMicroseconds > 0 {
+                        try await Task.sleep(for: .microseconds(Int(p.intervalMicroseconds)))
+                    }
                     let size = Int(max(0, p.size))
                     try await call.send(PayloadResponse.encode(size: size, zeros: Self.zeros(size)))
                 }

@@ -1,5 +1,5 @@
-internal import Glibc
 internal import CEpoll
+internal import Glibc
 import Synchronization
 
 /// Loop-side state of one client call.
@@ -82,7 +82,10 @@ final class ClientConnection: H2Connection {
         let err = SocketCalls.pendingError(self.fd)
         if err != 0 || events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
             let text = err != 0 ? String(cString: strerror(err)) : "connection failed"
-            self.close(runner: runner, reason: GRPCStatus(.unavailable, "connect to \(self.configuration.host):\(self.configuration.port) failed: \(text)"))
+            self.close(
+                runner: runner,
+                reason: GRPCStatus(
+                    .unavailable, "connect to \(self.configuration.host):\(self.configuration.port) failed: \(text)"))
             return
         }
         guard events & EPOLLOUT.rawValue != 0 else { return }
@@ -120,7 +123,9 @@ final class ClientConnection: H2Connection {
         }
         let sid = NGHTTP2Calls.submitRequest(session, headers: record.headers)
         guard sid > 0 else {
-            self.finish(record, GRPCStatus(.unavailable, "cannot open stream: \(NGHTTP2Calls.errorText(sid))"), failInbound: true)
+            self.finish(
+                record, GRPCStatus(.unavailable, "cannot open stream: \(NGHTTP2Calls.errorText(sid))"),
+                failInbound: true)
             return
         }
         record.streamID = sid
@@ -138,7 +143,9 @@ final class ClientConnection: H2Connection {
     }
 
     /// Records the final status and wakes the call's waiters.
-    private func finish(_ record: ClientCallRecord, _ status: GRPCStatus, failInbound: Bool, metadata: GRPCMetadata = GRPCMetadata()) {
+    private func finish(
+        _ record: ClientCallRecord, _ status: GRPCStatus, failInbound: Bool, metadata: GRPCMetadata = GRPCMetadata()
+    ) {
         guard !record.done else { return }
         record.done = true
         record.channel.setFinalStatus(status, metadata)
@@ -153,7 +160,9 @@ final class ClientConnection: H2Connection {
 
     // MARK: - Receiving
 
-    override func onHeader(streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
+    override func onHeader(
+        streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>
+    ) -> Int32 {
         guard let r = self.byStream[streamID] else { return 0 }
         let key = String(decoding: name, as: UTF8.self)
         switch key {
@@ -256,7 +265,9 @@ final class ClientConnection: H2Connection {
             return (s.outboundBytes > 0, s.outboundFinished, s.cancelRequested, s.inboundBytes)
         }
         if cancel {
-            if r.streamID > 0 { NGHTTP2Calls.submitReset(session, streamID: r.streamID, errorCode: NGHTTP2Calls.errorCancel) }
+            if r.streamID > 0 {
+                NGHTTP2Calls.submitReset(session, streamID: r.streamID, errorCode: NGHTTP2Calls.errorCancel)
+            }
             self.finish(r, GRPCStatus(.cancelled, "call cancelled"), failInbound: true)
             self.pending.removeAll { $0 === r }
             self.flush(runner: runner)

@@ -1,5 +1,5 @@
-internal import Glibc
 internal import CEpoll
+internal import Glibc
 import Synchronization
 
 /// Something registered with a loop's epoll set: a listener or a connection. Touched only on its loop thread.

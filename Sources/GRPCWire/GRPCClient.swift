@@ -63,7 +63,8 @@ final class ClientChannelCore: LoopHandler {
     /// A usable connection, connecting (again) when there is none.
     func connection(runner: LoopRunner) throws(GRPCWireError) -> ClientConnection {
         if let c = self.current, c.isUsable { return c }
-        let c = try ClientConnection.connect(runner: runner, configuration: self.configuration, tlsContext: self.tlsContext)
+        let c = try ClientConnection.connect(
+            runner: runner, configuration: self.configuration, tlsContext: self.tlsContext)
         c.core = self
         self.current = c
         return c
@@ -83,7 +84,9 @@ public final class GRPCChannel: Sendable {
     /// Creates a channel; the connection opens with the first call.
     /// - Throws: `.tls` when the TLS configuration cannot be loaded, `.systemCall` when the loop cannot start.
     public init(configuration: GRPCClientConfiguration) throws(GRPCWireError) {
-        let tls = try configuration.tls.map { c throws(GRPCWireError) in try TLSContext(configuration: c, isServer: false) }
+        let tls = try configuration.tls.map { c throws(GRPCWireError) in
+            try TLSContext(configuration: c, isServer: false)
+        }
         self.configuration = configuration
         self.group = try EventLoopGroup(count: 1)
         self.loop = self.group.loops[0]
@@ -96,7 +99,9 @@ public final class GRPCChannel: Sendable {
 
     /// Starts a call to `path` (`/package.Service/Method`). `timeout` becomes `grpc-timeout` and a local deadline
     /// after which the call ends with DEADLINE_EXCEEDED and the stream is reset.
-    public func makeCall(path: String, metadata: GRPCMetadata = GRPCMetadata(), timeout: Duration? = nil) -> GRPCClientCall {
+    public func makeCall(path: String, metadata: GRPCMetadata = GRPCMetadata(), timeout: Duration? = nil)
+        -> GRPCClientCall
+    {
         let key = self.nextKey.wrappingAdd(1, ordering: .relaxed).oldValue
         let config = self.configuration
         var headers: [(String, String)] = [
@@ -111,7 +116,9 @@ public final class GRPCChannel: Sendable {
         headers += metadata.wirePairs
         let loop = self.loop
         let slot = self.coreSlot
-        let channel = StreamChannel(outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit) {
+        let channel = StreamChannel(
+            outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit
+        ) {
             loop.execute { runner in
                 guard let core = runner.handler(slot.id.load(ordering: .relaxed)) as? ClientChannelCore else { return }
                 core.callConnection[key]?.serviceCall(key, runner: runner)

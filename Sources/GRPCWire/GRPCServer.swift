@@ -1,5 +1,5 @@
-internal import Glibc
 internal import CEpoll
+internal import Glibc
 import Synchronization
 
 /// Server settings. Defaults suit loopback Flight traffic; every limit is enforced per connection or stream.
@@ -150,7 +150,9 @@ public final class GRPCServer: Sendable {
     /// Binds and starts serving `router`.
     /// - Throws: `GRPCWireError.systemCall`/`.invalidAddress` when binding fails, `.tls` for bad certificates.
     public init(configuration: GRPCServerConfiguration, router: GRPCRouter) throws(GRPCWireError) {
-        let tls = try configuration.tls.map { c throws(GRPCWireError) in try TLSContext(configuration: c, isServer: true) }
+        let tls = try configuration.tls.map { c throws(GRPCWireError) in
+            try TLSContext(configuration: c, isServer: true)
+        }
         let shared = ServerShared(configuration: configuration, router: router, tlsContext: tls)
         let (fd, port) = try SocketCalls.listen(host: configuration.host, port: configuration.port)
         let group: EventLoopGroup

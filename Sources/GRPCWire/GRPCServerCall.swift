@@ -51,7 +51,9 @@ public final class GRPCServerCall: Sendable {
     public func send(_ parts: [ArraySlice<UInt8>]) async throws(GRPCStatus) {
         var total = 0
         for p in parts { total += p.count }
-        guard total <= Int(UInt32.max) else { throw GRPCStatus(.resourceExhausted, "message of \(total) bytes exceeds 4 GiB") }
+        guard total <= Int(UInt32.max) else {
+            throw GRPCStatus(.resourceExhausted, "message of \(total) bytes exceeds 4 GiB")
+        }
         var all: [ArraySlice<UInt8>] = [grpcPrefix(length: total)[...]]
         all.append(contentsOf: parts)
         try await self.channel.send(all, byteCount: total + 5)

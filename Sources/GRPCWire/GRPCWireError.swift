@@ -22,15 +22,15 @@ public enum GRPCWireError: Error, Equatable, Sendable, CustomStringConvertible {
     /// One line a user can act on.
     public var description: String {
         switch self {
-        case let .systemCall(name, errno):
+        case .systemCall(let name, let errno):
             return "\(name) failed: errno \(errno) (\(String(cString: strerror(errno))))"
-        case let .invalidAddress(text): return "invalid address '\(text)'"
-        case let .nghttp2(call, code):
+        case .invalidAddress(let text): return "invalid address '\(text)'"
+        case .nghttp2(let call, let code):
             return "\(call) failed: nghttp2 error \(code) (\(NGHTTP2Calls.errorText(code)))"
-        case let .tls(call, reason): return "TLS \(call) failed: \(reason)"
-        case let .messageTooLarge(length, limit):
+        case .tls(let call, let reason): return "TLS \(call) failed: \(reason)"
+        case .messageTooLarge(let length, let limit):
             return "gRPC message of \(length) bytes exceeds the receive limit of \(limit) bytes"
-        case let .unexpectedCompression(offset):
+        case .unexpectedCompression(let offset):
             return "gRPC message at byte \(offset) is flagged compressed without grpc-encoding"
         case .notRunning: return "the gRPC server is not running"
         }

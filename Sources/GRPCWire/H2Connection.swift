@@ -1,5 +1,5 @@
-internal import Glibc
 internal import CEpoll
+internal import Glibc
 
 /// What GRPCWire needs to know about a received frame.
 struct H2FrameInfo {
@@ -116,7 +116,9 @@ class H2Connection: LoopHandler {
                 self.pingSentAt = nil
             }
             if n <= 0 {
-                self.close(runner: runner, reason: GRPCStatus(.unavailable, n == 0 ? "connection closed by peer" : "read failed"))
+                self.close(
+                    runner: runner,
+                    reason: GRPCStatus(.unavailable, n == 0 ? "connection closed by peer" : "read failed"))
                 return
             }
             guard let session = self.session else { return }
@@ -135,7 +137,9 @@ class H2Connection: LoopHandler {
     }
 
     func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
-        guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else { return }
+        guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else {
+            return
+        }
         if let sent = self.pingSentAt {
             if now - sent > self.keepaliveTimeout {
                 self.close(runner: runner, reason: GRPCStatus(.unavailable, "keepalive PING not answered"))
@@ -199,7 +203,11 @@ class H2Connection: LoopHandler {
                 let rv = NGHTTP2Calls.memSend(session) { self.appendCopy($0) }
                 guard let rv else { break }
                 if rv < 0 {
-                    if !closing { self.close(runner: runner, reason: GRPCStatus(.internal, "nghttp2 send failed: \(NGHTTP2Calls.errorText(rv))")) }
+                    if !closing {
+                        self.close(
+                            runner: runner,
+                            reason: GRPCStatus(.internal, "nghttp2 send failed: \(NGHTTP2Calls.errorText(rv))"))
+                    }
                     return
                 }
                 if rv == 0 { break }
@@ -224,7 +232,8 @@ class H2Connection: LoopHandler {
         }
         self.setPollingWritable(false, runner: runner)
         if closing { return }
-        if self.mustClose || (!NGHTTP2Calls.wantRead(session) && !NGHTTP2Calls.wantWrite(session) && self.outBytes == 0) {
+        if self.mustClose || (!NGHTTP2Calls.wantRead(session) && !NGHTTP2Calls.wantWrite(session) && self.outBytes == 0)
+        {
             self.close(runner: runner, reason: GRPCStatus(.unavailable, "connection finished"))
         } else {
             self.afterFlush(runner: runner)
@@ -330,7 +339,9 @@ class H2Connection: LoopHandler {
     // MARK: - nghttp2 callbacks (overridden by subclasses)
 
     func onBeginHeaders(streamID: Int32, category: UInt32) -> Int32 { 0 }
-    func onHeader(streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 { 0 }
+    func onHeader(
+        streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>
+    ) -> Int32 { 0 }
     func onFrameRecv(_ frame: H2FrameInfo) -> Int32 { 0 }
     func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 { 0 }
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 { 0 }

@@ -40,7 +40,8 @@ struct MessageDeframer {
                     self.headerFill = 0
                     guard self.header.0 == 0 else { throw .unexpectedCompression(offset: self.offset - 5) }
                     let length =
-                        Int(self.header.1) << 24 | Int(self.header.2) << 16 | Int(self.header.3) << 8 | Int(self.header.4)
+                        Int(self.header.1) << 24 | Int(self.header.2) << 16 | Int(self.header.3) << 8
+                        | Int(self.header.4)
                     guard length <= self.maxMessageSize else {
                         throw .messageTooLarge(length: length, limit: self.maxMessageSize)
                     }
@@ -71,6 +72,8 @@ struct MessageDeframer {
 
 /// Encodes the 5-byte gRPC prefix for an uncompressed message of `length` bytes.
 func grpcPrefix(length: Int) -> [UInt8] {
-    [0, UInt8(truncatingIfNeeded: length >> 24), UInt8(truncatingIfNeeded: length >> 16),
-     UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)]
+    [
+        0, UInt8(truncatingIfNeeded: length >> 24), UInt8(truncatingIfNeeded: length >> 16),
+        UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length),
+    ]
 }

@@ -42,10 +42,14 @@ enum NGHTTP2Calls {
     /// Creates a server or client session whose callbacks reach `owner`, and submits our SETTINGS and the
     /// connection window.
     /// - Throws: `.nghttp2` when allocation or submission fails.
-    static func makeSession(server: Bool, owner: H2Connection, settings: Settings) throws(GRPCWireError) -> OpaquePointer {
+    static func makeSession(server: Bool, owner: H2Connection, settings: Settings) throws(GRPCWireError)
+        -> OpaquePointer
+    {
         var callbacksPtr: OpaquePointer?
         var rv = nghttp2_session_callbacks_new(&callbacksPtr)
-        guard rv == 0, let callbacks = callbacksPtr else { throw .nghttp2(call: "nghttp2_session_callbacks_new", code: rv) }
+        guard rv == 0, let callbacks = callbacksPtr else {
+            throw .nghttp2(call: "nghttp2_session_callbacks_new", code: rv)
+        }
         defer { nghttp2_session_callbacks_del(callbacks) }
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, nghttp2OnBeginHeaders)
         nghttp2_session_callbacks_set_on_header_callback(callbacks, nghttp2OnHeader)
@@ -72,10 +76,15 @@ enum NGHTTP2Calls {
         guard rv == 0, let session = sessionPtr else { throw .nghttp2(call: "nghttp2_session_new2", code: rv) }
 
         var iv: [nghttp2_settings_entry] = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
         ]
         if !server {
             iv.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
@@ -85,7 +94,8 @@ enum NGHTTP2Calls {
             nghttp2_session_del(session)
             throw .nghttp2(call: "nghttp2_submit_settings", code: rv)
         }
-        rv = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
+        rv = nghttp2_session_set_local_window_size(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
         guard rv == 0 else {
             nghttp2_session_del(session)
             throw .nghttp2(call: "nghttp2_session_set_local_window_size", code: rv)
@@ -118,7 +128,9 @@ enum NGHTTP2Calls {
     static func wantWrite(_ session: OpaquePointer) -> Bool { nghttp2_session_want_write(session) != 0 }
 
     /// Calls `body` with a C array of header pairs pointing into one buffer (nghttp2 copies them).
-    private static func withNV<T>(_ headers: [(String, String)], _ body: (UnsafeMutablePointer<nghttp2_nv>, Int) -> T) -> T {
+    private static func withNV<T>(_ headers: [(String, String)], _ body: (UnsafeMutablePointer<nghttp2_nv>, Int) -> T)
+        -> T
+    {
         var storage: [UInt8] = []
         var spans: [(Int, Int, Int, Int)] = []
         for (name, value) in headers {
@@ -164,7 +176,9 @@ enum NGHTTP2Calls {
     }
 
     /// Submits response HEADERS, with a data provider unless `endStream` (Trailers-Only / headers-only).
-    static func submitResponse(_ session: OpaquePointer, streamID: Int32, headers: [(String, String)], endStream: Bool) -> SubmitOutcome {
+    static func submitResponse(_ session: OpaquePointer, streamID: Int32, headers: [(String, String)], endStream: Bool)
+        -> SubmitOutcome
+    {
         self.outcome(
             self.withNV(headers) { nva, count in
                 if endStream {
@@ -176,7 +190,8 @@ enum NGHTTP2Calls {
     }
 
     /// Submits a request with a data provider; returns the new stream id or a negative error
-    /// (`NGHTTP2_ERR_NOMEM`, `NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE` when ids are exhausted, `NGHTTP2_ERR_INVALID_ARGUMENT`,
+    /// (`NGHTTP2_ERR_NOMEM`, `NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE` when ids are exhausted,
+    /// `NGHTTP2_ERR_INVALID_ARGUMENT`,
     /// `NGHTTP2_ERR_PROTO`).
     static func submitRequest(_ session: OpaquePointer, headers: [(String, String)]) -> Int32 {
         self.withNV(headers) { nva, count in
@@ -265,7 +280,8 @@ private func nghttp2OnHeader(
     guard let conn = owner(ud), let frame, frame.pointee.hd.type == NGHTTP2Calls.frameHeaders else { return 0 }
     let n = UnsafeBufferPointer(start: name, count: name == nil ? 0 : namelen)
     let v = UnsafeBufferPointer(start: value, count: value == nil ? 0 : valuelen)
-    return conn.onHeader(streamID: frame.pointee.hd.stream_id, category: frame.pointee.headers.cat.rawValue, name: n, value: v)
+    return conn.onHeader(
+        streamID: frame.pointee.hd.stream_id, category: frame.pointee.headers.cat.rawValue, name: n, value: v)
 }
 
 private func nghttp2OnFrameRecv(

@@ -12,8 +12,11 @@ public struct TLSConfiguration: Sendable {
     public var serverName: String?
 
     /// Server configuration: certificate chain and key; `clientTrustRoots` enables mTLS.
-    public static func server(certificateChain: String, privateKey: String, clientTrustRoots: String? = nil) -> TLSConfiguration {
-        TLSConfiguration(certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: clientTrustRoots)
+    public static func server(certificateChain: String, privateKey: String, clientTrustRoots: String? = nil)
+        -> TLSConfiguration
+    {
+        TLSConfiguration(
+            certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: clientTrustRoots)
     }
 
     /// Client configuration: trust roots, the expected server name, and an optional client certificate.
@@ -51,7 +54,8 @@ final class TLSContext: Sendable {
             }
         }
         if let key = configuration.privateKeyFile {
-            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1
+            else {
                 throw .tls(call: "load private key \(key)", reason: OpenSSLCalls.errorQueue())
             }
         }
@@ -59,7 +63,8 @@ final class TLSContext: Sendable {
             guard SSL_CTX_load_verify_locations(ctx, roots, nil) == 1 else {
                 throw .tls(call: "load trust roots \(roots)", reason: OpenSSLCalls.errorQueue())
             }
-            SSL_CTX_set_verify(ctx, isServer ? (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) : SSL_VERIFY_PEER, nil)
+            SSL_CTX_set_verify(
+                ctx, isServer ? (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) : SSL_VERIFY_PEER, nil)
         } else if !isServer {
             guard SSL_CTX_set_default_verify_paths(ctx) == 1 else {
                 throw .tls(call: "load default trust roots", reason: OpenSSLCalls.errorQueue())
@@ -125,11 +130,15 @@ final class TLSSession {
             let name = context.serverName ?? hostForClient ?? ""
             if !name.isEmpty {
                 _ = name.withCString {
-                    SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0))
+                    SSL_ctrl(
+                        ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name),
+                        UnsafeMutableRawPointer(mutating: $0))
                 }
                 let isIP = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
                 let ok = isIP ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) : SSL_set1_host(ssl, name)
-                guard ok == 1 else { throw .tls(call: "set expected server name \(name)", reason: OpenSSLCalls.errorQueue()) }
+                guard ok == 1 else {
+                    throw .tls(call: "set expected server name \(name)", reason: OpenSSLCalls.errorQueue())
+                }
             }
             SSL_set_connect_state(ssl)
         }

@@ -69,7 +69,9 @@ final class ServerConnection: H2Connection {
     override func connectionClosed(reason: GRPCStatus) {
         let all = self.streams.values
         self.streams = [:]
-        for s in all { s.channel?.fail(GRPCStatus(.cancelled, "connection closed: \(reason.message)"), cancelTask: true) }
+        for s in all {
+            s.channel?.fail(GRPCStatus(.cancelled, "connection closed: \(reason.message)"), cancelTask: true)
+        }
         self.shared.connectionEnded(key: self.key)
     }
 
@@ -85,12 +87,15 @@ final class ServerConnection: H2Connection {
 
     override func onBeginHeaders(streamID: Int32, category: UInt32) -> Int32 {
         if category == NGHTTP2Calls.hcatRequest {
-            self.streams[streamID] = ServerStream(id: streamID, maxMessageSize: self.shared.configuration.maxReceiveMessageSize)
+            self.streams[streamID] = ServerStream(
+                id: streamID, maxMessageSize: self.shared.configuration.maxReceiveMessageSize)
         }
         return 0
     }
 
-    override func onHeader(streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
+    override func onHeader(
+        streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>
+    ) -> Int32 {
         guard category == NGHTTP2Calls.hcatRequest, let stream = self.streams[streamID] else { return 0 }
         stream.headerBytes += name.count + value.count + 32
         if stream.headerBytes > self.shared.configuration.maxHeaderListSize {
@@ -144,7 +149,8 @@ final class ServerConnection: H2Connection {
             NGHTTP2Calls.consume(session, streamID: streamID, bytes: data.count)
             switch error {
             case .messageTooLarge(let length, let limit):
-                self.failStream(stream, GRPCStatus(.resourceExhausted, "received message larger than max (\(length) vs. \(limit))"))
+                self.failStream(
+                    stream, GRPCStatus(.resourceExhausted, "received message larger than max (\(length) vs. \(limit))"))
             default:
                 self.failStream(stream, GRPCStatus(.internal, error.description))
             }
@@ -200,7 +206,9 @@ final class ServerConnection: H2Connection {
         stream.rejected = true
         stream.responseStarted = true
         stream.trailersSubmitted = true
-        var headers = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", String(status.code.rawValue))]
+        var headers = [
+            (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", String(status.code.rawValue)),
+        ]
         if !status.message.isEmpty { headers.append(("grpc-message", GRPCMessageEncoding.encode(status.message))) }
         self.submitResponse(stream, headers: headers, endStream: true)
     }
@@ -243,7 +251,9 @@ final class ServerConnection: H2Connection {
         let connID = self.id
         let streamID = stream.id
         let config = self.shared.configuration
-        let channel = StreamChannel(outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit) {
+        let channel = StreamChannel(
+            outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit
+        ) {
             loop.execute { runner in
                 (runner.handler(connID) as? ServerConnection)?.serviceStream(streamID, runner: runner)
             }
@@ -256,7 +266,8 @@ final class ServerConnection: H2Connection {
             deadline = ContinuousClock.now.advanced(by: d)
         }
         let call = GRPCServerCall(
-            context: GRPCServerContext(path: stream.path, metadata: stream.metadata, deadline: deadline), channel: channel)
+            context: GRPCServerContext(path: stream.path, metadata: stream.metadata, deadline: deadline),
+            channel: channel)
         let task = Task {
             var status = GRPCStatus.ok
             do {
@@ -319,7 +330,9 @@ final class ServerConnection: H2Connection {
                 self.submitResponse(stream, headers: headers, endStream: true)
             } else if hasOutbound || headersRequested || trailers != nil {
                 stream.responseStarted = true
-                var headers = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity")]
+                var headers = [
+                    (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+                ]
                 if let initial { headers += initial.wirePairs }
                 self.submitResponse(stream, headers: headers, endStream: false)
             }
@@ -346,7 +359,9 @@ final class ServerConnection: H2Connection {
             flags |= NGHTTP2Calls.dataFlagNoCopy
             if n == available, let (status, metadata) = trailers {
                 // Without trailers the stream would hang: a failure resets it (TEMPORAL_CALLBACK_FAILURE).
-                guard NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
+                guard
+                    NGHTTP2Calls.submitTrailer(
+                        session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
                 else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
                 flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
                 stream.trailersSubmitted = true
@@ -354,7 +369,9 @@ final class ServerConnection: H2Connection {
             return n
         }
         if let (status, metadata) = trailers {
-            guard NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
+            guard
+                NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata))
+                    == .submitted
             else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
             flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
             stream.trailersSubmitted = true

@@ -31,7 +31,9 @@ enum SocketCalls {
         let fd: Int32
         do {
             fd = try self.withAddresses(host: host, port: port, passive: true) { addr, len, family -> Int32? in
-                let s = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                let s = socket(
+                    family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+                    0)
                 guard s >= 0 else {
                     lastErrno = errno
                     return nil
@@ -74,7 +76,9 @@ enum SocketCalls {
         var lastErrno: Int32 = 0
         do {
             return try self.withAddresses(host: host, port: port, passive: false) { addr, len, family -> Int32? in
-                let s = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                let s = socket(
+                    family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+                    0)
                 guard s >= 0 else {
                     lastErrno = errno
                     return nil

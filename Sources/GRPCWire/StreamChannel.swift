@@ -80,7 +80,10 @@ final class StreamChannel: Sendable {
         case .wait: break
         }
         let result: Result<[UInt8]?, GRPCStatus> = await withCheckedContinuation { cont in
-            enum Now { case resume(Result<[UInt8]?, GRPCStatus>, Bool), parked }
+            enum Now {
+                case resume(Result<[UInt8]?, GRPCStatus>, Bool)
+                case parked
+            }
             let now = self.state.withLock { s -> Now in
                 if let t = s.terminal { return .resume(.failure(t), false) }
                 if s.inboundHead < s.inbound.count {

@@ -1,5 +1,6 @@
-@testable import GRPCWire
 import Testing
+
+@testable import GRPCWire
 
 @Suite struct GRPCStatusTests {
     @Test func allSeventeenCodes() {
@@ -64,7 +65,9 @@ import Testing
     }
 
     @Test func rejectsMalformed() {
-        for bad in ["", "S", "123456789S", "1x", "-1S", "1.5S", "1 S"] { #expect(GRPCTimeout.parse(bad) == nil, "\(bad)") }
+        for bad in ["", "S", "123456789S", "1x", "-1S", "1.5S", "1 S"] {
+            #expect(GRPCTimeout.parse(bad) == nil, "\(bad)")
+        }
     }
 
     @Test func encodesWithinEightDigits() {
@@ -115,7 +118,9 @@ import Testing
         payloads.flatMap { grpcPrefix(length: $0.count) + $0 }
     }
 
-    static func feed(_ deframer: inout MessageDeframer, _ bytes: ArraySlice<UInt8>, into out: inout [[UInt8]]) throws(GRPCWireError) {
+    static func feed(_ deframer: inout MessageDeframer, _ bytes: ArraySlice<UInt8>, into out: inout [[UInt8]])
+        throws(GRPCWireError)
+    {
         var collected: [[UInt8]] = []
         try bytes.withUnsafeBufferPointer { (buf) throws(GRPCWireError) in
             try deframer.feed(buf) { m, _ in collected.append(m) }

@@ -22,7 +22,8 @@ import Testing
         let server = try TestSupport.startServer(tls: tls)
         var args = [TestSupport.fixtures.appendingPathComponent("interop_client.py").path, String(server.port)]
         if tls { args += ["--tls", TestSupport.certificates.ca, "localhost"] }
-        let (code, output) = try TestSupport.run(TestSupport.python, args, directory: TestSupport.fixtures, timeout: .seconds(120))
+        let (code, output) = try TestSupport.run(
+            TestSupport.python, args, directory: TestSupport.fixtures, timeout: .seconds(120))
         await server.shutdown(gracePeriod: .seconds(1))
         let results = Self.parseResults(output)
         #expect(code == 0, "\(output)")

@@ -14,7 +14,9 @@ struct RawConnection {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard fd >= 0, rc == 0 else { throw POSIXError(.ECONNREFUSED) }
         var tv = timeval(tv_sec: 5, tv_usec: 0)
@@ -43,8 +45,10 @@ struct RawConnection {
 
     static func frame(type: UInt8, flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
         let n = payload.count
-        return [UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF), type, flags,
-                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+        return [
+            UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF), type, flags,
+            UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF),
+        ] + payload
     }
 
     /// HPACK literal header fields without indexing (names and values under 127 bytes).
@@ -60,7 +64,9 @@ struct RawConnection {
         return out
     }
 
-    static func u32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+    static func u32(_ v: UInt32) -> [UInt8] {
+        [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
+    }
 }
 
 @Suite(.serialized) struct RobustnessTests {
@@ -124,7 +130,8 @@ struct RawConnection {
         out += RawConnection.frame(type: 8, flags: 0, stream: 0, RawConnection.u32(0x7FFF_FFFF - 65535))
         out += RawConnection.frame(type: 4, flags: 1, stream: 0, [])
         let headers = RawConnection.headerBlock([
-            (":method", "POST"), (":scheme", "http"), (":path", ServerBehaviourTests.floodPath), (":authority", "localhost"),
+            (":method", "POST"), (":scheme", "http"), (":path", ServerBehaviourTests.floodPath),
+            (":authority", "localhost"),
             ("content-type", "application/grpc"), ("te", "trailers"),
         ])
         out += RawConnection.frame(type: 1, flags: 0x4, stream: 1, headers)
@@ -139,7 +146,9 @@ struct RawConnection {
         #expect(stalled < 48, "\(stalled) MiB accepted for a client that reads nothing")
         // The server still serves others meanwhile.
         let channel = try TestSupport.channel(port: server.port, tls: false)
-        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[5][...]], timeout: .seconds(10)) == [5])
+        #expect(
+            try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[5][...]], timeout: .seconds(10))
+                == [5])
         raw.close()
         #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 1 })
         channel.close()
@@ -149,12 +158,21 @@ struct RawConnection {
     static let garbage: [(String, [UInt8])] = [
         ("http1 request", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
         ("random bytes", (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }),
-        ("DATA on stream 0", RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [])
-            + RawConnection.frame(type: 0, flags: 0, stream: 0, [1, 2, 3])),
-        ("oversized frame", RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [])
-            + [0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 100)),
-        ("bad HPACK", RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [])
-            + RawConnection.frame(type: 1, flags: 0x5, stream: 1, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])),
+        (
+            "DATA on stream 0",
+            RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [])
+                + RawConnection.frame(type: 0, flags: 0, stream: 0, [1, 2, 3])
+        ),
+        (
+            "oversized frame",
+            RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [])
+                + [0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 100)
+        ),
+        (
+            "bad HPACK",
+            RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [])
+                + RawConnection.frame(type: 1, flags: 0x5, stream: 1, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+        ),
     ]
 
     @Test func garbageClosesOnlyThatConnection() async throws {
@@ -166,7 +184,9 @@ struct RawConnection {
             raw.send(bytes)
             #expect(raw.readsUntilClosed(), "server kept the connection after \(name)")
             raw.close()
-            #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[2][...]], timeout: .seconds(10)) == [2], "\(name)")
+            #expect(
+                try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[2][...]], timeout: .seconds(10))
+                    == [2], "\(name)")
         }
         // Truncated frames, then the peer goes away.
         for cut in [3, 10, 24, 30] {
@@ -178,7 +198,9 @@ struct RawConnection {
             raw.close()
         }
         #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 1 })
-        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[3][...]], timeout: .seconds(10)) == [3])
+        #expect(
+            try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[3][...]], timeout: .seconds(10))
+                == [3])
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
@@ -227,7 +249,10 @@ struct RawConnection {
         config.eventLoopCount = 1
         let server = try GRPCServer(configuration: config, router: ServerBehaviourTests.router(Probe()))
         let channel = try GRPCChannel(configuration: GRPCClientConfiguration(host: "::1", port: server.port))
-        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[6][...]], timeout: .seconds(5)) == [6])
+        #expect(
+            try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[6][...]], timeout: .seconds(5)) == [
+                6
+            ])
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
@@ -240,7 +265,9 @@ struct RawConnection {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0 }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0
+            }
         }
         #expect(bound)
         defer { Glibc.close(fd) }
@@ -264,9 +291,14 @@ struct RawConnection {
         var config = GRPCClientConfiguration(host: "127.0.0.1", port: server.port)
         config.maxReceiveMessageSize = 1000
         let channel = try GRPCChannel(configuration: config)
-        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[UInt8](repeating: 1, count: 1000)[...]]).count == 1000)
+        #expect(
+            try await channel.unary(
+                path: ServerBehaviourTests.echoPath, request: [[UInt8](repeating: 1, count: 1000)[...]]
+            ).count == 1000)
         do {
-            _ = try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[UInt8](repeating: 1, count: 1001)[...]], timeout: .seconds(5))
+            _ = try await channel.unary(
+                path: ServerBehaviourTests.echoPath, request: [[UInt8](repeating: 1, count: 1001)[...]],
+                timeout: .seconds(5))
             Issue.record("oversized response accepted")
         } catch {
             #expect(error.code == .resourceExhausted, "\(error)")
@@ -282,7 +314,9 @@ struct RawConnection {
         #expect(raw.readsUntilClosed())
         raw.close()
         let channel = try TestSupport.channel(port: server.port, tls: true)
-        #expect(try await channel.unary(path: "/grpc.testing.TestService/EmptyCall", request: [], timeout: .seconds(10)).isEmpty)
+        #expect(
+            try await channel.unary(path: "/grpc.testing.TestService/EmptyCall", request: [], timeout: .seconds(10))
+                .isEmpty)
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }

@@ -52,7 +52,9 @@ final class Probe: Sendable {
         return router
     }
 
-    static func server(_ probe: Probe, configure: (inout GRPCServerConfiguration) -> Void = { _ in }) throws -> GRPCServer {
+    static func server(_ probe: Probe, configure: (inout GRPCServerConfiguration) -> Void = { _ in }) throws
+        -> GRPCServer
+    {
         var config = GRPCServerConfiguration(host: "127.0.0.1", port: 0)
         config.eventLoopCount = 2
         configure(&config)
@@ -75,7 +77,8 @@ final class Probe: Sendable {
         let ok = try await channel.unary(path: Self.echoPath, request: [[UInt8](repeating: 1, count: 1024)[...]])
         #expect(ok.count == 1024)
         do {
-            _ = try await channel.unary(path: Self.echoPath, request: [[UInt8](repeating: 1, count: 1025)[...]], timeout: .seconds(10))
+            _ = try await channel.unary(
+                path: Self.echoPath, request: [[UInt8](repeating: 1, count: 1025)[...]], timeout: .seconds(10))
             Issue.record("oversized request accepted")
         } catch {
             #expect(error.code == .resourceExhausted, "\(error)")
@@ -139,8 +142,10 @@ final class Probe: Sendable {
         // A server-streaming call with 4 responses 100 ms apart is in flight during shutdown.
         let call = channel.makeCall(path: InteropTestService.streamingOutputCall, timeout: .seconds(20))
         try await call.send(
-            StreamingOutputCallRequest(responseParameters: (0..<4).map { _ in ResponseParameters(size: 10, intervalMicroseconds: 100_000) })
-                .encode())
+            StreamingOutputCallRequest(
+                responseParameters: (0..<4).map { _ in ResponseParameters(size: 10, intervalMicroseconds: 100_000) }
+            )
+            .encode())
         call.finishSending()
         _ = try await call.receive()
         let shutdown = Task { await server.shutdown(gracePeriod: .seconds(10)) }

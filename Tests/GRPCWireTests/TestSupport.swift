@@ -5,7 +5,8 @@ import Synchronization
 
 /// Paths, the Python interpreter and certificates shared by the GRPCWire tests.
 enum TestSupport {
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent()
         .deletingLastPathComponent()
     static let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/GRPCWire")
 
@@ -15,7 +16,9 @@ enum TestSupport {
     }
 
     /// Runs a process to completion with a time limit; returns (exit code, stdout+stderr).
-    static func run(_ executable: String, _ arguments: [String], directory: URL? = nil, timeout: Duration) throws -> (Int32, String) {
+    static func run(_ executable: String, _ arguments: [String], directory: URL? = nil, timeout: Duration) throws -> (
+        Int32, String
+    ) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
@@ -60,7 +63,8 @@ enum TestSupport {
             openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=grpcwire-test-ca
             printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > server.ext
             openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost
-            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \\
+                -extfile server.ext
             openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=grpcwire-client
             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
             """
@@ -120,14 +124,17 @@ enum TestSupport {
     }
 
     /// Starts our TestService server (optionally TLS).
-    static func startServer(tls: Bool, mutualTLS: Bool = false, configure: (inout GRPCServerConfiguration) -> Void = { _ in }) throws
+    static func startServer(
+        tls: Bool, mutualTLS: Bool = false, configure: (inout GRPCServerConfiguration) -> Void = { _ in }
+    ) throws
         -> GRPCServer
     {
         var config = GRPCServerConfiguration(host: "127.0.0.1", port: 0)
         config.eventLoopCount = 2
         if tls {
             let c = TestSupport.certificates
-            config.tls = .server(certificateChain: c.serverCert, privateKey: c.serverKey, clientTrustRoots: mutualTLS ? c.ca : nil)
+            config.tls = .server(
+                certificateChain: c.serverCert, privateKey: c.serverKey, clientTrustRoots: mutualTLS ? c.ca : nil)
         }
         configure(&config)
         return try GRPCServer(configuration: config, router: InteropTestService.router())
