@@ -23,11 +23,14 @@ let package = Package(
         // C libraries: module maps over Debian's libnghttp2-dev and libssl-dev.
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // epoll and eventfd headers (Swift's Glibc module does not export them).
+        .systemLibrary(name: "CEpoll"),
 
         // Standard-library-only codecs.
         .target(name: "ArrowIPC", swiftSettings: strictSettings),
+        .target(name: "FlightProto", swiftSettings: strictSettings),
         // gRPC over nghttp2 (+ OpenSSL for TLS).
-        .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL"], swiftSettings: strictSettings),
+        .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL", "CEpoll"], swiftSettings: strictSettings),
         // The node: CLI commands, Flight server, coordinator, workers.
         .target(
             name: "Node",
@@ -45,9 +48,19 @@ let package = Package(
             path: "Benchmarks/ArrowIPCBenchmark",
             swiftSettings: strictSettings
         ),
+        // grpc.testing.TestService on GRPCWire + FlightProto, and the interop command (`grpc-interop`).
+        .target(name: "GRPCInteropService", dependencies: ["GRPCWire", "FlightProto"], swiftSettings: strictSettings),
+        .executableTarget(
+            name: "grpc-interop", dependencies: ["GRPCInteropService", "GRPCWire", "FlightProto"], path: "Sources/GRPCInterop",
+            swiftSettings: strictSettings),
+        // `grpcwire-bench`: unary calls/s and streaming MB/s beside grpcio (docs/BENCHMARKS.md).
+        .executableTarget(
+            name: "grpcwire-bench", dependencies: ["GRPCInteropService", "GRPCWire"], path: "Benchmarks/GRPCWireBenchmarks",
+            swiftSettings: strictSettings),
 
         .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC"], swiftSettings: strictSettings),
-        .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
+        .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
+        .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "ArrowIPC"], swiftSettings: strictSettings),
     ]
 )

@@ -1,0 +1,353 @@
+internal import CEpoll
+internal import Glibc
+
+/// What GRPCWire needs to know about a received frame.
+struct H2FrameInfo {
+    var type: UInt8
+    var flags: UInt8
+    var streamID: Int32
+    /// Headers category (request/response/headers) for HEADERS frames.
+    var category: UInt32
+    /// Error code of RST_STREAM and GOAWAY frames.
+    var errorCode: UInt32
+    /// Last stream id of GOAWAY frames.
+    var lastStreamID: Int32
+
+    var endStream: Bool { self.flags & NGHTTP2Calls.flagEndStream != 0 }
+}
+
+/// One HTTP/2 connection on one loop thread: its socket (optionally TLS), its nghttp2 session, and the ordered
+/// queue of outgoing byte slices. Subclasses (`ServerConnection`, `ClientConnection`) add gRPC streams.
+///
+/// Every method runs on the owning loop thread. nghttp2 is driven (`mem_recv`/`mem_send`) only from
+/// `handleEvents` and loop jobs, never from inside its callbacks.
+class H2Connection: LoopHandler {
+    let fd: Int32
+    let loop: EventLoop
+    var id: UInt64 = 0
+    var session: OpaquePointer?
+    var tls: TLSSession?
+    private(set) var isClosed = false
+    private var scratch: [UInt8] = []
+    private var outQueue: [ArraySlice<UInt8>] = []
+    private var outHead = 0
+    /// Bytes queued for the socket and not yet written.
+    private(set) var outBytes = 0
+    var pollingWritable = false
+    /// Stop producing frames while this many bytes wait for the socket (bounded memory for slow peers).
+    let outHighWater: Int
+    /// Set by callbacks when the connection must close after the current drive.
+    var mustClose = false
+    /// Client sockets wait for the non-blocking connect to finish before any I/O.
+    var connecting = false
+    /// Keepalive: PING after this much silence from the peer; close when no answer within `keepaliveTimeout`.
+    var keepaliveInterval: Duration?
+    var keepaliveTimeout: Duration = .seconds(20)
+    private var lastReceive = ContinuousClock.now
+    private var pingSentAt: ContinuousClock.Instant?
+
+    init(fd: Int32, loop: EventLoop, outHighWater: Int = 8 << 20) {
+        self.fd = fd
+        self.loop = loop
+        self.outHighWater = outHighWater
+        self.scratch.reserveCapacity(64 << 10)
+    }
+
+    static let readEvents = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+    static let readWriteEvents = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLOUT.rawValue
+
+    // MARK: - Loop events
+
+    func handleEvents(_ events: UInt32, runner: LoopRunner) {
+        if self.isClosed { return }
+        if events & EPOLLOUT.rawValue != 0 {
+            if let tls = self.tls, !tls.isEstablished {
+                self.continueHandshake(runner: runner)
+                if self.isClosed { return }
+            }
+            self.flush(runner: runner)
+            if self.isClosed { return }
+        }
+        if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue) != 0 {
+            self.readAvailable(runner: runner)
+        }
+    }
+
+    func closeForShutdown(runner: LoopRunner) {
+        self.close(runner: runner, reason: GRPCStatus(.unavailable, "event loop shut down"))
+    }
+
+    /// Called after a TLS handshake completes (clients start their session here).
+    func handshakeCompleted(runner: LoopRunner) {}
+
+    func continueHandshake(runner: LoopRunner) {
+        guard let tls = self.tls else { return }
+        switch tls.handshake(fd: self.fd) {
+        case .done:
+            self.handshakeCompleted(runner: runner)
+            self.flush(runner: runner)
+        case .wantRead:
+            self.setPollingWritable(false, runner: runner)
+        case .wantWrite:
+            self.setPollingWritable(true, runner: runner)
+        case .failed(let reason):
+            self.close(runner: runner, reason: GRPCStatus(.unavailable, "TLS handshake failed: \(reason)"))
+        }
+    }
+
+    private func readAvailable(runner: LoopRunner) {
+        if let tls = self.tls, !tls.isEstablished {
+            self.continueHandshake(runner: runner)
+            if self.isClosed || !tls.isEstablished { return }
+        }
+        var rounds = 0
+        while rounds < 16 && !self.isClosed {
+            rounds += 1
+            let bufferSize = runner.readBuffer.count
+            let n: Int = runner.readBuffer.withUnsafeMutableBytes { buf in
+                if let tls = self.tls { return tls.read(fd: self.fd, into: buf) }
+                let r = Glibc.read(self.fd, buf.baseAddress, buf.count)
+                if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
+                return r
+            }
+            if n == -2 { break }
+            if n > 0 {
+                self.lastReceive = ContinuousClock.now
+                self.pingSentAt = nil
+            }
+            if n <= 0 {
+                self.close(
+                    runner: runner,
+                    reason: GRPCStatus(.unavailable, n == 0 ? "connection closed by peer" : "read failed"))
+                return
+            }
+            guard let session = self.session else { return }
+            // Callbacks copy what they keep: the loop's shared buffer is reused by the next read.
+            let failed = runner.readBuffer.withUnsafeBytes { buf in
+                NGHTTP2Calls.memRecv(session, UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            }
+            if let code = failed {
+                self.protocolFailure(code: code, runner: runner)
+                return
+            }
+            self.afterReceive(runner: runner)
+            self.flush(runner: runner)
+            if n < bufferSize && self.tls == nil { break }
+        }
+    }
+
+    func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
+        guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else {
+            return
+        }
+        if let sent = self.pingSentAt {
+            if now - sent > self.keepaliveTimeout {
+                self.close(runner: runner, reason: GRPCStatus(.unavailable, "keepalive PING not answered"))
+            }
+            return
+        }
+        if now - self.lastReceive >= interval {
+            self.pingSentAt = now
+            NGHTTP2Calls.submitPing(session)
+            self.flush(runner: runner)
+        }
+    }
+
+    /// Hook after each `mem_recv` (subclasses process work queued by callbacks).
+    func afterReceive(runner: LoopRunner) {}
+
+    /// A malformed peer: try to send GOAWAY, then close.
+    func protocolFailure(code: Int32, runner: LoopRunner) {
+        if let session = self.session {
+            NGHTTP2Calls.terminate(session, errorCode: NGHTTP2Calls.errorProtocol)
+            self.flush(runner: runner, closing: true)
+        }
+        self.close(runner: runner, reason: GRPCStatus(.unavailable, "HTTP/2 error: \(NGHTTP2Calls.errorText(code))"))
+    }
+
+    // MARK: - Output
+
+    /// Appends bytes produced by nghttp2 (copied: nghttp2 reuses its buffer).
+    func appendCopy(_ bytes: UnsafeRawBufferPointer) {
+        self.scratch.append(contentsOf: bytes)
+        if self.scratch.count >= 64 << 10 { self.flushScratch() }
+    }
+
+    private func flushScratch() {
+        guard !self.scratch.isEmpty else { return }
+        self.outBytes += self.scratch.count
+        self.outQueue.append(self.scratch[...])
+        self.scratch = []
+        self.scratch.reserveCapacity(16 << 10)
+    }
+
+    /// Appends a slice without copying, after everything queued so far.
+    func appendSlice(_ slice: ArraySlice<UInt8>) {
+        guard !slice.isEmpty else { return }
+        if slice.count <= 1024 {
+            self.scratch.append(contentsOf: slice)
+            return
+        }
+        self.flushScratch()
+        self.outBytes += slice.count
+        self.outQueue.append(slice)
+    }
+
+    /// Produces frames and writes them until nghttp2 has nothing more or the socket is full.
+    func flush(runner: LoopRunner, closing: Bool = false) {
+        guard !self.isClosed, !self.connecting, let session = self.session else { return }
+        if let tls = self.tls, !tls.isEstablished { return }
+        while true {
+            var produced = false
+            while self.outBytes + self.scratch.count < self.outHighWater {
+                let rv = NGHTTP2Calls.memSend(session) { self.appendCopy($0) }
+                guard let rv else { break }
+                if rv < 0 {
+                    if !closing {
+                        self.close(
+                            runner: runner,
+                            reason: GRPCStatus(.internal, "nghttp2 send failed: \(NGHTTP2Calls.errorText(rv))"))
+                    }
+                    return
+                }
+                if rv == 0 { break }
+                produced = true
+            }
+            self.flushScratch()
+            var wrote = false
+            if self.outBytes > 0 {
+                let outcome = self.writeQueued()
+                if outcome < 0 {
+                    self.close(runner: runner, reason: GRPCStatus(.unavailable, "write failed"))
+                    return
+                }
+                if self.outBytes > 0 {
+                    self.setPollingWritable(true, runner: runner)
+                    return
+                }
+                wrote = true
+            }
+            // A DATA frame refused with WOULDBLOCK (queue full) is retried once the queue drained.
+            if !produced && !wrote { break }
+        }
+        self.setPollingWritable(false, runner: runner)
+        if closing { return }
+        if self.mustClose || (!NGHTTP2Calls.wantRead(session) && !NGHTTP2Calls.wantWrite(session) && self.outBytes == 0)
+        {
+            self.close(runner: runner, reason: GRPCStatus(.unavailable, "connection finished"))
+        } else {
+            self.afterFlush(runner: runner)
+        }
+    }
+
+    /// Whether the output queue is full: send-data callbacks answer WOULDBLOCK so one `mem_send` cannot
+    /// drain a stream's whole backlog into memory.
+    var outputFull: Bool { self.outBytes + self.scratch.count >= self.outHighWater }
+
+    /// Hook after a flush drained the output queue.
+    func afterFlush(runner: LoopRunner) {}
+
+    func setPollingWritable(_ on: Bool, runner: LoopRunner) {
+        guard on != self.pollingWritable, !self.isClosed else { return }
+        self.pollingWritable = on
+        runner.modify(fd: self.fd, id: self.id, events: on ? Self.readWriteEvents : Self.readEvents)
+    }
+
+    /// Writes queued slices with `writev` (or TLS); returns -1 on a fatal error, else 0.
+    private func writeQueued() -> Int {
+        while self.outBytes > 0 {
+            let written: Int
+            if let tls = self.tls {
+                written = self.outQueue[self.outHead].withUnsafeBytes { tls.write(fd: self.fd, $0) }
+            } else {
+                written = self.writevQueued()
+            }
+            if written == -2 { return 0 }
+            if written < 0 { return -1 }
+            self.consumeOutput(written)
+        }
+        self.outQueue.removeAll(keepingCapacity: true)
+        self.outHead = 0
+        return 0
+    }
+
+    private func writevQueued() -> Int {
+        let count = min(64, self.outQueue.count - self.outHead)
+        var iovs: [iovec] = []
+        iovs.reserveCapacity(count)
+        func gather(_ i: Int) -> Int {
+            if i == count {
+                let r = iovs.withUnsafeMutableBufferPointer { buf -> Int in
+                    var msg = msghdr()
+                    msg.msg_iov = buf.baseAddress
+                    msg.msg_iovlen = buf.count
+                    return sendmsg(self.fd, &msg, Int32(MSG_NOSIGNAL))
+                }
+                if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
+                return r
+            }
+            return self.outQueue[self.outHead + i].withUnsafeBytes { p in
+                iovs.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count))
+                return gather(i + 1)
+            }
+        }
+        return gather(0)
+    }
+
+    private func consumeOutput(_ n: Int) {
+        var left = n
+        self.outBytes -= n
+        while left > 0 {
+            let head = self.outQueue[self.outHead]
+            if head.count <= left {
+                left -= head.count
+                self.outQueue[self.outHead] = []
+                self.outHead += 1
+            } else {
+                self.outQueue[self.outHead] = head.dropFirst(left)
+                left = 0
+            }
+        }
+        if self.outHead > 256 {
+            self.outQueue.removeFirst(self.outHead)
+            self.outHead = 0
+        }
+    }
+
+    // MARK: - Close
+
+    /// Closes the socket and session; subclasses fail their streams in `connectionClosed`.
+    func close(runner: LoopRunner, reason: GRPCStatus) {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        runner.unregister(fd: self.fd, id: self.id)
+        self.tls?.shutdown(fd: self.fd)
+        _ = Glibc.close(self.fd)
+        if let session = self.session {
+            self.session = nil
+            NGHTTP2Calls.deleteSession(session)
+        }
+        self.outQueue = []
+        self.outBytes = 0
+        self.scratch = []
+        self.connectionClosed(reason: reason)
+    }
+
+    /// Hook: the connection is gone.
+    func connectionClosed(reason: GRPCStatus) {}
+
+    // MARK: - nghttp2 callbacks (overridden by subclasses)
+
+    func onBeginHeaders(streamID: Int32, category: UInt32) -> Int32 { 0 }
+    func onHeader(
+        streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>
+    ) -> Int32 { 0 }
+    func onFrameRecv(_ frame: H2FrameInfo) -> Int32 { 0 }
+    func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 { 0 }
+    func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 { 0 }
+    func onFrameSend(type: UInt8, flags: UInt8, streamID: Int32) {}
+    func readData(streamID: Int32, maxLength: Int, flags: inout UInt32) -> Int { NGHTTP2Calls.errDeferred }
+    func sendData(streamID: Int32, frameHeader: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
+        NGHTTP2Calls.errCallbackFailure
+    }
+}

@@ -1,0 +1,218 @@
+internal import COpenSSL
+
+/// TLS settings for a server or client (PEM files).
+public struct TLSConfiguration: Sendable {
+    /// PEM certificate chain presented by this side (required for servers, optional client certificate for mTLS).
+    public var certificateChainFile: String?
+    /// PEM private key for `certificateChainFile`.
+    public var privateKeyFile: String?
+    /// PEM trust roots used to verify the peer. Servers with roots require and verify client certificates (mTLS).
+    public var trustRootsFile: String?
+    /// Client: the name the server certificate must match (also sent as SNI). Defaults to the host.
+    public var serverName: String?
+
+    /// Server configuration: certificate chain and key; `clientTrustRoots` enables mTLS.
+    public static func server(certificateChain: String, privateKey: String, clientTrustRoots: String? = nil)
+        -> TLSConfiguration
+    {
+        TLSConfiguration(
+            certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: clientTrustRoots)
+    }
+
+    /// Client configuration: trust roots, the expected server name, and an optional client certificate.
+    public static func client(
+        trustRoots: String, serverName: String? = nil, certificateChain: String? = nil, privateKey: String? = nil
+    ) -> TLSConfiguration {
+        TLSConfiguration(
+            certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: trustRoots,
+            serverName: serverName)
+    }
+}
+
+/// An OpenSSL `SSL_CTX` with ALPN `h2`. The only owner of OpenSSL state besides ``TLSSession``.
+final class TLSContext: Sendable {
+    // OpaquePointer is Sendable-less: keep the address as an integer; SSL_CTX is thread-safe after setup.
+    private let address: UInt
+    let isServer: Bool
+    let serverName: String?
+
+    var ctx: OpaquePointer? { OpaquePointer(bitPattern: self.address) }
+
+    /// Builds a context from PEM files.
+    /// - Throws: `.tls` naming the failing step and OpenSSL's reason.
+    init(configuration: TLSConfiguration, isServer: Bool) throws(GRPCWireError) {
+        guard let ctx = SSL_CTX_new(isServer ? TLS_server_method() : TLS_client_method()) else {
+            throw .tls(call: "SSL_CTX_new", reason: OpenSSLCalls.errorQueue())
+        }
+        self.address = UInt(bitPattern: ctx)
+        self.isServer = isServer
+        self.serverName = configuration.serverName
+        _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
+        if let chain = configuration.certificateChainFile {
+            guard SSL_CTX_use_certificate_chain_file(ctx, chain) == 1 else {
+                throw .tls(call: "load certificate \(chain)", reason: OpenSSLCalls.errorQueue())
+            }
+        }
+        if let key = configuration.privateKeyFile {
+            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1
+            else {
+                throw .tls(call: "load private key \(key)", reason: OpenSSLCalls.errorQueue())
+            }
+        }
+        if let roots = configuration.trustRootsFile {
+            guard SSL_CTX_load_verify_locations(ctx, roots, nil) == 1 else {
+                throw .tls(call: "load trust roots \(roots)", reason: OpenSSLCalls.errorQueue())
+            }
+            SSL_CTX_set_verify(
+                ctx, isServer ? (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) : SSL_VERIFY_PEER, nil)
+        } else if !isServer {
+            guard SSL_CTX_set_default_verify_paths(ctx) == 1 else {
+                throw .tls(call: "load default trust roots", reason: OpenSSLCalls.errorQueue())
+            }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        }
+        if isServer {
+            SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPN, nil)
+        } else {
+            let protos: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
+            // Returns 0 on success (inverted convention).
+            guard SSL_CTX_set_alpn_protos(ctx, protos, UInt32(protos.count)) == 0 else {
+                throw .tls(call: "SSL_CTX_set_alpn_protos", reason: OpenSSLCalls.errorQueue())
+            }
+        }
+    }
+
+    deinit { SSL_CTX_free(self.ctx) }
+}
+
+private func tlsSelectALPN(
+    _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outlen: UnsafeMutablePointer<UInt8>?,
+    _ input: UnsafePointer<UInt8>?, _ inlen: UInt32, _ arg: UnsafeMutableRawPointer?
+) -> Int32 {
+    // Walk the client's list for "h2".
+    guard let input, let out, let outlen else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    var i = 0
+    let count = Int(inlen)
+    while i < count {
+        let len = Int(input[i])
+        if len == 2, i + 2 < count, input[i + 1] == UInt8(ascii: "h"), input[i + 2] == UInt8(ascii: "2") {
+            out.pointee = input + i + 1
+            outlen.pointee = 2
+            return SSL_TLSEXT_ERR_OK
+        }
+        i += 1 + len
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL
+}
+
+/// Result of a non-blocking handshake step.
+enum TLSHandshakeResult {
+    case done
+    case wantRead
+    case wantWrite
+    case failed(String)
+}
+
+/// One TLS connection (an OpenSSL `SSL`), used only on its connection's loop thread.
+final class TLSSession {
+    private let ssl: OpaquePointer
+    private let context: TLSContext
+    private(set) var isEstablished = false
+
+    init(context: TLSContext, fd: Int32, hostForClient: String?) throws(GRPCWireError) {
+        guard let ssl = SSL_new(context.ctx) else { throw .tls(call: "SSL_new", reason: OpenSSLCalls.errorQueue()) }
+        self.ssl = ssl
+        self.context = context
+        guard SSL_set_fd(ssl, fd) == 1 else { throw .tls(call: "SSL_set_fd", reason: OpenSSLCalls.errorQueue()) }
+        if context.isServer {
+            SSL_set_accept_state(ssl)
+        } else {
+            let name = context.serverName ?? hostForClient ?? ""
+            if !name.isEmpty {
+                _ = name.withCString {
+                    SSL_ctrl(
+                        ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name),
+                        UnsafeMutableRawPointer(mutating: $0))
+                }
+                let isIP = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
+                let ok = isIP ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) : SSL_set1_host(ssl, name)
+                guard ok == 1 else {
+                    throw .tls(call: "set expected server name \(name)", reason: OpenSSLCalls.errorQueue())
+                }
+            }
+            SSL_set_connect_state(ssl)
+        }
+    }
+
+    deinit { SSL_free(self.ssl) }
+
+    func handshake(fd: Int32) -> TLSHandshakeResult {
+        ERR_clear_error()
+        let rv = SSL_do_handshake(self.ssl)
+        if rv == 1 {
+            var proto: UnsafePointer<UInt8>?
+            var len: UInt32 = 0
+            SSL_get0_alpn_selected(self.ssl, &proto, &len)
+            guard let proto, len == 2, proto[0] == UInt8(ascii: "h"), proto[1] == UInt8(ascii: "2") else {
+                return .failed("peer did not negotiate ALPN h2")
+            }
+            self.isEstablished = true
+            return .done
+        }
+        switch SSL_get_error(self.ssl, rv) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        default:
+            let verify = SSL_get_verify_result(self.ssl)
+            let queue = OpenSSLCalls.errorQueue()
+            if verify != X509_V_OK, let text = X509_verify_cert_error_string(verify) {
+                return .failed("certificate verification failed: \(String(cString: text)) \(queue)")
+            }
+            return .failed(queue)
+        }
+    }
+
+    /// Reads decrypted bytes: count, 0 at close, -2 when it would block, -1 on error.
+    func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        ERR_clear_error()
+        let rv = SSL_read(self.ssl, buffer.baseAddress, Int32(min(buffer.count, Int(Int32.max))))
+        if rv > 0 { return Int(rv) }
+        switch SSL_get_error(self.ssl, rv) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return -2
+        case SSL_ERROR_ZERO_RETURN: return 0
+        default: return -1
+        }
+    }
+
+    /// Writes bytes: count written, -2 when it would block, -1 on error.
+    func write(fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        guard bytes.count > 0 else { return 0 }
+        ERR_clear_error()
+        let rv = SSL_write(self.ssl, bytes.baseAddress, Int32(min(bytes.count, 1 << 20)))
+        if rv > 0 { return Int(rv) }
+        switch SSL_get_error(self.ssl, rv) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return -2
+        default: return -1
+        }
+    }
+
+    func shutdown(fd: Int32) {
+        if self.isEstablished { _ = SSL_shutdown(self.ssl) }
+    }
+}
+
+/// OpenSSL error-queue helpers.
+enum OpenSSLCalls {
+    /// Drains OpenSSL's error queue into one line.
+    static func errorQueue() -> String {
+        var parts: [String] = []
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            var buf = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &buf, buf.count)
+            parts.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return parts.isEmpty ? "no OpenSSL error recorded" : parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,395 @@
+import Synchronization
+
+/// Loop-side state of one server stream.
+final class ServerStream {
+    let id: Int32
+    var path = ""
+    var method = ""
+    var contentType = ""
+    var timeout: String?
+    var encoding: String?
+    var metadata = GRPCMetadata()
+    var headerBytes = 0
+    var channel: StreamChannel?
+    var deframer: MessageDeframer
+    var responseStarted = false
+    var deferred = false
+    var trailersSubmitted = false
+    var remoteClosed = false
+    /// Received bytes not yet returned to the peer's flow-control window.
+    var owed = 0
+    /// Answered without a handler (or failed): further DATA is dropped.
+    var rejected = false
+
+    init(id: Int32, maxMessageSize: Int) {
+        self.id = id
+        self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
+    }
+}
+
+/// A server-side HTTP/2 connection: dispatches request streams to handlers.
+final class ServerConnection: H2Connection {
+    let shared: ServerShared
+    let key: Int
+    private var streams: [Int32: ServerStream] = [:]
+    private var draining = false
+
+    init(fd: Int32, loop: EventLoop, shared: ServerShared, key: Int) {
+        self.shared = shared
+        self.key = key
+        super.init(fd: fd, loop: loop)
+    }
+
+    /// Creates the connection on the current loop thread and starts HTTP/2 (or the TLS handshake).
+    static func start(fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int) {
+        let conn = ServerConnection(fd: fd, loop: runner.loop, shared: shared, key: key)
+        let config = shared.configuration
+        conn.keepaliveInterval = config.keepaliveInterval
+        conn.keepaliveTimeout = config.keepaliveTimeout
+        do {
+            if let ctx = shared.tlsContext {
+                conn.tls = try TLSSession(context: ctx, fd: fd, hostForClient: nil)
+            }
+            conn.session = try NGHTTP2Calls.makeSession(
+                server: true, owner: conn,
+                settings: .init(
+                    maxConcurrentStreams: config.maxConcurrentStreams, initialWindowSize: config.streamWindowSize,
+                    maxFrameSize: config.maxFrameSize, maxHeaderListSize: UInt32(config.maxHeaderListSize),
+                    connectionWindowSize: config.connectionWindowSize, enablePush: false))
+            conn.id = try runner.register(fd: fd, events: H2Connection.readEvents, handler: conn)
+        } catch {
+            _ = closeFD(fd)
+            shared.connectionEnded(key: key)
+            return
+        }
+        shared.connectionStarted(key: key, loop: runner.loop, handlerID: conn.id)
+        conn.flush(runner: runner)
+    }
+
+    override func connectionClosed(reason: GRPCStatus) {
+        let all = self.streams.values
+        self.streams = [:]
+        for s in all {
+            s.channel?.fail(GRPCStatus(.cancelled, "connection closed: \(reason.message)"), cancelTask: true)
+        }
+        self.shared.connectionEnded(key: self.key)
+    }
+
+    /// Sends GOAWAY; the connection closes once its streams are done.
+    func beginDrain(runner: LoopRunner) {
+        guard !self.draining, let session = self.session else { return }
+        self.draining = true
+        NGHTTP2Calls.submitGoaway(session)
+        self.flush(runner: runner)
+    }
+
+    // MARK: - Receiving
+
+    override func onBeginHeaders(streamID: Int32, category: UInt32) -> Int32 {
+        if category == NGHTTP2Calls.hcatRequest {
+            self.streams[streamID] = ServerStream(
+                id: streamID, maxMessageSize: self.shared.configuration.maxReceiveMessageSize)
+        }
+        return 0
+    }
+
+    override func onHeader(
+        streamID: Int32, category: UInt32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>
+    ) -> Int32 {
+        guard category == NGHTTP2Calls.hcatRequest, let stream = self.streams[streamID] else { return 0 }
+        stream.headerBytes += name.count + value.count + 32
+        if stream.headerBytes > self.shared.configuration.maxHeaderListSize {
+            self.streams[streamID] = nil
+            return NGHTTP2Calls.errTemporalCallbackFailure
+        }
+        let key = String(decoding: name, as: UTF8.self)
+        switch key {
+        case ":path": stream.path = String(decoding: value, as: UTF8.self)
+        case ":method": stream.method = String(decoding: value, as: UTF8.self)
+        case "content-type": stream.contentType = String(decoding: value, as: UTF8.self)
+        case "grpc-timeout": stream.timeout = String(decoding: value, as: UTF8.self)
+        case "grpc-encoding": stream.encoding = String(decoding: value, as: UTF8.self)
+        default:
+            if !GRPCMetadata.isReserved(key) { stream.metadata.addWire(name: key, value: ArraySlice(value)) }
+        }
+        return 0
+    }
+
+    override func onFrameRecv(_ frame: H2FrameInfo) -> Int32 {
+        guard let stream = self.streams[frame.streamID] else { return 0 }
+        if frame.type == NGHTTP2Calls.frameHeaders && frame.category == NGHTTP2Calls.hcatRequest {
+            self.dispatch(stream)
+        }
+        if (frame.type == NGHTTP2Calls.frameHeaders || frame.type == NGHTTP2Calls.frameData) && frame.endStream {
+            self.endOfRequests(stream)
+        }
+        return 0
+    }
+
+    private func endOfRequests(_ stream: ServerStream) {
+        stream.remoteClosed = true
+        guard !stream.rejected, let channel = stream.channel else { return }
+        if stream.deframer.hasPartialMessage {
+            self.failStream(stream, GRPCStatus(.internal, "request stream ended inside a message"))
+        } else {
+            channel.finishInbound()
+        }
+    }
+
+    override func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
+        guard let session = self.session else { return 0 }
+        guard let stream = self.streams[streamID], !stream.rejected, let channel = stream.channel else {
+            NGHTTP2Calls.consume(session, streamID: streamID, bytes: data.count)
+            return 0
+        }
+        let typed = data.bindMemory(to: UInt8.self)
+        do {
+            try stream.deframer.feed(typed) { message, _ in channel.deliver(message) }
+        } catch {
+            NGHTTP2Calls.consume(session, streamID: streamID, bytes: data.count)
+            switch error {
+            case .messageTooLarge(let length, let limit):
+                self.failStream(
+                    stream, GRPCStatus(.resourceExhausted, "received message larger than max (\(length) vs. \(limit))"))
+            default:
+                self.failStream(stream, GRPCStatus(.internal, error.description))
+            }
+            return 0
+        }
+        stream.owed += data.count
+        if channel.queuedInboundBytes < channel.inboundLimit {
+            NGHTTP2Calls.consume(session, streamID: streamID, bytes: stream.owed)
+            stream.owed = 0
+        }
+        return 0
+    }
+
+    /// Ends a stream with `status` from the loop side and cancels its handler.
+    private func failStream(_ stream: ServerStream, _ status: GRPCStatus) {
+        stream.rejected = true
+        guard let channel = stream.channel else { return }
+        channel.setTrailers(status, GRPCMetadata())
+        channel.fail(status, cancelTask: true)
+        if let session = self.session, stream.owed > 0 {
+            NGHTTP2Calls.consume(session, streamID: stream.id, bytes: stream.owed)
+            stream.owed = 0
+        }
+        self.service(stream)
+    }
+
+    override func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
+        guard let stream = self.streams.removeValue(forKey: streamID) else { return 0 }
+        if !stream.trailersSubmitted, let channel = stream.channel {
+            let status =
+                errorCode == NGHTTP2Calls.errorNoError
+                ? GRPCStatus(.cancelled, "stream closed before the response completed")
+                : GRPCStatus(.cancelled, "call cancelled by the client (HTTP/2 error \(errorCode))")
+            channel.fail(status, cancelTask: true)
+        }
+        return 0
+    }
+
+    override func onFrameSend(type: UInt8, flags: UInt8, streamID: Int32) {
+        // Trailers went out before the client finished: reset with NO_ERROR (PROTOCOLS.md §3).
+        guard type == NGHTTP2Calls.frameHeaders, flags & NGHTTP2Calls.flagEndStream != 0, let session = self.session,
+            let stream = self.streams[streamID]
+        else { return }
+        if !stream.remoteClosed && !NGHTTP2Calls.remoteClosed(session, streamID: streamID) {
+            NGHTTP2Calls.submitReset(session, streamID: streamID, errorCode: NGHTTP2Calls.errorNoError)
+        }
+    }
+
+    // MARK: - Dispatch
+
+    private func respondImmediately(_ stream: ServerStream, _ status: GRPCStatus) {
+        guard self.session != nil else { return }
+        stream.rejected = true
+        stream.responseStarted = true
+        stream.trailersSubmitted = true
+        var headers = [
+            (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", String(status.code.rawValue)),
+        ]
+        if !status.message.isEmpty { headers.append(("grpc-message", GRPCMessageEncoding.encode(status.message))) }
+        self.submitResponse(stream, headers: headers, endStream: true)
+    }
+
+    /// Submits response headers; a stream that cannot take them is reset (INTERNAL_ERROR) and its call failed.
+    private func submitResponse(_ stream: ServerStream, headers: [(String, String)], endStream: Bool) {
+        guard let session = self.session else { return }
+        let outcome = NGHTTP2Calls.submitResponse(session, streamID: stream.id, headers: headers, endStream: endStream)
+        guard outcome != .submitted else { return }
+        stream.rejected = true
+        stream.trailersSubmitted = true
+        NGHTTP2Calls.submitReset(session, streamID: stream.id, errorCode: NGHTTP2Calls.errorInternal)
+        stream.channel?.fail(GRPCStatus(.internal, "cannot send response headers: \(outcome)"), cancelTask: true)
+    }
+
+    private func dispatch(_ stream: ServerStream) {
+        guard let session = self.session else { return }
+        if self.draining {
+            NGHTTP2Calls.submitReset(session, streamID: stream.id, errorCode: NGHTTP2Calls.errorRefusedStream)
+            stream.rejected = true
+            return
+        }
+        guard stream.contentType.hasPrefix("application/grpc") else {
+            stream.rejected = true
+            stream.responseStarted = true
+            stream.trailersSubmitted = true
+            self.submitResponse(stream, headers: [(":status", "415")], endStream: true)
+            return
+        }
+        if let encoding = stream.encoding, encoding != "identity" {
+            self.respondImmediately(
+                stream, GRPCStatus(.unimplemented, "grpc-encoding '\(encoding)' is not supported; use identity"))
+            return
+        }
+        guard let handler = self.shared.router.handlers[stream.path] else {
+            self.respondImmediately(stream, GRPCStatus(.unimplemented, "Method not found: \(stream.path)"))
+            return
+        }
+        let loop = self.loop
+        let connID = self.id
+        let streamID = stream.id
+        let config = self.shared.configuration
+        let channel = StreamChannel(
+            outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit
+        ) {
+            loop.execute { runner in
+                (runner.handler(connID) as? ServerConnection)?.serviceStream(streamID, runner: runner)
+            }
+        }
+        stream.channel = channel
+        var deadline: ContinuousClock.Instant?
+        var timeout: Duration?
+        if let t = stream.timeout, let d = GRPCTimeout.parse(t) {
+            timeout = d
+            deadline = ContinuousClock.now.advanced(by: d)
+        }
+        let call = GRPCServerCall(
+            context: GRPCServerContext(path: stream.path, metadata: stream.metadata, deadline: deadline),
+            channel: channel)
+        let task = Task {
+            var status = GRPCStatus.ok
+            do {
+                try await handler(call)
+            } catch let s as GRPCStatus {
+                status = s
+            } catch is CancellationError {
+                status = GRPCStatus(.cancelled, "handler cancelled")
+            } catch {
+                status = GRPCStatus(.unknown, "handler failed: \(error)")
+            }
+            channel.setTrailers(status, call.trailingMetadata)
+        }
+        var timer: Task<Void, Never>?
+        if let timeout {
+            timer = Task {
+                do { try await Task.sleep(for: timeout) } catch { return }
+                let status = GRPCStatus(.deadlineExceeded, "deadline exceeded")
+                channel.setTrailers(status, GRPCMetadata())
+                channel.fail(status, cancelTask: true)
+            }
+        }
+        // A reset or deadline that arrived before the handles were stored still cancels them.
+        let endedAlready = channel.state.withLock { s -> Bool in
+            s.task = task
+            s.timer = timer
+            return s.terminal != nil
+        }
+        if endedAlready {
+            task.cancel()
+            timer?.cancel()
+        }
+    }
+
+    // MARK: - Sending
+
+    func serviceStream(_ streamID: Int32, runner: LoopRunner) {
+        guard !self.isClosed, let stream = self.streams[streamID] else { return }
+        self.service(stream)
+        self.flush(runner: runner)
+    }
+
+    private func service(_ stream: ServerStream) {
+        guard let session = self.session, let channel = stream.channel else { return }
+        let (hasOutbound, headersRequested, initial, trailers, queued) = channel.state.withLock { s in
+            s.wakePending = false
+            return (s.outboundBytes > 0, s.headersRequested, s.initialMetadata, s.trailers, s.inboundBytes)
+        }
+        if stream.owed > 0 && queued < channel.inboundLimit {
+            NGHTTP2Calls.consume(session, streamID: stream.id, bytes: stream.owed)
+            stream.owed = 0
+        }
+        if stream.trailersSubmitted { return }
+        if !stream.responseStarted {
+            if let (status, metadata) = trailers, !hasOutbound, !headersRequested {
+                stream.responseStarted = true
+                stream.trailersSubmitted = true
+                var headers = [(":status", "200"), ("content-type", "application/grpc")]
+                headers += Self.statusHeaders(status, metadata)
+                self.submitResponse(stream, headers: headers, endStream: true)
+            } else if hasOutbound || headersRequested || trailers != nil {
+                stream.responseStarted = true
+                var headers = [
+                    (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+                ]
+                if let initial { headers += initial.wirePairs }
+                self.submitResponse(stream, headers: headers, endStream: false)
+            }
+        } else if stream.deferred && (hasOutbound || trailers != nil) {
+            stream.deferred = false
+            NGHTTP2Calls.resumeData(session, streamID: stream.id)
+        }
+    }
+
+    static func statusHeaders(_ status: GRPCStatus, _ metadata: GRPCMetadata) -> [(String, String)] {
+        var headers = [("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty { headers.append(("grpc-message", GRPCMessageEncoding.encode(status.message))) }
+        headers += metadata.wirePairs
+        return headers
+    }
+
+    override func readData(streamID: Int32, maxLength: Int, flags: inout UInt32) -> Int {
+        guard let session = self.session, let stream = self.streams[streamID], let channel = stream.channel else {
+            return Int(NGHTTP2Calls.errTemporalCallbackFailure)
+        }
+        let (available, trailers) = channel.state.withLock { s in (s.outboundBytes, s.trailers) }
+        if available > 0 {
+            let n = min(available, maxLength)
+            flags |= NGHTTP2Calls.dataFlagNoCopy
+            if n == available, let (status, metadata) = trailers {
+                // Without trailers the stream would hang: a failure resets it (TEMPORAL_CALLBACK_FAILURE).
+                guard
+                    NGHTTP2Calls.submitTrailer(
+                        session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
+                else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
+                flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
+                stream.trailersSubmitted = true
+            }
+            return n
+        }
+        if let (status, metadata) = trailers {
+            guard
+                NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata))
+                    == .submitted
+            else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
+            flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
+            stream.trailersSubmitted = true
+            return 0
+        }
+        stream.deferred = true
+        return NGHTTP2Calls.errDeferred
+    }
+
+    override func sendData(streamID: Int32, frameHeader: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
+        guard let stream = self.streams[streamID], let channel = stream.channel else {
+            return NGHTTP2Calls.errCallbackFailure
+        }
+        if self.outputFull { return NGHTTP2Calls.errWouldBlock }
+        self.appendCopy(frameHeader)
+        if padding > 0 { self.appendSlice([UInt8(padding - 1)][...]) }
+        channel.takeOutbound(length) { self.appendSlice($0) }
+        if padding > 1 { self.appendSlice([UInt8](repeating: 0, count: padding - 1)[...]) }
+        return 0
+    }
+}
