@@ -12,7 +12,7 @@ public struct IPCStreamReader: Sendable {
     public let version: MetadataVersion
     public let options: IPCReadOptions
     private var scanner: MessageScanner
-    private var memo: DictionaryMemo
+    private var decoder: IPCMessageDecoder
     /// Number of dictionary batches read so far.
     public private(set) var dictionaryBatchCount = 0
     /// Number of record batches read so far.
@@ -31,10 +31,10 @@ public struct IPCStreamReader: Sendable {
         guard case let .schema(schema) = first.message.header else {
             throw .invalidMessage(what: "stream", reason: "the first message is a \(first.message.header.kind), not a Schema")
         }
-        try Self.checkSupported(schema)
+        self.decoder = IPCMessageDecoder(options: options)
+        _ = try self.decoder.apply(first.message, body: first.body)
         self.schema = schema
         self.version = first.message.version
-        self.memo = try DictionaryMemo(schema: schema, allowReplacement: true)
     }
 
     /// Opens a stream held in an array (no copy).
@@ -49,7 +49,7 @@ public struct IPCStreamReader: Sendable {
     }
 
     /// The dictionaries read so far, by id.
-    public var dictionaries: [Int64: DictionaryValues] { self.memo.dictionaries }
+    public var dictionaries: [Int64: DictionaryValues] { self.decoder.dictionaries }
 
     /// Byte offset just past the last message read.
     public var position: Int { self.scanner.position }
@@ -59,17 +59,12 @@ public struct IPCStreamReader: Sendable {
     /// - Throws: ``ArrowIPCError`` for malformed messages or data that fails validation.
     public mutating func next() throws(ArrowIPCError) -> RecordBatch? {
         while let encapsulated = try self.scanner.next() {
-            switch encapsulated.message.header {
+            switch try self.decoder.apply(encapsulated.message, body: encapsulated.body) {
             case .schema:
                 throw .invalidMessage(what: "stream", reason: "a second Schema message at byte \(encapsulated.offset)")
-            case let .dictionaryBatch(header):
-                try self.memo.add(header, body: encapsulated.body, version: encapsulated.message.version,
-                                  fullValidation: self.options.validation == .full)
+            case .dictionary:
                 self.dictionaryBatchCount += 1
-            case let .recordBatch(header):
-                let batch = try RecordBatchDecoder.decode(header, body: encapsulated.body, schema: self.schema,
-                                                          version: encapsulated.message.version,
-                                                          dictionaries: self.memo.dictionaries, options: self.options)
+            case let .recordBatch(batch):
                 self.recordBatchCount += 1
                 return batch
             }
