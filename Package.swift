@@ -35,7 +35,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "ArrowIPC", "GRPCWire",
+                "ArrowIPC", "FlightProto", "GRPCWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

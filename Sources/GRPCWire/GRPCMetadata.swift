@@ -102,12 +102,13 @@ public struct GRPCMetadata: Sendable, Equatable, Sequence {
     }
 }
 
-/// Base64 (RFC 4648 standard alphabet) as gRPC uses it for `-bin` metadata.
-enum Base64 {
+/// Base64 (RFC 4648 standard alphabet) as gRPC uses it for `-bin` metadata (also used by Node for
+/// HTTP Basic credentials).
+package enum Base64 {
     static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// Encodes without padding.
-    static func encode(_ bytes: [UInt8]) -> String {
+    package static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count * 4 + 2) / 3)
         var i = 0
@@ -142,7 +143,7 @@ enum Base64 {
     }
 
     /// Decodes padded or unpadded base64; `nil` for invalid input.
-    static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+    package static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
         var chars = Array(text)
         while let last = chars.last, last == 0x3D { chars.removeLast() }
         guard chars.count % 4 != 1 else { return nil }

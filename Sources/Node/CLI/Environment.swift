@@ -1,3 +1,4 @@
+internal import ArgumentParser
 internal import Glibc
 
 /// Option defaults from the environment: every option `--some-option` may come from
@@ -7,6 +8,23 @@ enum Environment {
     static func value(for name: String) -> String? {
         guard let raw = getenv("VALKEYFLIGHT_" + name) else { return nil }
         return String(cString: raw)
+    }
+
+    /// The command-line value if given, else `VALKEYFLIGHT_<name>` parsed like the option, else nil.
+    ///
+    /// - Throws: ``NodeError/invalidArgument(_:)`` when the environment value does not parse.
+    static func resolve<T: ExpressibleByArgument>(_ value: T?, _ name: String) throws(NodeError) -> T? {
+        if let value { return value }
+        guard let text = self.value(for: name) else { return nil }
+        guard let parsed = T(argument: text) else {
+            throw .invalidArgument("VALKEYFLIGHT_\(name)='\(text)' is not a valid value")
+        }
+        return parsed
+    }
+
+    /// As ``resolve(_:_:)`` with a default.
+    static func resolve<T: ExpressibleByArgument>(_ value: T?, _ name: String, default defaultValue: T) throws(NodeError) -> T {
+        try self.resolve(value, name) ?? defaultValue
     }
 }
 

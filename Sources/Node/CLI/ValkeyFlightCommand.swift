@@ -8,7 +8,7 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
         commandName: "valkeyflight",
         abstract: "Move and process Apache Arrow data: Flight server, Valkey coordinator and workers in one binary.",
         version: ValkeyFlightCommand.versionText,
-        subcommands: [IPCCommand.self]
+        subcommands: [FlightCommand.self, IPCCommand.self]
     )
 
     public init() {}
