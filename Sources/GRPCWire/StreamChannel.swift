@@ -137,16 +137,23 @@ final class StreamChannel: Sendable {
 
     /// Client: records the final status (first one wins) and releases status and header waiters.
     func setFinalStatus(_ status: GRPCStatus, _ metadata: GRPCMetadata) {
-        let (sw, hw, final, headers, timer) = self.state.withLock { s in
+        let (sw, hw, final, headers, timer, ow) = self.state.withLock { s in
             if s.finalStatus == nil { s.finalStatus = (status, metadata) }
+            // Nothing more will be sent on this stream: release a writer waiting for room.
+            s.outbound = []
+            s.outboundHead = 0
+            s.outboundBytes = 0
+            let ow = s.outboundWaiter
+            s.outboundWaiter = nil
             if s.responseHeaders == nil { s.responseHeaders = GRPCMetadata() }
             let sw = s.statusWaiters
             let hw = s.headersWaiters
             s.statusWaiters = []
             s.headersWaiters = []
-            return (sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer)
+            return (sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer, ow)
         }
         timer?.cancel()
+        ow?.resume(returning: .success(()))
         for w in sw { w.resume(returning: final) }
         for w in hw { w.resume(returning: headers) }
     }
@@ -170,6 +177,8 @@ final class StreamChannel: Sendable {
     func send(_ parts: [ArraySlice<UInt8>], byteCount: Int, last: Bool = false) async throws(GRPCStatus) {
         let outcome = self.state.withLock { s -> Result<Bool, GRPCStatus> in
             if let t = s.terminal { return .failure(t) }
+            // Client call already answered: an OK end drops further requests, an error end reports itself.
+            if let (status, _) = s.finalStatus { return status.code == .ok ? .success(false) : .failure(status) }
             if s.outboundFinished { return .failure(GRPCStatus(.internal, "send after the stream was closed")) }
             for p in parts where !p.isEmpty { s.outbound.append(p) }
             s.outboundBytes += byteCount

@@ -19,6 +19,7 @@ final class Probe: Sendable {
     static let floodPath = "/test.Probe/Flood"
     static let echoPath = "/test.Probe/Echo"
     static let holdPath = "/test.Probe/Hold"
+    static let earlyFailPath = "/test.Probe/EarlyFail"
 
     static func router(_ probe: Probe) -> GRPCRouter {
         var router = InteropTestService.router()
@@ -39,6 +40,11 @@ final class Probe: Sendable {
             _ = probe.maxActive.max(now, ordering: .relaxed)
             defer { probe.active.subtract(1, ordering: .relaxed) }
             for try await message in call.requests { try await call.send(message) }
+        }
+        // Fails after the first request while the client may still be sending.
+        router.clientStreaming(Self.earlyFailPath) { call in
+            _ = try await call.receive()
+            throw GRPCStatus(.invalidArgument, "first request rejected")
         }
         // Sends `count` messages of 1 MiB (count = first request byte).
         router.serverStreaming(Self.floodPath) { call, request in
@@ -215,6 +221,26 @@ final class Probe: Sendable {
             #expect(error.code == .unknown)
             #expect(error.message.contains("415"), "\(error)")
         }
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func earlyServerErrorEndsAClientThatKeepsSending() async throws {
+        let server = try Self.server(Probe())
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        let call = channel.makeCall(path: Self.earlyFailPath, timeout: .seconds(20))
+        let chunk = [UInt8](repeating: 3, count: 1 << 20)
+        var sendError: GRPCStatus?
+        for _ in 0..<100 {
+            do { try await call.send(chunk) } catch {
+                sendError = error
+                break
+            }
+        }
+        let status = await call.status()
+        #expect(status.code == .invalidArgument, "\(status)")
+        #expect(status.message == "first request rejected")
+        #expect(sendError == nil || sendError?.code == .invalidArgument)
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
