@@ -231,6 +231,13 @@ final class ServerConnection: H2Connection {
             stream.rejected = true
             return
         }
+        guard stream.method == "POST" else {
+            stream.rejected = true
+            stream.responseStarted = true
+            stream.trailersSubmitted = true
+            self.submitResponse(stream, headers: [(":status", "405")], endStream: true)
+            return
+        }
         guard stream.contentType.hasPrefix("application/grpc") else {
             stream.rejected = true
             stream.responseStarted = true
