@@ -20,6 +20,7 @@ final class Probe: Sendable {
     static let echoPath = "/test.Probe/Echo"
     static let holdPath = "/test.Probe/Hold"
     static let earlyFailPath = "/test.Probe/EarlyFail"
+    static let throwPath = "/test.Probe/Throw"
 
     static func router(_ probe: Probe) -> GRPCRouter {
         var router = InteropTestService.router()
@@ -40,6 +41,10 @@ final class Probe: Sendable {
             _ = probe.maxActive.max(now, ordering: .relaxed)
             defer { probe.active.subtract(1, ordering: .relaxed) }
             for try await message in call.requests { try await call.send(message) }
+        }
+        router.unary(Self.throwPath) { _, _ in
+            struct Oops: Error {}
+            throw Oops()
         }
         // Fails after the first request while the client may still be sending.
         router.clientStreaming(Self.earlyFailPath) { call in
@@ -241,6 +246,43 @@ final class Probe: Sendable {
         #expect(status.code == .invalidArgument, "\(status)")
         #expect(status.message == "first request rejected")
         #expect(sendError == nil || sendError?.code == .invalidArgument)
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func nonStatusErrorsBecomeUnknown() async throws {
+        let server = try Self.server(Probe())
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        do {
+            _ = try await channel.unary(path: Self.throwPath, request: [[1][...]], timeout: .seconds(5))
+            Issue.record("throwing handler succeeded")
+        } catch {
+            #expect(error.code == .unknown)
+            #expect(error.message.contains("Oops"), "\(error)")
+        }
+        #expect(try await channel.unary(path: Self.echoPath, request: [[2][...]], timeout: .seconds(5)) == [2])
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func clientWindowOpensOnlyAsResponsesAreConsumed() async throws {
+        let probe = Probe()
+        let server = try Self.server(probe)
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        let call = channel.makeCall(path: Self.floodPath, timeout: .seconds(30))
+        try await call.send([[UInt8(100)][...]], last: true)
+        // Not reading: the server can only get ahead by our window, our receive queue and its own buffers.
+        #expect(await Self.waitUntil { probe.sent.load(ordering: .relaxed) > 0 })
+        try await Task.sleep(for: .milliseconds(1000))
+        let stalled = probe.sent.load(ordering: .relaxed)
+        #expect(stalled < 48, "\(stalled) MiB sent to a client that reads nothing")
+        var received = 0
+        while let m = try await call.receive() {
+            #expect(m.count == 1 << 20)
+            received += 1
+        }
+        #expect(received == 100)
+        #expect(await call.status().code == .ok)
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
