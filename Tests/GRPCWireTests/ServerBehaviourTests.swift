@@ -286,4 +286,29 @@ final class Probe: Sendable {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    @Test func cancellingAWaitingTaskStopsItsReceive() async throws {
+        let probe = Probe()
+        let server = try Self.server(probe)
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        let call = channel.makeCall(path: Self.sleepPath, timeout: .seconds(30))
+        try await call.send([[]], last: true)
+        #expect(await Self.waitUntil { probe.started.load(ordering: .relaxed) == 1 })
+        let waiter = Task { () async -> Result<[UInt8]?, GRPCStatus> in
+            do throws(GRPCStatus) { return .success(try await call.receive()) } catch { return .failure(error) }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        waiter.cancel()
+        let start = ContinuousClock.now
+        let result = await waiter.value
+        #expect(ContinuousClock.now - start < .seconds(2))
+        switch result {
+        case .success: Issue.record("receive returned although its task was cancelled")
+        case .failure(let status): #expect(status.code == .cancelled)
+        }
+        call.cancel()
+        #expect(await Self.waitUntil { probe.cancelled.load(ordering: .relaxed) == 1 })
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }
