@@ -58,6 +58,10 @@ final class ServerConnection: H2Connection {
                     connectionWindowSize: config.connectionWindowSize, enablePush: false))
             conn.id = try runner.register(fd: fd, events: H2Connection.readEvents, handler: conn)
         } catch {
+            if let session = conn.session {
+                conn.session = nil
+                NGHTTP2Calls.deleteSession(session)
+            }
             _ = closeFD(fd)
             shared.connectionEnded(key: key)
             return
