@@ -311,4 +311,21 @@ final class Probe: Sendable {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    @Test func runServesUntilItsTaskIsCancelled() async throws {
+        let server = try Self.server(Probe())
+        let serving = Task { await server.run(gracePeriod: .seconds(1)) }
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        #expect(try await channel.unary(path: Self.echoPath, request: [[4][...]], timeout: .seconds(5)) == [4])
+        serving.cancel()
+        await serving.value
+        #expect(server.connectionCount == 0)
+        do {
+            _ = try await channel.unary(path: Self.echoPath, request: [[4][...]], timeout: .seconds(5))
+            Issue.record("served after run() was cancelled")
+        } catch {
+            #expect(error.code == .unavailable)
+        }
+        channel.close()
+    }
 }
