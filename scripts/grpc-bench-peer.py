@@ -7,6 +7,7 @@
 """
 import asyncio
 import os
+import signal
 import sys
 import time
 
@@ -69,6 +70,8 @@ async def stream(port, size, count):
 
 
 def main():
+    # SIGTERM (from grpcwire-bench) exits normally so the generated-proto directory is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     mode = sys.argv[1]
     if mode == "server":
         asyncio.run(serve())

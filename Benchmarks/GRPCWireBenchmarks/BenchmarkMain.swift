@@ -3,7 +3,7 @@ import GRPCWire
 import Glibc
 import Synchronization
 
-/// `grpcwire-bench [--python PATH] [--seconds S]`: unary calls/s and server-streaming MB/s (64 KiB and 4 MiB
+/// `grpcwire-bench [--python PATH] [--seconds S] [--ours-only]`: unary calls/s and server-streaming MB/s (64 KiB and 4 MiB
 /// messages) for our server and client beside grpcio's, all on loopback in one run.
 ///
 /// Pairs measured: our client → our server, our client → grpcio server, grpcio client → our server,
@@ -107,8 +107,10 @@ struct BenchmarkMain {
         var args = CommandLine.arguments.dropFirst()
         var python = ".venv/bin/python"
         var seconds = 3
+        var oursOnly = false
         while let a = args.popFirst() {
             switch a {
+            case "--ours-only": oursOnly = true
             case "--python": python = args.popFirst() ?? python
             case "--seconds": seconds = Int(args.popFirst() ?? "") ?? seconds
             default: break
@@ -120,6 +122,17 @@ struct BenchmarkMain {
         var config = GRPCServerConfiguration(host: "127.0.0.1", port: 0)
         config.eventLoopCount = 1
         let ours = try GRPCServer(configuration: config, router: InteropTestService.router())
+        if oursOnly {
+            // Our pair only (no Python), e.g. for profiling.
+            let rate = try await Self.unary(port: ours.port, concurrency: 32, duration: duration)
+            Self.say("unary EmptyCall, 32 in flight, ours → ours: \(Int(rate)) calls/s")
+            for (size, count) in [(64 << 10, 32768), (4 << 20, 512)] {
+                let mbps = try await Self.stream(port: ours.port, size: size, count: count)
+                Self.say("server-streaming \(size >> 10) KiB messages, ours → ours: \(Int(mbps)) MB/s")
+            }
+            await ours.shutdown(gracePeriod: .seconds(1))
+            return
+        }
         guard let peer = Self.startPythonServer(python, script: script) else {
             Self.say("could not start the grpcio server (\(python) \(script))")
             return

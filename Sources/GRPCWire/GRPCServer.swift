@@ -179,6 +179,14 @@ public final class GRPCServer: Sendable {
     /// Number of open client connections.
     public var connectionCount: Int { self.shared.openConnections }
 
+    /// Serves until the calling task is cancelled, then shuts down gracefully (see ``shutdown(gracePeriod:)``).
+    public func run(gracePeriod: Duration = .seconds(5)) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(3600)) } catch { break }
+        }
+        await self.shutdown(gracePeriod: gracePeriod)
+    }
+
     /// Stops accepting, sends GOAWAY on every connection, waits up to `gracePeriod` for calls to finish, then
     /// closes all connections and stops the event loops.
     public func shutdown(gracePeriod: Duration = .seconds(5)) async {

@@ -136,7 +136,15 @@ class H2Connection: LoopHandler {
         }
     }
 
+    /// A TLS handshake that has not finished after this long closes the connection.
+    var handshakeTimeout: Duration = .seconds(10)
+    private let createdAt = ContinuousClock.now
+
     func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
+        if let tls = self.tls, !tls.isEstablished, !self.isClosed, now - self.createdAt > self.handshakeTimeout {
+            self.close(runner: runner, reason: GRPCStatus(.unavailable, "TLS handshake timed out"))
+            return
+        }
         guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else {
             return
         }

@@ -58,6 +58,10 @@ final class ServerConnection: H2Connection {
                     connectionWindowSize: config.connectionWindowSize, enablePush: false))
             conn.id = try runner.register(fd: fd, events: H2Connection.readEvents, handler: conn)
         } catch {
+            if let session = conn.session {
+                conn.session = nil
+                NGHTTP2Calls.deleteSession(session)
+            }
             _ = closeFD(fd)
             shared.connectionEnded(key: key)
             return
@@ -229,6 +233,13 @@ final class ServerConnection: H2Connection {
         if self.draining {
             NGHTTP2Calls.submitReset(session, streamID: stream.id, errorCode: NGHTTP2Calls.errorRefusedStream)
             stream.rejected = true
+            return
+        }
+        guard stream.method == "POST" else {
+            stream.rejected = true
+            stream.responseStarted = true
+            stream.trailersSubmitted = true
+            self.submitResponse(stream, headers: [(":status", "405")], endStream: true)
             return
         }
         guard stream.contentType.hasPrefix("application/grpc") else {

@@ -79,30 +79,44 @@ final class StreamChannel: Sendable {
         case .failed(let status): throw status
         case .wait: break
         }
-        let result: Result<[UInt8]?, GRPCStatus> = await withCheckedContinuation { cont in
-            enum Now {
-                case resume(Result<[UInt8]?, GRPCStatus>, Bool)
-                case parked
-            }
-            let now = self.state.withLock { s -> Now in
-                if let t = s.terminal { return .resume(.failure(t), false) }
-                if s.inboundHead < s.inbound.count {
-                    switch Self.pop(&s, limit: self.inboundLimit) {
-                    case .value(let m, let w): return .resume(.success(m), w)
-                    default: return .resume(.success(nil), false)
-                    }
+        let result: Result<[UInt8]?, GRPCStatus> = await withTaskCancellationHandler {
+            await withCheckedContinuation { cont in
+                enum Now {
+                    case resume(Result<[UInt8]?, GRPCStatus>, Bool)
+                    case parked
                 }
-                if s.inboundFinished { return .resume(.success(nil), false) }
-                s.inboundWaiter = cont
-                return .parked
+                let now = self.state.withLock { s -> Now in
+                    if let t = s.terminal { return .resume(.failure(t), false) }
+                    // Read under the lock: a cancellation either sees the parked waiter or is seen here.
+                    if Task.isCancelled { return .resume(.failure(Self.taskCancelled), false) }
+                    if s.inboundHead < s.inbound.count {
+                        switch Self.pop(&s, limit: self.inboundLimit) {
+                        case .value(let m, let w): return .resume(.success(m), w)
+                        default: return .resume(.success(nil), false)
+                        }
+                    }
+                    if s.inboundFinished { return .resume(.success(nil), false) }
+                    s.inboundWaiter = cont
+                    return .parked
+                }
+                if case .resume(let r, let w) = now {
+                    if w { self.wake() }
+                    cont.resume(returning: r)
+                }
             }
-            if case .resume(let r, let w) = now {
-                if w { self.wake() }
-                cont.resume(returning: r)
+        } onCancel: {
+            // The waiting task was cancelled: it stops waiting (the stream itself is left to its owner).
+            let waiter = self.state.withLock { s -> CheckedContinuation<Result<[UInt8]?, GRPCStatus>, Never>? in
+                let w = s.inboundWaiter
+                s.inboundWaiter = nil
+                return w
             }
+            waiter?.resume(returning: .failure(Self.taskCancelled))
         }
         return try result.get()
     }
+
+    static let taskCancelled = GRPCStatus(.cancelled, "the waiting task was cancelled")
 
     private static func pop(_ s: inout State, limit: Int) -> Step {
         let m = s.inbound[s.inboundHead]
@@ -137,16 +151,23 @@ final class StreamChannel: Sendable {
 
     /// Client: records the final status (first one wins) and releases status and header waiters.
     func setFinalStatus(_ status: GRPCStatus, _ metadata: GRPCMetadata) {
-        let (sw, hw, final, headers, timer) = self.state.withLock { s in
+        let (sw, hw, final, headers, timer, ow) = self.state.withLock { s in
             if s.finalStatus == nil { s.finalStatus = (status, metadata) }
+            // Nothing more will be sent on this stream: release a writer waiting for room.
+            s.outbound = []
+            s.outboundHead = 0
+            s.outboundBytes = 0
+            let ow = s.outboundWaiter
+            s.outboundWaiter = nil
             if s.responseHeaders == nil { s.responseHeaders = GRPCMetadata() }
             let sw = s.statusWaiters
             let hw = s.headersWaiters
             s.statusWaiters = []
             s.headersWaiters = []
-            return (sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer)
+            return (sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer, ow)
         }
         timer?.cancel()
+        ow?.resume(returning: .success(()))
         for w in sw { w.resume(returning: final) }
         for w in hw { w.resume(returning: headers) }
     }
@@ -170,6 +191,8 @@ final class StreamChannel: Sendable {
     func send(_ parts: [ArraySlice<UInt8>], byteCount: Int, last: Bool = false) async throws(GRPCStatus) {
         let outcome = self.state.withLock { s -> Result<Bool, GRPCStatus> in
             if let t = s.terminal { return .failure(t) }
+            // Client call already answered: an OK end drops further requests, an error end reports itself.
+            if let (status, _) = s.finalStatus { return status.code == .ok ? .success(false) : .failure(status) }
             if s.outboundFinished { return .failure(GRPCStatus(.internal, "send after the stream was closed")) }
             for p in parts where !p.isEmpty { s.outbound.append(p) }
             s.outboundBytes += byteCount
@@ -179,14 +202,24 @@ final class StreamChannel: Sendable {
         let mustWait = try outcome.get()
         self.wake()
         guard mustWait else { return }
-        let result: Result<Void, GRPCStatus> = await withCheckedContinuation { cont in
-            let now = self.state.withLock { s -> Result<Void, GRPCStatus>? in
-                if let t = s.terminal { return .failure(t) }
-                if s.outboundBytes <= self.outboundLimit { return .success(()) }
-                s.outboundWaiter = cont
-                return nil
+        let result: Result<Void, GRPCStatus> = await withTaskCancellationHandler {
+            await withCheckedContinuation { cont in
+                let now = self.state.withLock { s -> Result<Void, GRPCStatus>? in
+                    if let t = s.terminal { return .failure(t) }
+                    if s.outboundBytes <= self.outboundLimit { return .success(()) }
+                    if Task.isCancelled { return .failure(Self.taskCancelled) }
+                    s.outboundWaiter = cont
+                    return nil
+                }
+                if let now { cont.resume(returning: now) }
             }
-            if let now { cont.resume(returning: now) }
+        } onCancel: {
+            let waiter = self.state.withLock { s -> CheckedContinuation<Result<Void, GRPCStatus>, Never>? in
+                let w = s.outboundWaiter
+                s.outboundWaiter = nil
+                return w
+            }
+            waiter?.resume(returning: .failure(Self.taskCancelled))
         }
         try result.get()
     }

@@ -19,6 +19,8 @@ final class Probe: Sendable {
     static let floodPath = "/test.Probe/Flood"
     static let echoPath = "/test.Probe/Echo"
     static let holdPath = "/test.Probe/Hold"
+    static let earlyFailPath = "/test.Probe/EarlyFail"
+    static let throwPath = "/test.Probe/Throw"
 
     static func router(_ probe: Probe) -> GRPCRouter {
         var router = InteropTestService.router()
@@ -39,6 +41,15 @@ final class Probe: Sendable {
             _ = probe.maxActive.max(now, ordering: .relaxed)
             defer { probe.active.subtract(1, ordering: .relaxed) }
             for try await message in call.requests { try await call.send(message) }
+        }
+        router.unary(Self.throwPath) { _, _ in
+            struct Oops: Error {}
+            throw Oops()
+        }
+        // Fails after the first request while the client may still be sending.
+        router.clientStreaming(Self.earlyFailPath) { call in
+            _ = try await call.receive()
+            throw GRPCStatus(.invalidArgument, "first request rejected")
         }
         // Sends `count` messages of 1 MiB (count = first request byte).
         router.serverStreaming(Self.floodPath) { call, request in
@@ -217,5 +228,104 @@ final class Probe: Sendable {
         }
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func earlyServerErrorEndsAClientThatKeepsSending() async throws {
+        let server = try Self.server(Probe())
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        let call = channel.makeCall(path: Self.earlyFailPath, timeout: .seconds(20))
+        let chunk = [UInt8](repeating: 3, count: 1 << 20)
+        var sendError: GRPCStatus?
+        for _ in 0..<100 {
+            do { try await call.send(chunk) } catch {
+                sendError = error
+                break
+            }
+        }
+        let status = await call.status()
+        #expect(status.code == .invalidArgument, "\(status)")
+        #expect(status.message == "first request rejected")
+        #expect(sendError == nil || sendError?.code == .invalidArgument)
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func nonStatusErrorsBecomeUnknown() async throws {
+        let server = try Self.server(Probe())
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        do {
+            _ = try await channel.unary(path: Self.throwPath, request: [[1][...]], timeout: .seconds(5))
+            Issue.record("throwing handler succeeded")
+        } catch {
+            #expect(error.code == .unknown)
+            #expect(error.message.contains("Oops"), "\(error)")
+        }
+        #expect(try await channel.unary(path: Self.echoPath, request: [[2][...]], timeout: .seconds(5)) == [2])
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func clientWindowOpensOnlyAsResponsesAreConsumed() async throws {
+        let probe = Probe()
+        let server = try Self.server(probe)
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        let call = channel.makeCall(path: Self.floodPath, timeout: .seconds(30))
+        try await call.send([[UInt8(100)][...]], last: true)
+        // Not reading: the server can only get ahead by our window, our receive queue and its own buffers.
+        #expect(await Self.waitUntil { probe.sent.load(ordering: .relaxed) > 0 })
+        try await Task.sleep(for: .milliseconds(1000))
+        let stalled = probe.sent.load(ordering: .relaxed)
+        #expect(stalled < 48, "\(stalled) MiB sent to a client that reads nothing")
+        var received = 0
+        while let m = try await call.receive() {
+            #expect(m.count == 1 << 20)
+            received += 1
+        }
+        #expect(received == 100)
+        #expect(await call.status().code == .ok)
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func cancellingAWaitingTaskStopsItsReceive() async throws {
+        let probe = Probe()
+        let server = try Self.server(probe)
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        let call = channel.makeCall(path: Self.sleepPath, timeout: .seconds(30))
+        try await call.send([[]], last: true)
+        #expect(await Self.waitUntil { probe.started.load(ordering: .relaxed) == 1 })
+        let waiter = Task { () async -> Result<[UInt8]?, GRPCStatus> in
+            do throws(GRPCStatus) { return .success(try await call.receive()) } catch { return .failure(error) }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        waiter.cancel()
+        let start = ContinuousClock.now
+        let result = await waiter.value
+        #expect(ContinuousClock.now - start < .seconds(2))
+        switch result {
+        case .success: Issue.record("receive returned although its task was cancelled")
+        case .failure(let status): #expect(status.code == .cancelled)
+        }
+        call.cancel()
+        #expect(await Self.waitUntil { probe.cancelled.load(ordering: .relaxed) == 1 })
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    @Test func runServesUntilItsTaskIsCancelled() async throws {
+        let server = try Self.server(Probe())
+        let serving = Task { await server.run(gracePeriod: .seconds(1)) }
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        #expect(try await channel.unary(path: Self.echoPath, request: [[4][...]], timeout: .seconds(5)) == [4])
+        serving.cancel()
+        await serving.value
+        #expect(server.connectionCount == 0)
+        do {
+            _ = try await channel.unary(path: Self.echoPath, request: [[4][...]], timeout: .seconds(5))
+            Issue.record("served after run() was cancelled")
+        } catch {
+            #expect(error.code == .unavailable)
+        }
+        channel.close()
     }
 }

@@ -69,6 +69,11 @@ enum TestSupport {
             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
             """
         _ = try? run("/bin/sh", ["-c", script], timeout: .seconds(60))
+        // Removed when the test process exits.
+        atexit {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("grpcwire-certs-\(getpid())").path
+            try? FileManager.default.removeItem(atPath: dir)
+        }
         return Certificates(directory: dir)
     }()
 
