@@ -13,7 +13,7 @@ public struct FlightData: ProtoMessage {
 
     public mutating func decodeField(_ key: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
         switch key.number {
-        case 1: self.flightDescriptor = try reader.readMessage(key)
+        case 1: self.flightDescriptor = try reader.readMessage(key, merging: self.flightDescriptor)
         case 2: self.dataHeader = try reader.readBytes(key)
         case 3: self.appMetadata = try reader.readBytes(key)
         case 1000: self.dataBody = try reader.readBytes(key)

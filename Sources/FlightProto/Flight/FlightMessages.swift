@@ -197,9 +197,9 @@ public struct FlightEndpoint: ProtoMessage {
 
     public mutating func decodeField(_ key: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
         switch key.number {
-        case 1: self.ticket = try reader.readMessage(key)
+        case 1: self.ticket = try reader.readMessage(key, merging: self.ticket)
         case 2: self.locations.append(try reader.readMessage(key))
-        case 3: self.expirationTime = try reader.readMessage(key)
+        case 3: self.expirationTime = try reader.readMessage(key, merging: self.expirationTime)
         case 4: self.appMetadata = try reader.readBytes(key)
         default: try reader.skip(key)
         }
@@ -229,7 +229,7 @@ public struct FlightInfo: ProtoMessage {
     public mutating func decodeField(_ key: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
         switch key.number {
         case 1: self.schema = try reader.readBytes(key)
-        case 2: self.flightDescriptor = try reader.readMessage(key)
+        case 2: self.flightDescriptor = try reader.readMessage(key, merging: self.flightDescriptor)
         case 3: self.endpoints.append(try reader.readMessage(key))
         case 4: self.totalRecords = try reader.readInt64(key)
         case 5: self.totalBytes = try reader.readInt64(key)
@@ -261,10 +261,10 @@ public struct PollInfo: ProtoMessage {
 
     public mutating func decodeField(_ key: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
         switch key.number {
-        case 1: self.info = try reader.readMessage(key)
-        case 2: self.flightDescriptor = try reader.readMessage(key)
+        case 1: self.info = try reader.readMessage(key, merging: self.info)
+        case 2: self.flightDescriptor = try reader.readMessage(key, merging: self.flightDescriptor)
         case 3: self.progress = try reader.readDouble(key)
-        case 4: self.expirationTime = try reader.readMessage(key)
+        case 4: self.expirationTime = try reader.readMessage(key, merging: self.expirationTime)
         default: try reader.skip(key)
         }
     }
@@ -284,7 +284,7 @@ public struct CancelFlightInfoRequest: ProtoMessage {
     public init() {}
 
     public mutating func decodeField(_ key: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
-        if key.number == 1 { self.info = try reader.readMessage(key) } else { try reader.skip(key) }
+        if key.number == 1 { self.info = try reader.readMessage(key, merging: self.info) } else { try reader.skip(key) }
     }
 
     public func encode(into writer: inout ProtoWriter) {
@@ -319,7 +319,7 @@ public struct RenewFlightEndpointRequest: ProtoMessage {
     public init() {}
 
     public mutating func decodeField(_ key: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
-        if key.number == 1 { self.endpoint = try reader.readMessage(key) } else { try reader.skip(key) }
+        if key.number == 1 { self.endpoint = try reader.readMessage(key, merging: self.endpoint) } else { try reader.skip(key) }
     }
 
     public func encode(into writer: inout ProtoWriter) {

@@ -15,6 +15,12 @@ extension ProtoMessage {
     /// - Throws: ``FlightProtoError`` for malformed input.
     public init(serializedBytes bytes: ArraySlice<UInt8>) throws(FlightProtoError) {
         self.init()
+        try self.merge(serializedBytes: bytes)
+    }
+
+    /// Reads the fields of `bytes` into this message as protobuf merging does: scalars and bytes are
+    /// replaced, repeated fields appended, embedded messages merged field by field.
+    public mutating func merge(serializedBytes bytes: ArraySlice<UInt8>) throws(FlightProtoError) {
         var reader = ProtoReader(bytes)
         while let key = try reader.nextField() {
             try self.decodeField(key, from: &reader)
@@ -35,9 +41,17 @@ extension ProtoMessage {
 }
 
 extension ProtoReader {
-    /// Reads an embedded message field.
-    public mutating func readMessage<M: ProtoMessage>(_ key: ProtoFieldKey, as _: M.Type = M.self) throws(FlightProtoError) -> M {
-        try M(serializedBytes: try self.readBytes(key))
+    /// Reads an embedded message field, merged into `existing` (a singular message field that occurs twice
+    /// is merged, as protobuf specifies). Errors inside it report offsets relative to this message.
+    public mutating func readMessage<M: ProtoMessage>(_ key: ProtoFieldKey, merging existing: M? = nil) throws(FlightProtoError) -> M {
+        let bytes = try self.readBytes(key)
+        var message = existing ?? M()
+        do {
+            try message.merge(serializedBytes: bytes)
+        } catch {
+            throw error.shifted(by: self.readerIndex - bytes.count)
+        }
+        return message
     }
 }
 

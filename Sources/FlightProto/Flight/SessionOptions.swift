@@ -21,8 +21,7 @@ struct SessionOptionValueMessage: ProtoMessage {
         case 3: self.value = .int64(try reader.readSFixed64(key))
         case 4: self.value = .double(try reader.readDouble(key))
         case 5:
-            var list = StringList()
-            list = try reader.readMessage(key)
+            let list: StringList = try reader.readMessage(key)
             self.value = .stringList(list.values)
         default: try reader.skip(key)
         }
@@ -69,13 +68,14 @@ struct MapEntry<Value: ProtoMessage>: ProtoMessage {
     mutating func decodeField(_ field: ProtoFieldKey, from reader: inout ProtoReader) throws(FlightProtoError) {
         switch field.number {
         case 1: self.key = try reader.readString(field)
-        case 2: self.value = try reader.readMessage(field)
+        case 2: self.value = try reader.readMessage(field, merging: self.value)
         default: try reader.skip(field)
         }
     }
 
     func encode(into writer: inout ProtoWriter) {
-        writer.writeNonEmptyString(field: 1, self.key)
+        // Map entries always carry both key and value, even at their defaults (as the reference writes them).
+        writer.writeString(field: 1, self.key)
         writer.writeMessage(field: 2, self.value)
     }
 }
