@@ -8,11 +8,17 @@ public struct EncodedMessage: Sendable {
     public let bodyLength: Int
 
     /// The 8-byte prefix (continuation marker, metadata length) followed by the metadata.
-    public var framedMetadata: [UInt8] {
+    public var framedMetadata: [UInt8] { Self.frame(header: self.metadata) }
+
+    /// Frames a `Message` flatbuffer for a stream: continuation marker, length, the flatbuffer, zero padding
+    /// to a multiple of 8 (a flatbuffer received without its framing, e.g. Flight's `data_header`).
+    public static func frame(header: some Collection<UInt8>) -> [UInt8] {
+        let padding = (8 - header.count % 8) % 8
         var framed: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF]
-        framed.reserveCapacity(8 + self.metadata.count)
-        withUnsafeBytes(of: Int32(self.metadata.count).littleEndian) { framed.append(contentsOf: $0) }
-        framed.append(contentsOf: self.metadata)
+        framed.reserveCapacity(8 + header.count + padding)
+        withUnsafeBytes(of: Int32(header.count + padding).littleEndian) { framed.append(contentsOf: $0) }
+        framed.append(contentsOf: header)
+        framed.append(contentsOf: repeatElement(0, count: padding))
         return framed
     }
 

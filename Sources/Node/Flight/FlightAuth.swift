@@ -22,10 +22,16 @@ public struct FlightBasicAuth: Sendable {
     ///
     /// - Throws: ``NodeError/invalidArgument(_:)`` without a colon or with an empty user.
     public init(parsing text: String) throws(NodeError) {
+        let (username, password) = try Self.split(text)
+        self.init(username: username, password: password)
+    }
+
+    /// Splits `USER:PASS` at the first colon.
+    static func split(_ text: String) throws(NodeError) -> (username: String, password: String) {
         guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
             throw .invalidArgument("--auth-basic expects USER:PASS")
         }
-        self.init(username: String(text[..<colon]), password: String(text[text.index(after: colon)...]))
+        return (String(text[..<colon]), String(text[text.index(after: colon)...]))
     }
 
     static func randomToken() -> String {

@@ -106,14 +106,7 @@ public final class FlightStoreService: FlightService {
 
     /// The stored schema message framed as an encapsulated IPC message (FlightInfo.schema, SchemaResult).
     static func framedSchema(_ batch: StoredBatch) -> [UInt8] {
-        let header = batch.messages.first?.header ?? []
-        let padding = (8 - header.count % 8) % 8
-        var framed: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF]
-        framed.reserveCapacity(8 + header.count + padding)
-        withUnsafeBytes(of: Int32(header.count + padding).littleEndian) { framed.append(contentsOf: $0) }
-        framed.append(contentsOf: header)
-        framed.append(contentsOf: repeatElement(0, count: padding))
-        return framed
+        EncodedMessage.frame(header: batch.messages.first?.header ?? [])
     }
 
     func flightInfo(_ batch: StoredBatch) -> FlightInfo {
