@@ -488,7 +488,7 @@ def cmd_big(args):
     check(get_sum_id == put_sum_id and get_sum_half == put_sum_half, "checksums differ")
     body = rows * count * 16
     return {"put": result, "rows": got_rows, "batches": got_batches, "body_bytes": body,
-            "sum_id": get_sum_id, "sum_half_bits": get_sum_half,
+            "sum_id": get_sum_id, "sum_half_bits": str(get_sum_half % 2**64),
             "put_seconds": round(put_seconds, 3), "get_seconds": round(get_seconds, 3),
             "put_mb_s": round(body / put_seconds / 1e6, 1), "get_mb_s": round(body / get_seconds / 1e6, 1)}
 
@@ -571,6 +571,21 @@ def cmd_auth(args):
     facts["without_token"] = {name: error_of(lambda call=call: call(None)) for name, call in calls.items()}
     facts["bogus_token"] = {name: error_of(lambda call=call: call(bogus)) for name, call in calls.items()}
     facts["list_after"] = sorted("/".join(p.decode() for p in f.descriptor.path) for f in client.list_flights(options=options))
+
+    # The exact status of every RPC without a token (pyarrow's get_schema reports UNAUTHENTICATED as OSError).
+    channel = raw_channel(args.url)
+    raw = {
+        "ListFlights": ("unary_stream", b""),
+        "GetFlightInfo": ("unary_unary", descriptor_path("auth", "one")),
+        "PollFlightInfo": ("unary_unary", descriptor_path("auth", "one")),
+        "GetSchema": ("unary_unary", descriptor_path("auth", "one")),
+        "DoGet": ("unary_stream", ld(1, b"auth/one")),
+        "DoPut": ("stream_stream", iter([flight_data(descriptor_path("auth", "raw"), ipc_schema_header(table.schema))])),
+        "DoExchange": ("stream_stream", iter([flight_data(descriptor_path("auth"))])),
+        "DoAction": ("unary_stream", ld(1, b"health")),
+        "ListActions": ("unary_stream", b""),
+    }
+    facts["raw_without_token"] = {method: raw_call(channel, kind, method, request)[0] for method, (kind, request) in raw.items()}
     return facts
 
 
@@ -714,6 +729,8 @@ def cmd_ttl(args):
     started = time.monotonic()
     check(client.do_get(fl.Ticket(b"ttl/one")).read_all().equals(table, check_metadata=True), "fresh batch differs")
     facts = {"listed_before": keys_listed(client)}
+    time.sleep(max(0.0, args.wait / 3 - (time.monotonic() - started)))
+    facts["get_early"] = error_of(lambda: client.do_get(fl.Ticket(b"ttl/one")).read_all())
     time.sleep(max(0.0, args.wait - (time.monotonic() - started)))
     facts["get_after"] = error_of(lambda: client.do_get(fl.Ticket(b"ttl/one")).read_all())
     facts["info_after"] = error_of(lambda: client.get_flight_info(fl.FlightDescriptor.for_path("ttl", "one")))
@@ -722,23 +739,46 @@ def cmd_ttl(args):
     return facts
 
 
-def cmd_idle(args):
-    """Connects, makes a call, says so, then holds the connection open until stdin closes."""
+def cmd_inflight(args):
+    """For the shutdown tests. Connects and makes a call (with --mib N: puts an N MiB batch and starts a DoGet of
+    it, reading only the first batch), prints "ready", then waits for a line on stdin. Afterwards it reads
+    the rest of the DoGet stream (checking every value) and tries one more call."""
     client = fl.connect(args.url)
-    client.list_actions()
-    if args.stream:
-        # A DoGet in progress: read one batch, then stop reading.
-        reader = client.do_get(fl.Ticket(args.stream.encode()))
+    facts = {}
+    rows = 65536
+    count = args.mib * 1024 * 1024 // (rows * 16)
+    if count:
+        schema = pa.schema([("id", pa.int64()), ("half", pa.float64())])
+        batches = (pa.record_batch(list(big_batch(i, rows)), schema=schema) for i in range(count))
+        facts["put"] = put(client, ["inflight", "data"], schema, batches)
+        reader = client.do_get(fl.Ticket(b"inflight/data"))
         reader.read_chunk()
+    else:
+        client.list_actions()
     print("ready", flush=True)
-    sys.stdin.read()
-    return {"idle": True}
+    facts["go"] = sys.stdin.readline().strip()
+    if count:
+        def rest():
+            got = 1
+            for chunk in reader:
+                ids, _ = big_batch(got, rows)
+                check(np.array_equal(chunk.data.column(0).to_numpy(), ids), "batch %d differs" % got)
+                got += 1
+            return got
+        try:
+            facts["batches"] = rest()
+            facts["stream_error"] = None
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            facts["stream_error"] = "%s: %s" % (type(e).__name__, e)
+        facts["expected_batches"] = count
+    facts["call_after"] = error_of(lambda: fl.connect(args.url).list_actions())
+    return facts
 
 
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ["rpcs", "big", "concurrent", "tls", "auth", "bad", "malformed", "memory", "ttl", "idle", "delta", "roundtrip"]:
+    for name in ["rpcs", "big", "concurrent", "tls", "auth", "bad", "malformed", "memory", "ttl", "inflight", "delta", "roundtrip"]:
         p = sub.add_parser(name)
         p.add_argument("url")
         if name == "roundtrip":
@@ -761,8 +801,8 @@ def main():
             p.add_argument("--mib", type=int, default=4)
         if name == "ttl":
             p.add_argument("--wait", type=float, default=3.0)
-        if name == "idle":
-            p.add_argument("--stream", default="")
+        if name == "inflight":
+            p.add_argument("--mib", type=int, default=0)
     args = parser.parse_args()
     try:
         facts = globals()["cmd_" + args.command](args)
