@@ -215,7 +215,8 @@ public final class FlightPutWriter: Sendable {
                             appMetadata: appMetadata)
     }
 
-    func send(header: ArraySlice<UInt8>, body: [ArraySlice<UInt8>], bodyLength: Int, appMetadata: [UInt8]) async throws {
+    /// Sends one raw IPC message: a `Message` flatbuffer and its body slices (none of them copied).
+    public func send(header: ArraySlice<UInt8>, body: [ArraySlice<UInt8>], bodyLength: Int, appMetadata: [UInt8] = []) async throws {
         let descriptor = self.descriptor.withLock { value in
             defer { value = nil }
             return value
