@@ -24,15 +24,16 @@ public struct IPCMessageDecoder: Sendable {
 
     /// Decodes one message: `header` is the `Message` flatbuffer, `body` its body.
     ///
-    /// - Throws: ``ArrowIPCError`` for malformed metadata or data, a body whose length differs from the
-    ///   header's, a first message that is not a Schema, or a second Schema.
+    /// - Throws: ``ArrowIPCError`` for malformed metadata or data, a body shorter than the header says, a
+    ///   first message that is not a Schema, or a second Schema.
     public mutating func decode(header: ArraySlice<UInt8>, body: ArraySlice<UInt8>) throws(ArrowIPCError) -> IPCDecodedMessage {
         let message = try Message.decode(header, limits: self.options.limits)
-        guard message.bodyLength == body.count else {
+        guard body.count >= message.bodyLength else {
             throw .invalidMessage(what: "\(message.header.kind) message",
                                   reason: "body has \(body.count) bytes, the header says \(message.bodyLength)")
         }
-        return try self.apply(message, body: ArrowBuffer(body))
+        // A longer body (extra padding from some writers) is accepted; only `bodyLength` bytes are used.
+        return try self.apply(message, body: ArrowBuffer(body.prefix(message.bodyLength)))
     }
 
     mutating func apply(_ message: Message, body: ArrowBuffer) throws(ArrowIPCError) -> IPCDecodedMessage {

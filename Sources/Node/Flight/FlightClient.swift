@@ -225,16 +225,29 @@ public final class FlightPutWriter: Sendable {
                                                          body: body, bodyLength: bodyLength))
     }
 
+    /// Sends the descriptor alone if no message carried it yet (a stream must start with it).
+    private func sendPendingDescriptor() async throws {
+        let descriptor = self.descriptor.withLock { value in
+            defer { value = nil }
+            return value
+        }
+        guard let descriptor else { return }
+        try await self.call.send(FlightData.encodedParts(descriptor: descriptor, dataHeader: [UInt8](), body: [], bodyLength: 0))
+    }
+
     /// Ends the upload and returns the server's PutResults (for DoPut).
     public func finish() async throws -> [PutResult] {
+        try await self.sendPendingDescriptor()
         self.call.finishSending()
         var results: [PutResult] = []
         while let bytes = try await self.call.receive() { results.append(try PutResult(serializedBytes: bytes[...])) }
         return results
     }
 
-    /// Ends the request stream without waiting (for DoExchange, whose responses come through the reader).
-    public func finishSending() {
+    /// Ends the request stream (for DoExchange, whose responses come through the reader); the descriptor
+    /// is sent first if no message carried it.
+    public func finishSending() async throws {
+        try await self.sendPendingDescriptor()
         self.call.finishSending()
     }
 

@@ -56,6 +56,9 @@ public final class FlightStoreService: FlightService {
             var rows = 0
             var next: FlightData? = first
             while let data = next {
+                if data.dataHeader.isEmpty, !data.dataBody.isEmpty {
+                    throw NodeError.invalidArgument("DoPut message with a data_body but no data_header")
+                }
                 if !data.dataHeader.isEmpty {
                     try self.store.grow(reservation, by: data.dataHeader.count + data.dataBody.count)
                     if case let .recordBatch(batch) = try decoder.decode(header: data.dataHeader, body: data.dataBody) {

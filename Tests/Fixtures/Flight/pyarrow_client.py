@@ -676,6 +676,8 @@ def cmd_malformed(args):
     table = sample_table(500)
     messages = batch_messages(table)  # [schema, record batch]
     (schema_header, _), (batch_header, batch_body) = messages[0], messages[1]
+    # schema, dictionary, record batch, delta, ... (the first dictionary batch is messages[1])
+    dictionary = ipc_messages(os.path.join(HERE, "..", "ArrowIPC", "generated", "dictionary_delta.arrows"))
     flipped = bytearray(batch_header)
     flipped[len(flipped) // 2] ^= 0xFF
     variants = {
@@ -687,6 +689,10 @@ def cmd_malformed(args):
         "batch_before_schema": [(batch_header, batch_body)],
         "flipped_batch_header": [(schema_header, b""), (bytes(flipped), batch_body)],
         "body_without_header_after_batch": [(schema_header, b""), (batch_header, batch_body), (batch_header[:4], b"")],
+        "second_schema": [(schema_header, b""), (batch_header, batch_body), (schema_header, b"")],
+        "descriptor_only": [],
+        "dictionary_never_sent": [dictionary[0]] + dictionary[2:],
+        "dictionary_id_not_in_schema": [(schema_header, b""), dictionary[1]],
     }
     facts = {}
     for index, (name, parts) in enumerate(variants.items()):
@@ -700,6 +706,43 @@ def cmd_malformed(args):
                        "good_put_after": retry}
     stats = json.loads(list(client.do_action(fl.Action("stats", b"")))[0].body.to_pybytes())
     facts["stats"] = stats
+    return facts
+
+
+def cmd_cancel(args):
+    """A DoPut the client cancels half-way: invisible while it runs, nothing left afterwards, key free again."""
+    client = fl.connect(args.url)
+    channel = raw_channel(args.url)
+    table = sample_table(500)
+    (schema_header, _), (batch_header, batch_body) = batch_messages(table)
+    sent = threading.Event()
+    release = threading.Event()
+
+    def requests():
+        yield flight_data(descriptor_path("cancel", "one"), schema_header)
+        for _ in range(20):
+            yield flight_data(None, batch_header, batch_body)
+        sent.set()
+        release.wait(30)
+
+    def stats():
+        return json.loads(list(client.do_action(fl.Action("stats", b"")))[0].body.to_pybytes())
+
+    call = channel.stream_stream(SERVICE + "DoPut")(requests(), timeout=60)
+    check(sent.wait(10), "the request stream was not consumed")
+    deadline = time.monotonic() + 5
+    while stats()["reserved_bytes"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    facts = {"during": {"reserved_bytes": stats()["reserved_bytes"], "listed": keys_listed(client, b"cancel/"),
+                        "get": raw_get(channel, "cancel/one")[0]}}
+    call.cancel()
+    release.set()
+    deadline = time.monotonic() + 5
+    while stats()["reserved_bytes"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    facts["after"] = {"stats": stats(), "listed": keys_listed(client, b"cancel/"), "get": raw_get(channel, "cancel/one")[0]}
+    facts["put_after"] = error_of(lambda: put_table(client, ["cancel", "one"], table))
+    facts["get_after_put"] = client.do_get(fl.Ticket(b"cancel/one")).read_all().num_rows
     return facts
 
 
@@ -719,6 +762,8 @@ def cmd_memory(args):
     small = table.slice(0, 1000)
     facts["small_put"] = put_table(client, ["mem", "small"], small)
     check(client.do_get(fl.Ticket(b"mem/small")).read_all().equals(small), "small batch differs")
+    list(client.do_action(fl.Action("delete", b"mem/small")))
+    facts["stats_after_delete"] = json.loads(list(client.do_action(fl.Action("stats", b"")))[0].body.to_pybytes())
     return facts
 
 
@@ -778,7 +823,7 @@ def cmd_inflight(args):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ["rpcs", "big", "concurrent", "tls", "auth", "bad", "malformed", "memory", "ttl", "inflight", "delta", "roundtrip"]:
+    for name in ["rpcs", "big", "concurrent", "tls", "auth", "bad", "malformed", "memory", "ttl", "inflight", "delta", "cancel", "roundtrip"]:
         p = sub.add_parser(name)
         p.add_argument("url")
         if name == "roundtrip":
