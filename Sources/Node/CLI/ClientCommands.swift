@@ -66,7 +66,11 @@ final class TransferProgress: Sendable {
 /// Maps a gRPC failure to the one-line CLI error.
 enum ClientErrors {
     static func describe(_ error: any Error, _ action: String) -> NodeError {
-        if let status = error as? GRPCStatus {
+        if var status = error as? GRPCStatus {
+            // Keep the server's first line; drop the traceback some servers (pyarrow's) append.
+            var message = status.message.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            if let detail = message.firstRange(of: ". Detail: Python exception") { message = String(message[..<detail.lowerBound]) }
+            status.message = message
             switch status.code {
             case .notFound: return .notFound("\(action): \(status.message)")
             case .alreadyExists: return .alreadyExists("\(action): \(status.message)")
