@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // epoll and eventfd headers (Swift's Glibc module does not export them).
         .systemLibrary(name: "CEpoll"),
+        // glibc's <malloc.h> (malloc_trim), for the batch store.
+        .systemLibrary(name: "CMalloc"),
 
         // Standard-library-only codecs.
         .target(name: "ArrowIPC", swiftSettings: strictSettings),
@@ -35,7 +37,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "ArrowIPC", "FlightProto", "GRPCWire",
+                "ArrowIPC", "FlightProto", "GRPCWire", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -46,6 +48,13 @@ let package = Package(
             name: "ArrowIPCBenchmark",
             dependencies: ["ArrowIPC"],
             path: "Benchmarks/ArrowIPCBenchmark",
+            swiftSettings: strictSettings
+        ),
+        // `FlightBenchmark`: our Flight client's side of scripts/bench-flight (docs/BENCHMARKS.md).
+        .executableTarget(
+            name: "FlightBenchmark",
+            dependencies: ["Node", "ArrowIPC", "FlightProto"],
+            path: "Benchmarks/FlightBenchmark",
             swiftSettings: strictSettings
         ),
         // grpc.testing.TestService on GRPCWire + FlightProto, and the interop command (`grpc-interop`).

@@ -1,4 +1,5 @@
 public import ArrowIPC
+internal import CMalloc
 internal import Synchronization
 
 /// One IPC message of a stored batch, exactly as it was received: the flatbuffer header and the body,
@@ -147,11 +148,19 @@ public final class BatchStore: Sendable {
     /// Removes the batch under `key`; returns whether there was one.
     @discardableResult
     public func delete(_ key: BatchKey) -> Bool {
-        self.state.withLock { state in
+        let removed = self.state.withLock { state in
             guard state.batches[key] != nil else { return false }
             Self.remove(key, from: &state)
             return true
         }
+        if removed { Self.returnFreedMemory() }
+        return removed
+    }
+
+    /// Gives freed pages back to the system. Large receive buffers that glibc served from its arenas (after
+    /// raising its mmap threshold) would otherwise stay resident after the batch that held them is gone.
+    static func returnFreedMemory() {
+        _ = malloc_trim(0)
     }
 
     /// Every unexpired batch whose key starts with `prefix`, ordered by key.
@@ -167,11 +176,13 @@ public final class BatchStore: Sendable {
     @discardableResult
     public func sweep() -> Int {
         let now = self.clock()
-        return self.state.withLock { state in
+        let removed = self.state.withLock { state in
             let expired = state.batches.values.filter { $0.expiresAt <= now }.map(\.key)
             for key in expired { Self.remove(key, from: &state) }
             return expired.count
         }
+        if removed > 0 { Self.returnFreedMemory() }
+        return removed
     }
 
     /// Counts and bytes of what is held.

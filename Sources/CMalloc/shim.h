@@ -1,0 +1,2 @@
+// glibc malloc controls (malloc_trim) that Swift's Glibc module does not export.
+#include <malloc.h>
