@@ -26,6 +26,8 @@ let package = Package(
 
         // Standard-library-only codecs.
         .target(name: "ArrowIPC", swiftSettings: strictSettings),
+        // RESP3 Valkey client: standard library, Glibc sockets, Synchronization.
+        .target(name: "RESP", swiftSettings: strictSettings),
         // gRPC over nghttp2 (+ OpenSSL for TLS).
         .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL"], swiftSettings: strictSettings),
         // The node: CLI commands, Flight server, coordinator, workers.
@@ -40,5 +42,6 @@ let package = Package(
         .executableTarget(name: "valkeyflight", dependencies: ["Node", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strictSettings),
 
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
+        .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
     ]
 )

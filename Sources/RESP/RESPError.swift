@@ -1,0 +1,89 @@
+/// Every error the RESP module throws. Each case carries what was wrong and where, so `description`
+/// alone tells a user what to do.
+public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The bytes received are not valid RESP: `offset` is relative to the start of the reply being parsed.
+    case malformed(what: String, offset: Int, expected: String, found: String)
+    /// A configured parser limit (bulk length, element count, nesting depth, line length) was exceeded.
+    case limitExceeded(what: String, limit: Int, found: Int, offset: Int)
+    /// The server answered with an error reply (`-CODE message` or a blob error).
+    case server(code: String, message: String, command: String)
+    /// A `valkey://`, `redis://`, `unix://` or `valkeys://` URL could not be used.
+    case invalidURL(url: String, reason: String)
+    /// The host name could not be resolved to an address.
+    case resolveFailed(host: String, reason: String)
+    /// A socket call failed; `errno` is the C error number.
+    case io(operation: String, endpoint: String, errno: Int32)
+    /// An operation did not finish within its configured time.
+    case timeout(operation: String, endpoint: String, milliseconds: Int)
+    /// The connection closed; commands that were written or queued on it fail with this error and were
+    /// not resent (the server may or may not have executed them).
+    case connectionClosed(endpoint: String, reason: String, commandsInFlight: Int)
+    /// Reconnection gave up after `attempts` tries; `lastError` is the description of the last failure.
+    case reconnectFailed(endpoint: String, attempts: Int, lastError: String)
+    /// `HELLO 3`, `AUTH` or `SELECT` was rejected while setting up a connection.
+    case handshakeFailed(endpoint: String, step: String, code: String, message: String)
+    /// The server's reply did not have the shape the command requires.
+    case unexpectedReply(command: String, expected: String, found: String)
+    /// A `WATCH` transaction was aborted by concurrent changes more times than allowed.
+    case transactionAborted(attempts: Int)
+    /// The client (or subscriber) was closed by its owner.
+    case clientClosed
+    /// A `valkeys://` URL was used but no TLS stream factory was configured.
+    case tlsUnavailable(endpoint: String)
+
+    /// The error code of a server error (`WRONGTYPE`, `MOVED`, `NOSCRIPT` ...), or nil for other errors.
+    public var serverCode: String? {
+        if case let .server(code, _, _) = self { return code }
+        if case let .handshakeFailed(_, _, code, _) = self { return code }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case let .malformed(what, offset, expected, found):
+            return "malformed RESP \(what) at byte \(offset): expected \(expected), found \(found)"
+        case let .limitExceeded(what, limit, found, offset):
+            return "RESP \(what) of \(found) at byte \(offset) exceeds the limit of \(limit); raise the parser limit if the value is legitimate"
+        case let .server(code, message, command):
+            return "server error for \(command): \(code) \(message)"
+        case let .invalidURL(url, reason):
+            return "invalid Valkey URL '\(url)': \(reason)"
+        case let .resolveFailed(host, reason):
+            return "cannot resolve host '\(host)': \(reason)"
+        case let .io(operation, endpoint, errno):
+            return "\(operation) on \(endpoint) failed: errno \(errno) (\(errnoName(errno)))"
+        case let .timeout(operation, endpoint, milliseconds):
+            return "\(operation) on \(endpoint) timed out after \(milliseconds) ms"
+        case let .connectionClosed(endpoint, reason, commandsInFlight):
+            return "connection to \(endpoint) closed (\(reason)); \(commandsInFlight) command(s) in flight failed and were not resent"
+        case let .reconnectFailed(endpoint, attempts, lastError):
+            return "could not reconnect to \(endpoint) after \(attempts) attempt(s): \(lastError)"
+        case let .handshakeFailed(endpoint, step, code, message):
+            return "\(step) rejected by \(endpoint): \(code) \(message); check the user, password and database in the URL"
+        case let .unexpectedReply(command, expected, found):
+            return "unexpected reply to \(command): expected \(expected), found \(found)"
+        case let .transactionAborted(attempts):
+            return "WATCH transaction aborted by concurrent changes \(attempts) time(s); retry later or reduce contention"
+        case .clientClosed:
+            return "the client was closed; create a new one"
+        case let .tlsUnavailable(endpoint):
+            return "\(endpoint) needs TLS but no TLS stream factory is configured (set RESPConfiguration.tlsStreamFactory)"
+        }
+    }
+}
+
+/// A short symbolic name for the errno values sockets commonly report.
+func errnoName(_ code: Int32) -> String {
+    switch code {
+    case 104: return "ECONNRESET"
+    case 110: return "ETIMEDOUT"
+    case 111: return "ECONNREFUSED"
+    case 113: return "EHOSTUNREACH"
+    case 101: return "ENETUNREACH"
+    case 32: return "EPIPE"
+    case 2: return "ENOENT"
+    case 13: return "EACCES"
+    case 24: return "EMFILE"
+    default: return "see errno(3)"
+    }
+}
