@@ -1,0 +1,383 @@
+import Synchronization
+
+/// A Valkey client: one shared, automatically pipelined connection for ordinary commands, plus dedicated
+/// connections (a small idle pool) for WATCH transactions. Many tasks may call it at once; their commands
+/// are written to the shared connection in batches.
+///
+/// When the connection drops, commands in flight fail with `RESPError.connectionClosed` (never silently
+/// resent); the next command reconnects with exponential backoff and jitter (`RESPConfiguration.reconnect`).
+public final class RESPClient: Sendable {
+    public let configuration: RESPConfiguration
+
+    private enum Slot {
+        case idle
+        case connecting([CheckedContinuation<Result<RESPConnection, RESPError>, Never>])
+        case ready(RESPConnection)
+    }
+
+    private struct State {
+        var slot = Slot.idle
+        var closed = false
+        var idleDedicated: [RESPConnection] = []
+    }
+
+    private let state = Mutex(State())
+    private static let maxIdleDedicated = 4
+
+    /// A client for `configuration`. Nothing connects until the first command.
+    public init(configuration: RESPConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// A client for a `valkey://…` URL (see `RESPConfiguration.init(url:)`).
+    /// - Throws: `RESPError.invalidURL`.
+    public convenience init(url: String) throws(RESPError) {
+        self.init(configuration: try RESPConfiguration(url: url))
+    }
+
+    deinit {
+        let state = self.state.withLock { $0 }
+        if case let .ready(connection) = state.slot { connection.close() }
+        for connection in state.idleDedicated { connection.close() }
+    }
+
+    // MARK: Commands
+
+    /// Sends `command` on the shared connection and returns its reply.
+    /// - Throws: `.server` for an error reply; `.connectionClosed` if the connection dropped with the command
+    ///   in flight; `.timeout` after `commandTimeout`; `.reconnectFailed`/`.handshakeFailed` if no
+    ///   connection could be made; `.clientClosed` after `close()`.
+    public func send(_ command: RESPCommand) async throws(RESPError) -> RESPValue {
+        let connection = try await self.sharedConnection()
+        return try await connection.send(command).get()
+    }
+
+    /// Sends the command `name` with `arguments`; see `send(_:)` for errors.
+    public func send(_ name: String, _ arguments: any RESPArgument...) async throws(RESPError) -> RESPValue {
+        try await self.send(RESPCommand(name, arguments: arguments))
+    }
+
+    /// Sends `commands` back to back in one write and returns one result per command, in order. An error
+    /// reply fails only its own command; a dropped connection fails every command not yet answered.
+    /// - Throws: only when no connection could be obtained (see `send(_:)`).
+    public func pipeline(_ commands: [RESPCommand]) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
+        let connection = try await self.sharedConnection()
+        return await connection.send(batch: commands)
+    }
+
+    /// Runs `commands` inside MULTI/EXEC on the shared connection (queued back to back, so no other
+    /// caller's command is inside the transaction). Returns one result per command; an error inside the
+    /// transaction fails only its command.
+    /// - Throws: `.server` with code `EXECABORT` (its message names the first rejected command) when a
+    ///   command was rejected at queue time; connection errors as for `send(_:)`.
+    public func transaction(_ commands: [RESPCommand]) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
+        let connection = try await self.sharedConnection()
+        guard let results = try await Self.execute(commands, on: connection) else {
+            throw .transactionAborted(attempts: 1)
+        }
+        return results
+    }
+
+    /// MULTI, commands, EXEC as one batch. Nil when EXEC returned null (a WATCHed key changed).
+    static func execute(_ commands: [RESPCommand], on connection: RESPConnection) async throws(RESPError) -> [Result<RESPValue, RESPError>]? {
+        let batch = [RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")]
+        let results = await connection.send(batch: batch)
+        guard let exec = results.last else { return [] }
+        switch exec {
+        case let .failure(error):
+            if error.serverCode == "EXECABORT" {
+                for (command, queued) in zip(commands, results.dropFirst()) {
+                    if case let .failure(reason) = queued {
+                        throw .server(code: "EXECABORT", message: "\(command.name) was rejected: \(reason.description)", command: "EXEC")
+                    }
+                }
+            }
+            // A failure of MULTI itself or of the connection explains EXEC's failure better.
+            if case let .failure(first) = results[0] { throw first }
+            throw error
+        case let .success(value):
+            if value.isNull { return nil }
+            guard let replies = value.elements, replies.count == commands.count else {
+                throw .unexpectedReply(command: "EXEC", expected: "\(commands.count) replies", found: value.summary)
+            }
+            return zip(commands, replies).map { command, reply in
+                if let (code, message) = reply.errorParts { return .failure(.server(code: code, message: message, command: command.name)) }
+                return .success(reply)
+            }
+        }
+    }
+
+    /// Runs `body` with a connection of its own (from a small idle pool), for state that must not be shared:
+    /// WATCH, blocking commands. The connection returns to the pool afterwards if still open.
+    /// - Throws: whatever `body` throws; connection errors as for `send(_:)`.
+    public func withDedicatedConnection<T: Sendable>(
+        _ body: (RESPDedicatedConnection) async throws(RESPError) -> T
+    ) async throws(RESPError) -> T {
+        let reused = self.state.withLock { $0.idleDedicated.popLast() }
+        let connection: RESPConnection
+        if let reused, reused.isOpen {
+            connection = reused
+        } else {
+            connection = try await self.establish(options: self.connectionOptions()).get()
+        }
+        let result: Result<T, RESPError>
+        do throws(RESPError) {
+            result = .success(try await body(RESPDedicatedConnection(connection: connection)))
+        } catch {
+            result = .failure(error)
+        }
+        let keep = connection.isOpen && self.state.withLock { state in
+            guard !state.closed, state.idleDedicated.count < Self.maxIdleDedicated else { return false }
+            state.idleDedicated.append(connection)
+            return true
+        }
+        if !keep { connection.close() }
+        return try result.get()
+    }
+
+    /// An optimistic transaction: WATCH `keys`, let `body` read through the dedicated connection and return
+    /// the commands to run, then MULTI/EXEC them. If a watched key changed (EXEC returned null), it starts
+    /// over, up to `maxAttempts` times, with a short random backoff. If `body` returns no commands, nothing
+    /// is executed and the result is empty.
+    /// - Throws: `.transactionAborted` after `maxAttempts` aborted attempts; `.server(EXECABORT)` for a
+    ///   command rejected at queue time; whatever `body` throws; connection errors as for `send(_:)`.
+    public func watchTransaction(
+        keys: [String], maxAttempts: Int = 10,
+        _ body: (RESPDedicatedConnection) async throws(RESPError) -> [RESPCommand]
+    ) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
+        try await self.withDedicatedConnection { connection throws(RESPError) in
+            for attempt in 1...max(1, maxAttempts) {
+                _ = try await connection.send(RESPCommand("WATCH", arguments: keys))
+                let commands: [RESPCommand]
+                do throws(RESPError) {
+                    commands = try await body(connection)
+                } catch {
+                    _ = try? await connection.send(RESPCommand("UNWATCH"))
+                    throw error
+                }
+                if commands.isEmpty {
+                    _ = try await connection.send(RESPCommand("UNWATCH"))
+                    return []
+                }
+                if let results = try await Self.execute(commands, on: connection.connection) { return results }
+                if attempt < maxAttempts {
+                    try? await Task.sleep(for: .microseconds(Int.random(in: 100...(500 * attempt))))
+                }
+            }
+            throw .transactionAborted(attempts: max(1, maxAttempts))
+        }
+    }
+
+    /// Runs `script` with EVALSHA (its SHA-1 was computed once, when the `RESPScript` was made). If the
+    /// server does not know it (NOSCRIPT: first use, after SCRIPT FLUSH, a restart or a failover), it is
+    /// loaded with SCRIPT LOAD and EVALSHA is sent again; NOSCRIPT means the script did not run, so this
+    /// retry cannot run it twice.
+    /// - Throws: `.server` for a script error; `.unexpectedReply` if SCRIPT LOAD returns another SHA-1;
+    ///   connection errors as for `send(_:)`.
+    public func evalScript(_ script: RESPScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) async throws(RESPError) -> RESPValue {
+        let command = script.command(keys: keys, arguments: arguments)
+        do {
+            return try await self.send(command)
+        } catch where error.serverCode == "NOSCRIPT" {
+            try await self.load(script)
+            return try await self.send(command)
+        }
+    }
+
+    /// Sends SCRIPT LOAD for `script` and checks the SHA-1 the server reports.
+    /// - Throws: `.unexpectedReply` on a SHA-1 mismatch; errors as for `send(_:)`.
+    public func load(_ script: RESPScript) async throws(RESPError) {
+        let sha = try await self.send(RESPCommand("SCRIPT", "LOAD", script.source))
+        guard sha.string == script.sha1 else {
+            throw .unexpectedReply(command: "SCRIPT LOAD", expected: script.sha1, found: sha.summary)
+        }
+    }
+
+    /// Closes every connection. Commands in flight fail with `.connectionClosed`; later calls throw
+    /// `.clientClosed`.
+    public func close() {
+        let (slot, idle) = self.state.withLock { state in
+            state.closed = true
+            defer {
+                state.slot = .idle
+                state.idleDedicated = []
+            }
+            return (state.slot, state.idleDedicated)
+        }
+        if case let .ready(connection) = slot { connection.close() }
+        for connection in idle { connection.close() }
+    }
+
+    // MARK: Connections
+
+    func connectionOptions(push: (@Sendable (RESPValue) -> Void)? = nil, onClose: (@Sendable (RESPError) -> Void)? = nil) -> RESPConnection.Options {
+        var options = RESPConnection.Options()
+        options.limits = self.configuration.limits
+        options.commandTimeout = self.configuration.commandTimeout?.nanoseconds ?? 0
+        options.connectTimeout = self.configuration.connectTimeout.nanoseconds
+        options.keepAliveInterval = self.configuration.keepAliveInterval?.nanoseconds ?? 0
+        options.pushHandler = push
+        options.closeHandler = onClose
+        return options
+    }
+
+    /// The shared connection, (re)connecting if needed. Concurrent callers wait for one connection attempt.
+    func sharedConnection() async throws(RESPError) -> RESPConnection {
+        enum Action {
+            case use(RESPConnection)
+            case wait
+            case establish
+            case closed
+        }
+        let action: Action = self.state.withLock { state in
+            if state.closed { return .closed }
+            switch state.slot {
+            case let .ready(connection) where connection.isOpen: return .use(connection)
+            case .connecting: return .wait
+            case .ready, .idle:
+                state.slot = .connecting([])
+                return .establish
+            }
+        }
+        switch action {
+        case let .use(connection):
+            return connection
+        case .closed:
+            throw .clientClosed
+        case .wait:
+            let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
+                let enqueued = self.state.withLock { state in
+                    if case var .connecting(waiters) = state.slot {
+                        waiters.append(continuation)
+                        state.slot = .connecting(waiters)
+                        return true
+                    }
+                    return false
+                }
+                if !enqueued { continuation.resume(returning: .failure(.connectionClosed(endpoint: self.configuration.endpoint.description, reason: "connection attempt ended", commandsInFlight: 0))) }
+            }
+            if case .failure(.connectionClosed) = result { return try await self.sharedConnection() }
+            return try result.get()
+        case .establish:
+            let result = await self.establish(options: self.connectionOptions(push: self.configuration.pushHandler))
+            let (waiters, closed): ([CheckedContinuation<Result<RESPConnection, RESPError>, Never>], Bool) = self.state.withLock { state in
+                guard case let .connecting(waiters) = state.slot else { return ([], state.closed) }
+                if state.closed {
+                    state.slot = .idle
+                } else if case let .success(connection) = result {
+                    state.slot = .ready(connection)
+                } else {
+                    state.slot = .idle
+                }
+                return (waiters, state.closed)
+            }
+            if closed {
+                if case let .success(connection) = result { connection.close() }
+                for waiter in waiters { waiter.resume(returning: .failure(.clientClosed)) }
+                throw .clientClosed
+            }
+            for waiter in waiters { waiter.resume(returning: result) }
+            return try result.get()
+        }
+    }
+
+    /// Opens a connection and runs the handshake, retrying with backoff. Authentication and configuration
+    /// errors are not retried.
+    func establish(options: RESPConnection.Options) async -> Result<RESPConnection, RESPError> {
+        let policy = self.configuration.reconnect
+        var lastError = RESPError.clientClosed
+        for attempt in 1...policy.maxAttempts {
+            let delay = policy.delay(beforeAttempt: attempt)
+            if delay > .zero { try? await Task.sleep(for: delay) }
+            if self.state.withLock({ $0.closed }) { return .failure(.clientClosed) }
+            do throws(RESPError) {
+                if self.configuration.useTLS, self.configuration.tlsStreamFactory == nil {
+                    throw .tlsUnavailable(endpoint: self.configuration.endpoint.description)
+                }
+                let tls = self.configuration.useTLS ? self.configuration.tlsStreamFactory : nil
+                let connection = try await RESPConnection.open(self.configuration.endpoint, tls: tls, options: options)
+                do throws(RESPError) {
+                    try await self.handshake(connection)
+                } catch {
+                    connection.close(reason: "handshake failed")
+                    throw error
+                }
+                return .success(connection)
+            } catch {
+                switch error {
+                case .handshakeFailed, .invalidURL, .tlsUnavailable, .clientClosed:
+                    return .failure(error)
+                default:
+                    lastError = error
+                }
+            }
+        }
+        return .failure(.reconnectFailed(endpoint: self.configuration.endpoint.description, attempts: policy.maxAttempts, lastError: lastError.description))
+    }
+
+    /// HELLO 3 [AUTH user pass] [SETNAME name], then SELECT when a database is configured.
+    private func handshake(_ connection: RESPConnection) async throws(RESPError) {
+        var arguments: [any RESPArgument] = ["3"]
+        if let password = self.configuration.password {
+            arguments += ["AUTH", self.configuration.username ?? "default", password]
+        }
+        if let name = self.configuration.clientName { arguments += ["SETNAME", name] }
+        switch await connection.send(RESPCommand("HELLO", arguments: arguments)) {
+        case let .failure(.server(code, message, _)):
+            let hint = code == "NOPROTO" || message.contains("unknown command") ? " (the server does not speak RESP3; Valkey/Redis 6+ required)" : ""
+            throw .handshakeFailed(endpoint: connection.endpoint, step: "HELLO 3", code: code, message: message + hint)
+        case let .failure(error):
+            throw error
+        case let .success(reply):
+            guard reply["proto"]?.integer == 3 else {
+                throw .unexpectedReply(command: "HELLO 3", expected: "a map with proto 3", found: reply.summary)
+            }
+        }
+        if self.configuration.database != 0 {
+            if case let .failure(error) = await connection.send(RESPCommand("SELECT", self.configuration.database)) {
+                if case let .server(code, message, _) = error {
+                    throw .handshakeFailed(endpoint: connection.endpoint, step: "SELECT \(self.configuration.database)", code: code, message: message)
+                }
+                throw error
+            }
+        }
+    }
+}
+
+/// A connection lent to one caller by `RESPClient.withDedicatedConnection` or `watchTransaction`.
+public struct RESPDedicatedConnection: Sendable {
+    let connection: RESPConnection
+
+    /// Sends `command` and returns its reply.
+    /// - Throws: as `RESPClient.send(_:)`.
+    public func send(_ command: RESPCommand) async throws(RESPError) -> RESPValue {
+        try await self.connection.send(command).get()
+    }
+
+    /// Sends the command `name` with `arguments`; see `send(_:)`.
+    public func send(_ name: String, _ arguments: any RESPArgument...) async throws(RESPError) -> RESPValue {
+        try await self.connection.send(RESPCommand(name, arguments: arguments)).get()
+    }
+
+    /// Sends `commands` back to back; one result per command.
+    public func pipeline(_ commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
+        await self.connection.send(batch: commands)
+    }
+}
+
+/// A Lua script run with EVALSHA. Its SHA-1 is computed once, here, in-process.
+public struct RESPScript: Sendable, Hashable {
+    public let source: String
+    /// Lower-case hex SHA-1 of `source`, as SCRIPT LOAD reports it.
+    public let sha1: String
+
+    public init(_ source: String) {
+        self.source = source
+        self.sha1 = SHA1.hex(source.utf8)
+    }
+
+    /// The EVALSHA command for this script (for pipelines; on NOSCRIPT call `RESPClient.load(_:)` and resend).
+    public func command(keys: [any RESPArgument], arguments: [any RESPArgument]) -> RESPCommand {
+        RESPCommand("EVALSHA", arguments: [self.sha1, keys.count] + keys + arguments)
+    }
+}

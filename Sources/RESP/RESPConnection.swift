@@ -1,0 +1,459 @@
+import Glibc
+import Synchronization
+
+/// One connection to one server: a socket driven by the event loop, a FIFO of commands awaiting replies,
+/// and an outbound buffer that callers append to and the loop writes in batches.
+///
+/// Replies are matched to commands in order, skipping pushes (handed to `pushHandler`). When the connection
+/// drops, every command queued or in flight fails with `RESPError.connectionClosed`; nothing is resent.
+final class RESPConnection: EventLoopHandler {
+    struct Options: Sendable {
+        var limits = RESPParser.Limits()
+        /// Per-command timeout in nanoseconds; 0 disables it.
+        var commandTimeout: UInt64 = 0
+        /// Connect timeout in nanoseconds.
+        var connectTimeout: UInt64 = 5_000_000_000
+        /// Idle time after which a PING is sent; 0 disables keep-alive.
+        var keepAliveInterval: UInt64 = 0
+        var pushHandler: (@Sendable (RESPValue) -> Void)?
+        var closeHandler: (@Sendable (RESPError) -> Void)?
+    }
+
+    private enum Waiter {
+        case single(CheckedContinuation<Result<RESPValue, RESPError>, Never>)
+        case batch(CheckedContinuation<[Result<RESPValue, RESPError>], Never>)
+        /// Keep-alive PING: the reply is dropped, but a missing reply closes the connection.
+        case keepAlive
+    }
+
+    private struct Pending {
+        var waiter: Waiter?
+        var name: String
+        /// Names of a batch's commands (nil for a single command).
+        var names: [String]?
+        var results: [Result<RESPValue, RESPError>] = []
+        var deadline: UInt64
+        var expected: Int { self.names?.count ?? 1 }
+    }
+
+    private enum Phase {
+        case connecting(CheckedContinuation<Result<RESPConnection, RESPError>, Never>, deadline: UInt64)
+        case open
+        case closed(RESPError)
+    }
+
+    private struct State {
+        var phase: Phase
+        var outbound: [UInt8] = []
+        var flushScheduled = false
+        var pending: [Pending] = []
+        var head = 0
+        var lastActivity: UInt64 = monotonicNanoseconds()
+    }
+
+    private struct IO {
+        var readBuffer = [UInt8](repeating: 0, count: IO.initialCapacity)
+        var start = 0
+        var end = 0
+        var unwritten: [UInt8] = []
+        var unwrittenOffset = 0
+        var watchingWritable = false
+        static let initialCapacity = 64 << 10
+    }
+
+    let endpoint: String
+    let options: Options
+    private let loop: EventLoop
+    private let stream: any RESPByteStream
+    private let parser: RESPParser
+    private let state: Mutex<State>
+    private let io = Mutex(IO())
+
+    private init(endpoint: String, stream: any RESPByteStream, options: Options, loop: EventLoop,
+                 continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) {
+        self.endpoint = endpoint
+        self.stream = stream
+        self.options = options
+        self.loop = loop
+        self.parser = RESPParser(limits: options.limits)
+        self.state = Mutex(State(phase: .connecting(continuation, deadline: monotonicNanoseconds() &+ options.connectTimeout)))
+    }
+
+    /// Connects to `endpoint` (TCP/Unix, wrapped by `tls` when given).
+    /// - Throws: `RESPError.resolveFailed`, `.io` (e.g. ECONNREFUSED), `.timeout`, or the TLS factory's error.
+    static func open(_ endpoint: RESPEndpoint, tls: (any RESPTLSStreamFactory)?, options: Options) async throws(RESPError) -> RESPConnection {
+        let address = try await resolve(endpoint)
+        let name = endpoint.description
+        let loop = EventLoop.shared
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
+            loop.execute {
+                do throws(RESPError) {
+                    let fd = try startConnect(address, endpoint: name)
+                    let stream: any RESPByteStream
+                    if let tls, case let .tcp(host, _) = endpoint {
+                        do throws(RESPError) {
+                            stream = try tls.makeStream(fileDescriptor: fd, serverName: host)
+                        } catch {
+                            _ = Glibc.close(fd)
+                            throw error
+                        }
+                    } else {
+                        stream = SocketStream(fileDescriptor: fd, endpoint: name)
+                    }
+                    let connection = RESPConnection(endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
+                    loop.register(fd: fd, events: readableEvent | writableEvent, handler: connection)
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// True until the connection closed or failed.
+    var isOpen: Bool {
+        self.state.withLock { if case .open = $0.phase { true } else { false } }
+    }
+
+    /// Sends one command and waits for its reply. A top-level error reply becomes `.failure(.server)`.
+    func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
+        await withCheckedContinuation { continuation in
+            let pending = Pending(waiter: .single(continuation), name: command.name, names: nil, deadline: self.deadline())
+            if let error = self.enqueue(command.encoded, pending) {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+    }
+
+    /// Sends commands back to back (no other caller's command between them) and waits for all replies.
+    func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
+        if commands.isEmpty { return [] }
+        return await withCheckedContinuation { continuation in
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(commands.reduce(0) { $0 + $1.encoded.count })
+            for command in commands { bytes.append(contentsOf: command.encoded) }
+            let pending = Pending(waiter: .batch(continuation), name: commands[0].name, names: commands.map(\.name), deadline: self.deadline())
+            if let error = self.enqueue(bytes, pending) {
+                continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
+            }
+        }
+    }
+
+    /// Writes a command that the server answers only with pushes (SUBSCRIBE family in RESP3).
+    /// - Throws: `RESPError.connectionClosed` if the connection is closed.
+    func sendWithoutReply(_ command: RESPCommand) throws(RESPError) {
+        if let error = self.enqueue(command.encoded, nil) { throw error }
+    }
+
+    /// Closes the connection; queued and in-flight commands fail with `connectionClosed`.
+    func close(reason: String = "closed by the client") {
+        self.loop.execute { self.fail(.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: 0)) }
+    }
+
+    private func deadline() -> UInt64 {
+        self.options.commandTimeout == 0 ? 0 : monotonicNanoseconds() &+ self.options.commandTimeout
+    }
+
+    private func enqueue(_ bytes: [UInt8], _ pending: Pending?) -> RESPError? {
+        let outcome: (error: RESPError?, schedule: Bool) = self.state.withLock { state in
+            switch state.phase {
+            case let .closed(error):
+                return (Self.closedError(error, endpoint: self.endpoint), false)
+            case .connecting:
+                return (.connectionClosed(endpoint: self.endpoint, reason: "not connected yet", commandsInFlight: 0), false)
+            case .open:
+                break
+            }
+            state.outbound.append(contentsOf: bytes)
+            if let pending { state.pending.append(pending) }
+            if state.flushScheduled { return (nil, false) }
+            state.flushScheduled = true
+            return (nil, true)
+        }
+        if outcome.schedule { self.loop.scheduleFlush(self) }
+        return outcome.error
+    }
+
+    private static func closedError(_ error: RESPError, endpoint: String) -> RESPError {
+        if case let .connectionClosed(e, reason, _) = error { return .connectionClosed(endpoint: e, reason: reason, commandsInFlight: 0) }
+        return .connectionClosed(endpoint: endpoint, reason: error.description, commandsInFlight: 0)
+    }
+
+    // MARK: - Loop thread
+
+    func handleEvents(_ events: UInt32) {
+        let connecting: CheckedContinuation<Result<RESPConnection, RESPError>, Never>? = self.state.withLock { state in
+            if case let .connecting(continuation, _) = state.phase { return continuation }
+            return nil
+        }
+        if let connecting {
+            guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
+            let code = socketError(self.stream.fileDescriptor)
+            if code != 0 {
+                self.state.withLock { $0.phase = .closed(.io(operation: "connect", endpoint: self.endpoint, errno: code)) }
+                self.loop.deregister(fd: self.stream.fileDescriptor)
+                self.stream.close()
+                connecting.resume(returning: .failure(.io(operation: "connect", endpoint: self.endpoint, errno: code)))
+                return
+            }
+            self.state.withLock { $0.phase = .open }
+            self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent)
+            connecting.resume(returning: .success(self))
+            return
+        }
+        if events & (readableEvent | hangupEvents) != 0 { self.readAvailable() }
+        if events & writableEvent != 0 { self.writeUnwritten() }
+    }
+
+    func flush() {
+        var data: [UInt8] = []
+        self.state.withLock { state in
+            state.flushScheduled = false
+            swap(&data, &state.outbound)
+        }
+        if data.isEmpty { return }
+        self.io.withLock { io in
+            if io.unwritten.isEmpty {
+                io.unwritten = data
+                io.unwrittenOffset = 0
+            } else {
+                io.unwritten.append(contentsOf: data)
+            }
+        }
+        self.writeUnwritten()
+    }
+
+    private func writeUnwritten() {
+        let failure: RESPError? = self.io.withLock { io in
+            do throws(RESPError) {
+                while io.unwrittenOffset < io.unwritten.count {
+                    let offset = io.unwrittenOffset
+                    let result = try io.unwritten.withUnsafeBytes { raw in
+                        Result { () throws(RESPError) in try self.stream.write(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
+                    }.get()
+                    switch result {
+                    case let .transferred(n):
+                        io.unwrittenOffset += n
+                    case .wouldBlock, .closed:
+                        if !io.watchingWritable {
+                            io.watchingWritable = true
+                            self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent | writableEvent)
+                        }
+                        return nil
+                    }
+                }
+                io.unwritten.removeAll(keepingCapacity: io.unwritten.capacity <= 4 << 20)
+                io.unwrittenOffset = 0
+                if io.watchingWritable {
+                    io.watchingWritable = false
+                    self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent)
+                }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { self.fail(failure) }
+    }
+
+    private func readAvailable() {
+        var values: [RESPValue] = []
+        let failure: RESPError? = self.io.withLock { io in
+            do throws(RESPError) {
+                var total = 0
+                readLoop: while total < 4 << 20 {
+                    if io.end == io.readBuffer.count {
+                        if io.start > 0 {
+                            let live = io.end - io.start
+                            io.readBuffer.withUnsafeMutableBytes { raw in
+                                guard let base = raw.baseAddress else { return }
+                                memmove(base, base + io.start, live)
+                            }
+                            io.start = 0
+                            io.end = live
+                        } else {
+                            var bigger = [UInt8](repeating: 0, count: io.readBuffer.count * 2)
+                            bigger.withUnsafeMutableBytes { target in
+                                io.readBuffer.withUnsafeBytes { source in target.copyMemory(from: source) }
+                            }
+                            io.readBuffer = bigger
+                        }
+                    }
+                    let end = io.end
+                    let result = try io.readBuffer.withUnsafeMutableBytes { raw in
+                        Result { () throws(RESPError) in try self.stream.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[end...])) }
+                    }.get()
+                    switch result {
+                    case let .transferred(n):
+                        io.end += n
+                        total += n
+                        if io.end < io.readBuffer.count { break readLoop }
+                    case .wouldBlock:
+                        break readLoop
+                    case .closed:
+                        try self.parseAll(&io, into: &values)
+                        return .connectionClosed(endpoint: self.endpoint, reason: "server closed the connection", commandsInFlight: 0)
+                    }
+                }
+                try self.parseAll(&io, into: &values)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if !values.isEmpty { self.deliver(values) }
+        if let failure { self.fail(failure) }
+    }
+
+    private func parseAll(_ io: inout IO, into values: inout [RESPValue]) throws(RESPError) {
+        let parser = self.parser
+        let (start, end) = (io.start, io.end)
+        let parsed = io.readBuffer.withUnsafeBufferPointer { buffer in
+            Result { () throws(RESPError) -> Int in
+                var position = start
+                while position < end, let (value, length) = try parser.parse(UnsafeBufferPointer(rebasing: buffer[position..<end])) {
+                    values.append(value)
+                    position += length
+                }
+                return position
+            }
+        }
+        io.start = try parsed.get()
+        if io.start == io.end {
+            io.start = 0
+            io.end = 0
+            if io.readBuffer.count > IO.initialCapacity * 16 {
+                io.readBuffer = [UInt8](repeating: 0, count: IO.initialCapacity)
+            }
+        }
+    }
+
+    private func deliver(_ values: [RESPValue]) {
+        var completed: [Pending] = []
+        var pushes: [RESPValue] = []
+        var unexpected: RESPValue?
+        self.state.withLock { state in
+            state.lastActivity = monotonicNanoseconds()
+            for value in values {
+                if case .push = value.unattributed {
+                    pushes.append(value)
+                    continue
+                }
+                guard state.head < state.pending.count else {
+                    unexpected = value
+                    break
+                }
+                let index = state.head
+                let name = state.pending[index].names?[state.pending[index].results.count] ?? state.pending[index].name
+                state.pending[index].results.append(Self.result(value, command: name))
+                if state.pending[index].results.count == state.pending[index].expected {
+                    completed.append(state.pending[index])
+                    state.pending[index] = Pending(waiter: nil, name: "", names: nil, deadline: 0)
+                    state.head += 1
+                }
+            }
+            if state.head == state.pending.count {
+                state.pending.removeAll(keepingCapacity: state.pending.capacity <= 4096)
+                state.head = 0
+            } else if state.head > 1024, state.head * 2 > state.pending.count {
+                state.pending.removeFirst(state.head)
+                state.head = 0
+            }
+        }
+        // Pushes first: a push that arrived before a reply is seen before that reply's caller resumes.
+        if let handler = self.options.pushHandler {
+            for push in pushes { handler(push) }
+        }
+        for entry in completed { Self.resume(entry.waiter, with: entry.results) }
+        if let unexpected {
+            self.fail(.unexpectedReply(command: "(none in flight)", expected: "no reply", found: unexpected.summary))
+        }
+    }
+
+    private static func result(_ value: RESPValue, command: String) -> Result<RESPValue, RESPError> {
+        if let (code, message) = value.errorParts { return .failure(.server(code: code, message: message, command: command)) }
+        return .success(value)
+    }
+
+    private static func resume(_ waiter: Waiter?, with results: [Result<RESPValue, RESPError>]) {
+        switch waiter {
+        case let .single(continuation): continuation.resume(returning: results.first ?? .failure(.clientClosed))
+        case let .batch(continuation): continuation.resume(returning: results)
+        case .keepAlive, nil: break
+        }
+    }
+
+    func checkDeadlines(now: UInt64) {
+        var expired: [(Waiter, Int)] = []
+        var connectTimedOut: CheckedContinuation<Result<RESPConnection, RESPError>, Never>?
+        var keepAliveLost = false
+        var ping = false
+        self.state.withLock { state in
+            switch state.phase {
+            case let .connecting(continuation, deadline):
+                if now >= deadline {
+                    connectTimedOut = continuation
+                    state.phase = .closed(.timeout(operation: "connect", endpoint: self.endpoint, milliseconds: Int(self.options.connectTimeout / 1_000_000)))
+                }
+                return
+            case .closed:
+                return
+            case .open:
+                break
+            }
+            var i = state.head
+            while i < state.pending.count, state.pending[i].deadline != 0, state.pending[i].deadline <= now {
+                if let waiter = state.pending[i].waiter {
+                    if case .keepAlive = waiter { keepAliveLost = true }
+                    expired.append((waiter, state.pending[i].expected))
+                    state.pending[i].waiter = nil
+                }
+                i += 1
+            }
+            let interval = self.options.keepAliveInterval
+            if interval != 0, state.head == state.pending.count, now &- state.lastActivity > interval {
+                state.lastActivity = now
+                state.outbound.append(contentsOf: RESPCommand("PING").encoded)
+                state.pending.append(Pending(waiter: .keepAlive, name: "PING", names: nil, deadline: now &+ max(interval, 1_000_000_000)))
+                ping = true
+            }
+        }
+        if let connectTimedOut {
+            self.loop.deregister(fd: self.stream.fileDescriptor)
+            self.stream.close()
+            connectTimedOut.resume(returning: .failure(.timeout(operation: "connect", endpoint: self.endpoint, milliseconds: Int(self.options.connectTimeout / 1_000_000))))
+            return
+        }
+        let timeout = RESPError.timeout(operation: "command", endpoint: self.endpoint, milliseconds: Int(self.options.commandTimeout / 1_000_000))
+        for (waiter, count) in expired {
+            Self.resume(waiter, with: Array(repeating: .failure(timeout), count: count))
+        }
+        if keepAliveLost {
+            self.fail(.connectionClosed(endpoint: self.endpoint, reason: "keep-alive PING unanswered", commandsInFlight: 0))
+        } else if ping {
+            self.flush()
+        }
+    }
+
+    /// Closes the socket and fails everything queued or in flight. Loop thread only; idempotent.
+    private func fail(_ error: RESPError) {
+        let failed: [Pending]? = self.state.withLock { state in
+            if case .closed = state.phase { return nil }
+            state.phase = .closed(error)
+            let failed = Array(state.pending[state.head...])
+            state.pending = []
+            state.head = 0
+            state.outbound = []
+            return failed
+        }
+        guard let failed else { return }
+        self.loop.deregister(fd: self.stream.fileDescriptor)
+        self.stream.close()
+        let inFlight = failed.reduce(0) { $0 + ($1.waiter == nil ? 0 : $1.expected) }
+        let reason: String
+        if case let .connectionClosed(_, r, _) = error { reason = r } else { reason = error.description }
+        let closed = RESPError.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: inFlight)
+        for entry in failed { Self.resume(entry.waiter, with: Array(repeating: .failure(closed), count: entry.expected)) }
+        self.options.closeHandler?(closed)
+    }
+}
