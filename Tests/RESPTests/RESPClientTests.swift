@@ -34,8 +34,8 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     @Test(arguments: ServerKind.allCases)
     func everyReplyTypeViaDebugProtocol(kind: ServerKind) async throws {
         let server = try await TestServer.start(kind)
-        let pushes = Mutex<[RESPValue]>([])
-        let client = server.client { $0.pushHandler = { push in pushes.withLock { $0.append(push) } } }
+        let pushes = Shared<[RESPValue]>([])
+        let client = server.client { $0.pushHandler = { push in pushes.update { $0.append(push) } } }
         defer { client.close() }
         func debug(_ type: String) async throws -> RESPValue { try await client.send("DEBUG", "PROTOCOL", type) }
         #expect(try await debug("string") == .bulkString(bytes("Hello World")))
@@ -60,7 +60,7 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(attributes.first?.key == .bulkString(bytes("key-popularity")))
         #expect(value.string == "Some real reply following the attribute")
         #expect(try await debug("push").string == "Some real reply following the push reply")
-        #expect(pushes.withLock { $0 } == [.push([.bulkString(bytes("server-cpu-usage")), .integer(42)])])
+        #expect(pushes.value == [.push([.bulkString(bytes("server-cpu-usage")), .integer(42)])])
     }
 
     @Test(arguments: ServerKind.allCases)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import RESP
+import Synchronization
 
 /// Which server binary a test runs against.
 enum ServerKind: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -144,4 +145,12 @@ final class TestServer: @unchecked Sendable {
     func client(_ mutate: (inout RESPConfiguration) -> Void = { _ in }) -> RESPClient {
         RESPClient(configuration: self.configuration(mutate))
     }
+}
+
+/// A shared, lock-protected value for tests that collect results from many tasks.
+final class Shared<Value: Sendable>: Sendable {
+    private let storage: Mutex<Value>
+    init(_ value: Value) { self.storage = Mutex(value) }
+    func update<R: Sendable>(_ body: (inout Value) -> R) -> R { self.storage.withLock { body(&$0) } }
+    var value: Value { self.storage.withLock { $0 } }
 }
