@@ -30,6 +30,10 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
     case clientClosed
     /// A `valkeys://` URL was used but no TLS stream factory was configured.
     case tlsUnavailable(endpoint: String)
+    /// The keys of one cluster command, script or pipeline group map to different hash slots.
+    case crossSlot(command: String, slots: [Int])
+    /// No cluster node could be reached, or no node serves `slot` even after a topology refresh.
+    case clusterUnavailable(slot: Int?, reason: String)
 
     /// The error code of a server error (`WRONGTYPE`, `MOVED`, `NOSCRIPT` ...), or nil for other errors.
     public var serverCode: String? {
@@ -66,6 +70,10 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
             return "WATCH transaction aborted by concurrent changes \(attempts) time(s); retry later or reduce contention"
         case .clientClosed:
             return "the client was closed; create a new one"
+        case let .crossSlot(command, slots):
+            return "\(command) uses keys in different hash slots \(slots.prefix(4)); give them one {hash tag}"
+        case let .clusterUnavailable(slot, reason):
+            return "cluster unavailable\(slot.map { " for slot \($0)" } ?? ""): \(reason); check that every slot is served"
         case let .tlsUnavailable(endpoint):
             return "\(endpoint) needs TLS but no TLS stream factory is configured (set RESPConfiguration.tlsStreamFactory)"
         }
