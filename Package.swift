@@ -43,5 +43,7 @@ let package = Package(
 
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire"], swiftSettings: strictSettings),
         .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
+        // Load generator for the RESP client (scripts/bench-valkey runs it beside redis-benchmark).
+        .executableTarget(name: "resp-bench", dependencies: ["RESP"], path: "Benchmarks/RESPBenchmark", swiftSettings: strictSettings),
     ]
 )

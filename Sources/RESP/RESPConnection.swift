@@ -29,11 +29,12 @@ final class RESPConnection: EventLoopHandler {
     private struct Pending {
         var waiter: Waiter?
         var name: String
-        /// Names of a batch's commands (nil for a single command).
-        var names: [String]?
+        /// A batch's commands, for their names in error messages (nil for a single command; shares storage
+        /// with the caller's array, so nothing is copied).
+        var commands: [RESPCommand]?
         var results: [Result<RESPValue, RESPError>] = []
         var deadline: UInt64
-        var expected: Int { self.names?.count ?? 1 }
+        var expected: Int { self.commands?.count ?? 1 }
     }
 
     private enum Phase {
@@ -118,7 +119,7 @@ final class RESPConnection: EventLoopHandler {
     /// Sends one command and waits for its reply. A top-level error reply becomes `.failure(.server)`.
     func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
         await withCheckedContinuation { continuation in
-            let pending = Pending(waiter: .single(continuation), name: command.name, names: nil, deadline: self.deadline())
+            let pending = Pending(waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
             if let error = self.enqueue(command.encoded, pending) {
                 continuation.resume(returning: .failure(error))
             }
@@ -129,11 +130,9 @@ final class RESPConnection: EventLoopHandler {
     func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
         if commands.isEmpty { return [] }
         return await withCheckedContinuation { continuation in
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(commands.reduce(0) { $0 + $1.encoded.count })
-            for command in commands { bytes.append(contentsOf: command.encoded) }
-            let pending = Pending(waiter: .batch(continuation), name: commands[0].name, names: commands.map(\.name), deadline: self.deadline())
-            if let error = self.enqueue(bytes, pending) {
+            var pending = Pending(waiter: .batch(continuation), name: commands[0].name, commands: commands, deadline: self.deadline())
+            pending.results.reserveCapacity(commands.count)
+            if let error = self.enqueue(commands, pending) {
                 continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
             }
         }
@@ -155,6 +154,18 @@ final class RESPConnection: EventLoopHandler {
     }
 
     private func enqueue(_ bytes: [UInt8], _ pending: Pending?) -> RESPError? {
+        self.enqueue(pending) { $0.append(contentsOf: bytes) }
+    }
+
+    private func enqueue(_ commands: [RESPCommand], _ pending: Pending?) -> RESPError? {
+        self.enqueue(pending) { outbound in
+            for command in commands { outbound.append(contentsOf: command.encoded) }
+        }
+    }
+
+    /// Appends to the outbound buffer (via `write`) and the reply queue in one critical section, so bytes and
+    /// waiters stay in the same order, and asks the loop to flush unless a flush is already scheduled.
+    private func enqueue(_ pending: Pending?, _ write: (inout [UInt8]) -> Void) -> RESPError? {
         let outcome: (error: RESPError?, schedule: Bool) = self.state.withLock { state in
             switch state.phase {
             case let .closed(error):
@@ -164,7 +175,7 @@ final class RESPConnection: EventLoopHandler {
             case .open:
                 break
             }
-            state.outbound.append(contentsOf: bytes)
+            write(&state.outbound)
             if let pending { state.pending.append(pending) }
             if state.flushScheduled { return (nil, false) }
             state.flushScheduled = true
@@ -344,11 +355,11 @@ final class RESPConnection: EventLoopHandler {
                     break
                 }
                 let index = state.head
-                let name = state.pending[index].names?[state.pending[index].results.count] ?? state.pending[index].name
+                let name = state.pending[index].commands?[state.pending[index].results.count].name ?? state.pending[index].name
                 state.pending[index].results.append(Self.result(value, command: name))
                 if state.pending[index].results.count == state.pending[index].expected {
                     completed.append(state.pending[index])
-                    state.pending[index] = Pending(waiter: nil, name: "", names: nil, deadline: 0)
+                    state.pending[index] = Pending(waiter: nil, name: "", commands: nil, deadline: 0)
                     state.head += 1
                 }
             }
@@ -414,7 +425,7 @@ final class RESPConnection: EventLoopHandler {
             if interval != 0, state.head == state.pending.count, now &- state.lastActivity > interval {
                 state.lastActivity = now
                 state.outbound.append(contentsOf: RESPCommand("PING").encoded)
-                state.pending.append(Pending(waiter: .keepAlive, name: "PING", names: nil, deadline: now &+ max(interval, 1_000_000_000)))
+                state.pending.append(Pending(waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, 1_000_000_000)))
                 ping = true
             }
         }

@@ -168,6 +168,13 @@ private struct Cursor {
         switch type {
         case UInt8(ascii: "+"):
             guard let r = try self.line("simple string") else { return nil }
+            // The most frequent replies share one allocation instead of one per reply.
+            if r.count == 2, self.bytes[r.lowerBound] == UInt8(ascii: "O"), self.bytes[r.lowerBound + 1] == UInt8(ascii: "K") {
+                return .simpleString(internedOK)
+            }
+            if r.count == 6, self.bytes[r.lowerBound] == UInt8(ascii: "Q"), self.copy(r) == internedQUEUED {
+                return .simpleString(internedQUEUED)
+            }
             return .simpleString(self.copy(r))
         case UInt8(ascii: "-"):
             guard let r = try self.line("simple error") else { return nil }
@@ -380,6 +387,9 @@ private struct Cursor {
         return value
     }
 }
+
+private let internedOK: [UInt8] = Array("OK".utf8)
+private let internedQUEUED: [UInt8] = Array("QUEUED".utf8)
 
 /// A printable description of one wire byte for error messages.
 func describe(_ byte: UInt8) -> String {
