@@ -48,8 +48,17 @@ public final class RESPClient: Sendable {
     ///   in flight; `.timeout` after `commandTimeout`; `.reconnectFailed`/`.handshakeFailed` if no
     ///   connection could be made; `.clientClosed` after `close()`.
     public func send(_ command: RESPCommand) async throws(RESPError) -> RESPValue {
-        let connection = try await self.sharedConnection()
-        return try await connection.send(command).get()
+        var attempt = 0
+        while true {
+            let connection = try await self.sharedConnection()
+            let result = await connection.send(command)
+            // The connection closed before the command was queued: nothing was sent, so use a new one.
+            if case .failure(.connectionClosed(_, _, 0)) = result, attempt < 3 {
+                attempt += 1
+                continue
+            }
+            return try result.get()
+        }
     }
 
     /// Sends the command `name` with `arguments`; see `send(_:)` for errors.
@@ -61,8 +70,16 @@ public final class RESPClient: Sendable {
     /// reply fails only its own command; a dropped connection fails every command not yet answered.
     /// - Throws: only when no connection could be obtained (see `send(_:)`).
     public func pipeline(_ commands: [RESPCommand]) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
-        let connection = try await self.sharedConnection()
-        return await connection.send(batch: commands)
+        var attempt = 0
+        while true {
+            let connection = try await self.sharedConnection()
+            let results = await connection.send(batch: commands)
+            if case .failure(.connectionClosed(_, _, 0)) = results.first, attempt < 3 {
+                attempt += 1
+                continue
+            }
+            return results
+        }
     }
 
     /// Runs `commands` inside MULTI/EXEC on the shared connection (queued back to back, so no other
