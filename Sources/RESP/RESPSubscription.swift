@@ -30,6 +30,7 @@ public final class RESPSubscription: AsyncSequence, Sendable {
 
     private struct State {
         var connection: RESPConnection?
+        var connecting: Task<Result<RESPConnection, RESPError>, Never>?
         var reconnecting = false
         var closed = false
         var channels: Set<[UInt8]> = []
@@ -112,13 +113,39 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         try result.get()
     }
 
+    /// The subscription's connection; concurrent callers share one connection attempt.
     private func connection() async throws(RESPError) -> RESPConnection {
-        if let connection = self.state.withLock({ $0.connection }), connection.isOpen { return connection }
-        if self.state.withLock({ $0.closed }) { throw .clientClosed }
+        enum Step {
+            case ready(RESPConnection)
+            case wait(Task<Result<RESPConnection, RESPError>, Never>)
+            case closed
+        }
+        let step: Step = self.state.withLock { state in
+            if state.closed { return .closed }
+            if let connection = state.connection, connection.isOpen { return .ready(connection) }
+            if let running = state.connecting { return .wait(running) }
+            let task = Task { await self.openConnection() }
+            state.connecting = task
+            return .wait(task)
+        }
+        switch step {
+        case let .ready(connection): return connection
+        case .closed: throw .clientClosed
+        case let .wait(task):
+            let result = await task.value
+            self.state.withLock { state in
+                if state.connecting == task { state.connecting = nil }
+            }
+            return try result.get()
+        }
+    }
+
+    private func openConnection() async -> Result<RESPConnection, RESPError> {
         let options = self.client.connectionOptions(
             push: { [weak self] push in self?.handle(push) },
             onClose: { [weak self] error in self?.connectionClosed(error) })
-        let connection = try await self.client.establish(options: options).get()
+        let result = await self.client.establish(options: options)
+        guard case let .success(connection) = result else { return result }
         let keep = self.state.withLock { state in
             guard !state.closed else { return false }
             state.connection = connection
@@ -126,9 +153,9 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         }
         guard keep else {
             connection.close()
-            throw .clientClosed
+            return .failure(.clientClosed)
         }
-        return connection
+        return .success(connection)
     }
 
     private func failWaiters(_ error: RESPError) {

@@ -86,6 +86,21 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
         #expect(await iterator.next() == nil)
     }
 
+    @Test func concurrentSubscribesShareOneConnection() async throws {
+        let server = try await TestServer.start(.valkey)
+        let client = server.client()
+        defer { client.close() }
+        let subscription = client.subscription()
+        defer { subscription.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<10 { group.addTask { try await subscription.subscribe(channels: ["c\(i)"]) } }
+            try await group.waitForAll()
+        }
+        let pubsubClients = try await client.send("CLIENT", "LIST", "TYPE", "pubsub").string ?? ""
+        #expect(pubsubClients.split(separator: "\n").count == 1)
+        #expect(try await client.send("PUBSUB", "NUMSUB", "c0", "c9") == .array([.bulkString(bytes("c0")), .integer(1), .bulkString(bytes("c9")), .integer(1)]))
+    }
+
     @Test func tlsHookCarriesTheConnection() async throws {
         let server = try await TestServer.start(.valkey)
         let factory = CountingStreamFactory()
