@@ -354,12 +354,10 @@ final class RESPConnection: EventLoopHandler {
                     unexpected = value
                     break
                 }
-                let index = state.head
-                let name = state.pending[index].commands?[state.pending[index].results.count].name ?? state.pending[index].name
-                state.pending[index].results.append(Self.result(value, command: name))
-                if state.pending[index].results.count == state.pending[index].expected {
-                    completed.append(state.pending[index])
-                    state.pending[index] = Pending(waiter: nil, name: "", commands: nil, deadline: 0)
+                if Self.record(value, in: &state.pending[state.head]) {
+                    var done = Pending(waiter: nil, name: "", commands: nil, deadline: 0)
+                    swap(&done, &state.pending[state.head])
+                    completed.append(done)
                     state.head += 1
                 }
             }
@@ -381,9 +379,15 @@ final class RESPConnection: EventLoopHandler {
         }
     }
 
-    private static func result(_ value: RESPValue, command: String) -> Result<RESPValue, RESPError> {
-        if let (code, message) = value.errorParts { return .failure(.server(code: code, message: message, command: command)) }
-        return .success(value)
+    /// Adds the reply `value` to `entry` (in place: no copies on this hot path); true when it is complete.
+    private static func record(_ value: RESPValue, in entry: inout Pending) -> Bool {
+        if value.isErrorReply, let (code, message) = value.errorParts {
+            let name = entry.commands?[entry.results.count].name ?? entry.name
+            entry.results.append(.failure(.server(code: code, message: message, command: name)))
+        } else {
+            entry.results.append(.success(value))
+        }
+        return entry.results.count == entry.expected
     }
 
     private static func resume(_ waiter: Waiter?, with results: [Result<RESPValue, RESPError>]) {

@@ -126,6 +126,15 @@ extension RESPValue {
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
 
+    /// True for a simple or blob error (also under an attribute).
+    public var isErrorReply: Bool {
+        switch self {
+        case .simpleError, .blobError: return true
+        case let .attributed(_, value): return value.isErrorReply
+        default: return false
+        }
+    }
+
     /// If this is an error reply (simple or blob), its code (first word) and message.
     public var errorParts: (code: String, message: String)? {
         let raw: [UInt8]
