@@ -69,6 +69,20 @@ private final class TestCluster: Sendable {
         return cluster
     }
 
+    /// The node that currently serves `slot` as a primary (from each node's own CLUSTER NODES line).
+    func primary(serving slot: Int) async throws -> Int {
+        for (i, admin) in self.admins.enumerated() {
+            let nodes = try await admin.send("CLUSTER", "NODES").string ?? ""
+            guard let mine = nodes.split(separator: "\n").first(where: { $0.contains("myself") }), mine.contains("master") else { continue }
+            for range in mine.split(separator: " ").dropFirst(8) {
+                let bounds = range.split(separator: "-").compactMap { Int($0) }
+                if bounds.count == 2, bounds[0] <= slot, slot <= bounds[1] { return i }
+                if bounds.count == 1, bounds[0] == slot { return i }
+            }
+        }
+        throw TestServerError(description: "no primary serves slot \(slot)")
+    }
+
     func waitUntil(_ what: String, seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while ContinuousClock.now < deadline {
@@ -175,5 +189,24 @@ private final class TestCluster: Sendable {
         }
         #expect(lost.isEmpty, "acknowledged writes lost: \(lost.prefix(10))")
         #expect(try await client.send(RESPCommand("GET", "{mig}:probe"), key: "{mig}:probe").string == "p")
+
+        // A slot nobody serves: the client backs off, reloads the topology, then reports it clearly.
+        let lonely = HashSlot.slot(for: "{lonely}")
+        let owner = try await cluster.primary(serving: lonely)
+        _ = try await cluster.admins[owner].send("CLUSTER", "DELSLOTS", lonely)
+        let impatient = RESPClusterClient(seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[owner].port)], configuration: configuration, maxAttempts: 3)
+        defer { impatient.close() }
+        await #expect {
+            _ = try await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}")
+        } throws: { error in
+            guard let error = error as? RESPError else { return false }
+            if case .clusterUnavailable(slot: lonely, _) = error { return true }
+            return error.serverCode == "CLUSTERDOWN"
+        }
+        #expect(impatient.statistics.retries >= 2)
+        _ = try await cluster.admins[owner].send("CLUSTER", "ADDSLOTS", lonely)
+        try await cluster.waitUntil("the slot is served again") {
+            (try? await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}")) == .simpleString(bytes("OK"))
+        }
     }
 }
