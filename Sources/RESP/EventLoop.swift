@@ -44,12 +44,16 @@ final class EventLoop: Sendable {
         var flushQueue: [any EventLoopHandler] = []
         var tasks: [@Sendable () -> Void] = []
         var wakePending = false
+        /// Bumped on every change of `handlers`, so the loop rebuilds its poll set only then.
+        var generation = 0
     }
 
     /// The read and write ends of the self-pipe that wakes the loop.
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let state = Mutex(State())
+    /// `pthread_self()` of the loop thread, 0 until it started.
+    private let loopThread = Atomic<UInt>(0)
 
     private init() {
         var fds: [Int32] = [-1, -1]
@@ -67,18 +71,27 @@ final class EventLoop: Sendable {
 
     /// Starts watching `fd` for `events` (readable/writable bits) on behalf of `handler`.
     func register(fd: Int32, events: UInt32, handler: any EventLoopHandler) {
-        self.state.withLock { $0.handlers[fd] = Registration(handler: handler, events: events) }
-        self.wake()
+        self.state.withLock {
+            $0.handlers[fd] = Registration(handler: handler, events: events)
+            $0.generation += 1
+        }
+        if !self.inLoopThread { self.wake() }
     }
 
     /// Changes the watched events of a registered descriptor. Called on the loop thread.
     func modify(fd: Int32, events: UInt32) {
-        self.state.withLock { $0.handlers[fd]?.events = events }
+        self.state.withLock {
+            $0.handlers[fd]?.events = events
+            $0.generation += 1
+        }
     }
 
     /// Stops watching `fd` (before it is closed). Called on the loop thread.
     func deregister(fd: Int32) {
-        _ = self.state.withLock { $0.handlers.removeValue(forKey: fd) }
+        self.state.withLock {
+            $0.handlers.removeValue(forKey: fd)
+            $0.generation += 1
+        }
     }
 
     /// Asks the loop to call `handler.flush()` soon. Many requests before the loop wakes cost one wakeup,
@@ -89,7 +102,7 @@ final class EventLoop: Sendable {
             defer { state.wakePending = true }
             return !state.wakePending
         }
-        if wake { self.wake() }
+        if wake, !self.inLoopThread { self.wake() }
     }
 
     /// Runs `task` on the loop thread.
@@ -99,8 +112,12 @@ final class EventLoop: Sendable {
             defer { state.wakePending = true }
             return !state.wakePending
         }
-        if wake { self.wake() }
+        // The loop looks at its queues before it next waits, so it needs no wakeup from its own thread.
+        if wake, !self.inLoopThread { self.wake() }
     }
+
+    /// True on the loop's own thread.
+    var inLoopThread: Bool { self.loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
 
     private func wake() {
         var one: UInt8 = 1
@@ -109,18 +126,23 @@ final class EventLoop: Sendable {
 
     /// The loop body; runs forever on its own thread.
     fileprivate func run() {
+        self.loopThread.store(UInt(pthread_self()), ordering: .relaxed)
         var pollFDs: [pollfd] = []
         var handlers: [any EventLoopHandler] = []
         var drain = [UInt8](repeating: 0, count: 256)
         var lastDeadlineCheck: UInt64 = 0
+        var generation = -1
         while true {
-            pollFDs.removeAll(keepingCapacity: true)
-            handlers.removeAll(keepingCapacity: true)
-            pollFDs.append(pollfd(fd: self.wakeRead, events: Int16(POLLIN), revents: 0))
             let pendingWork = self.state.withLock { state in
-                for (fd, registration) in state.handlers {
-                    pollFDs.append(pollfd(fd: fd, events: Int16(truncatingIfNeeded: registration.events), revents: 0))
-                    handlers.append(registration.handler)
+                if state.generation != generation {
+                    generation = state.generation
+                    pollFDs.removeAll(keepingCapacity: true)
+                    handlers.removeAll(keepingCapacity: true)
+                    pollFDs.append(pollfd(fd: self.wakeRead, events: Int16(POLLIN), revents: 0))
+                    for (fd, registration) in state.handlers {
+                        pollFDs.append(pollfd(fd: fd, events: Int16(truncatingIfNeeded: registration.events), revents: 0))
+                        handlers.append(registration.handler)
+                    }
                 }
                 return !state.flushQueue.isEmpty || !state.tasks.isEmpty
             }
@@ -151,6 +173,15 @@ final class EventLoop: Sendable {
                 for handler in handlers { handler.checkDeadlines(now: now) }
             }
         }
+    }
+}
+
+/// The loop is also a task executor: tasks that prefer it run on the loop thread between readiness
+/// checks, so a reply resumes its caller without a hop to another thread.
+extension EventLoop: TaskExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        self.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 

@@ -72,7 +72,8 @@ public struct RESPBenchmark: Sendable {
         let start = monotonicNanoseconds()
         let (latencies, errors) = await withTaskGroup(of: ([UInt32], Int).self) { group in
             for client in clients {
-                group.addTask {
+                // Like redis-benchmark's single event loop: callers run on the loop thread, no thread hops.
+                group.addTask(executorPreference: client.taskExecutor) {
                     var latencies: [UInt32] = []
                     var errors = 0
                     let batch = [RESPCommand](repeating: command, count: pipeline)

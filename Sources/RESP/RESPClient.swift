@@ -41,6 +41,12 @@ public final class RESPClient: Sendable {
         for connection in state.idleDedicated { connection.close() }
     }
 
+    /// The executor of the event-loop thread that drives this client's sockets. Tasks that mostly await
+    /// replies may prefer it (`Task(executorPreference: client.taskExecutor)`,
+    /// `group.addTask(executorPreference:)`): a reply then resumes its caller on the same thread, saving a
+    /// thread hop per reply. Code in such tasks must never block: that would stall every connection.
+    public var taskExecutor: any TaskExecutor { EventLoop.shared }
+
     // MARK: Commands
 
     /// Sends `command` on the shared connection and returns its reply.

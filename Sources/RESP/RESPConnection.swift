@@ -193,10 +193,14 @@ final class RESPConnection: EventLoopHandler {
     // MARK: - Loop thread
 
     func handleEvents(_ events: UInt32) {
-        let connecting: CheckedContinuation<Result<RESPConnection, RESPError>, Never>? = self.state.withLock { state in
-            if case let .connecting(continuation, _) = state.phase { return continuation }
-            return nil
+        let (connecting, closed): (CheckedContinuation<Result<RESPConnection, RESPError>, Never>?, Bool) = self.state.withLock { state in
+            switch state.phase {
+            case let .connecting(continuation, _): return (continuation, false)
+            case .open: return (nil, false)
+            case .closed: return (nil, true)
+            }
         }
+        if closed { return }
         if let connecting {
             guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
             let code = socketError(self.stream.fileDescriptor)
@@ -346,7 +350,7 @@ final class RESPConnection: EventLoopHandler {
         self.state.withLock { state in
             state.lastActivity = monotonicNanoseconds()
             for value in values {
-                if case .push = value.unattributed {
+                if value.isPush {
                     pushes.append(value)
                     continue
                 }

@@ -126,6 +126,15 @@ extension RESPValue {
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
 
+    /// True for an out-of-band push (also under an attribute).
+    public var isPush: Bool {
+        switch self {
+        case .push: return true
+        case let .attributed(_, value): return value.isPush
+        default: return false
+        }
+    }
+
     /// True for a simple or blob error (also under an attribute).
     public var isErrorReply: Bool {
         switch self {

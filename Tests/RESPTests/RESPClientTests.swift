@@ -115,6 +115,21 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
             return all
         }
         #expect(seen.sorted() == Array(1...10_000))
+        // The same through tasks that run on the client's event-loop executor.
+        let onLoop = try await withThrowingTaskGroup(of: Int.self) { group in
+            for task in 0..<50 {
+                group.addTask(executorPreference: client.taskExecutor) {
+                    let replies = try await client.pipeline((0..<20).map { _ in RESPCommand("INCR", "loop:\(task)") })
+                    let last = try await client.send("GET", "loop:\(task)")
+                    #expect(replies.compactMap { try? $0.get().integer } == Array(1...20))
+                    return Int(last.integer ?? 0)
+                }
+            }
+            var total = 0
+            for try await n in group { total += n }
+            return total
+        }
+        #expect(onLoop == 50 * 20)
         let clients = try await client.send("CLIENT", "LIST").string ?? ""
         #expect(clients.split(separator: "\n").count == 1)
     }
