@@ -11,7 +11,10 @@ var requests = 100_000
 var command = RESPBenchmark.Command.set
 
 func usage(_ problem: String) -> Never {
-    print("resp-bench: \(problem)\nusage: resp-bench [--valkey URL] [--clients N] [--pipeline P] [--requests N] [--command set|get|evalsha]")
+    print(
+        "resp-bench: \(problem)\n"
+            + "usage: resp-bench [--valkey URL] [--clients N] [--pipeline P] [--requests N] [--command set|get|evalsha]"
+    )
     exit(2)
 }
 
@@ -31,7 +34,9 @@ guard clients > 0, pipeline > 0, requests > 0 else { usage("--clients, --pipelin
 do {
     var configuration = try RESPConfiguration(url: url)
     configuration.keepAliveInterval = nil
-    let report = try await RESPBenchmark(configuration: configuration, clients: clients, pipeline: pipeline, requests: requests, command: command).run()
+    let report = try await RESPBenchmark(
+        configuration: configuration, clients: clients, pipeline: pipeline, requests: requests, command: command
+    ).run()
     print(report)
 } catch {
     print("resp-bench: \(error)")

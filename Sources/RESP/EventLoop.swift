@@ -140,7 +140,8 @@ final class EventLoop: Sendable {
                     handlers.removeAll(keepingCapacity: true)
                     pollFDs.append(pollfd(fd: self.wakeRead, events: Int16(POLLIN), revents: 0))
                     for (fd, registration) in state.handlers {
-                        pollFDs.append(pollfd(fd: fd, events: Int16(truncatingIfNeeded: registration.events), revents: 0))
+                        pollFDs.append(
+                            pollfd(fd: fd, events: Int16(truncatingIfNeeded: registration.events), revents: 0))
                         handlers.append(registration.handler)
                     }
                 }

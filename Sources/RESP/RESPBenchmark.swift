@@ -25,7 +25,10 @@ public struct RESPBenchmark: Sendable {
     public var requests: Int
     public var command: Command
 
-    public init(configuration: RESPConfiguration, clients: Int = 50, pipeline: Int = 1, requests: Int = 100_000, command: Command = .set) {
+    public init(
+        configuration: RESPConfiguration, clients: Int = 50, pipeline: Int = 1, requests: Int = 100_000,
+        command: Command = .set
+    ) {
         self.configuration = configuration
         self.clients = max(1, clients)
         self.pipeline = max(1, pipeline)
@@ -48,7 +51,8 @@ public struct RESPBenchmark: Sendable {
 
         /// One line in redis-benchmark's `-q` style.
         public var description: String {
-            "\(self.command.rawValue.uppercased()): \(format(self.operationsPerSecond, 2)) requests per second, p50=\(format(self.p50, 3)) msec, p99=\(format(self.p99, 3)) msec"
+            "\(self.command.rawValue.uppercased()): \(format(self.operationsPerSecond, 2)) requests per second, "
+                + "p50=\(format(self.p50, 3)) msec, p99=\(format(self.p99, 3)) msec"
                 + " (clients=\(self.clients) pipeline=\(self.pipeline) requests=\(self.requests) errors=\(self.errors))"
         }
     }
@@ -86,7 +90,8 @@ public struct RESPBenchmark: Sendable {
                             do throws(RESPError) { _ = try await client.send(command) } catch { errors += 1 }
                         } else {
                             do throws(RESPError) {
-                                let results = try await client.pipeline(count == pipeline ? batch : Array(batch.prefix(count)))
+                                let results = try await client.pipeline(
+                                    count == pipeline ? batch : Array(batch.prefix(count)))
                                 for case .failure in results { errors += 1 }
                             } catch {
                                 errors += count
@@ -113,8 +118,10 @@ public struct RESPBenchmark: Sendable {
             return Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1000
         }
         return Report(
-            command: self.command, clients: self.clients, pipeline: self.pipeline, requests: sorted.count, seconds: seconds,
-            operationsPerSecond: Double(sorted.count) / seconds, p50: percentile(0.5), p99: percentile(0.99), errors: errors)
+            command: self.command, clients: self.clients, pipeline: self.pipeline, requests: sorted.count,
+            seconds: seconds,
+            operationsPerSecond: Double(sorted.count) / seconds, p50: percentile(0.5), p99: percentile(0.99),
+            errors: errors)
     }
 }
 

@@ -37,7 +37,7 @@ public final class RESPClient: Sendable {
 
     deinit {
         let state = self.state.withLock { $0 }
-        if case let .ready(connection) = state.slot { connection.close() }
+        if case .ready(let connection) = state.slot { connection.close() }
         for connection in state.idleDedicated { connection.close() }
     }
 
@@ -102,29 +102,35 @@ public final class RESPClient: Sendable {
     }
 
     /// MULTI, commands, EXEC as one batch. Nil when EXEC returned null (a WATCHed key changed).
-    static func execute(_ commands: [RESPCommand], on connection: RESPConnection) async throws(RESPError) -> [Result<RESPValue, RESPError>]? {
+    static func execute(_ commands: [RESPCommand], on connection: RESPConnection) async throws(RESPError) -> [Result<
+        RESPValue, RESPError
+    >]? {
         let batch = [RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")]
         let results = await connection.send(batch: batch)
         guard let exec = results.last else { return [] }
         switch exec {
-        case let .failure(error):
+        case .failure(let error):
             if error.serverCode == "EXECABORT" {
                 for (command, queued) in zip(commands, results.dropFirst()) {
-                    if case let .failure(reason) = queued {
-                        throw .server(code: "EXECABORT", message: "\(command.name) was rejected: \(reason.description)", command: "EXEC")
+                    if case .failure(let reason) = queued {
+                        throw .server(
+                            code: "EXECABORT", message: "\(command.name) was rejected: \(reason.description)",
+                            command: "EXEC")
                     }
                 }
             }
             // A failure of MULTI itself or of the connection explains EXEC's failure better.
-            if case let .failure(first) = results[0] { throw first }
+            if case .failure(let first) = results[0] { throw first }
             throw error
-        case let .success(value):
+        case .success(let value):
             if value.isNull { return nil }
             guard let replies = value.elements, replies.count == commands.count else {
                 throw .unexpectedReply(command: "EXEC", expected: "\(commands.count) replies", found: value.summary)
             }
             return zip(commands, replies).map { command, reply in
-                if let (code, message) = reply.errorParts { return .failure(.server(code: code, message: message, command: command.name)) }
+                if let (code, message) = reply.errorParts {
+                    return .failure(.server(code: code, message: message, command: command.name))
+                }
                 return .success(reply)
             }
         }
@@ -149,11 +155,13 @@ public final class RESPClient: Sendable {
         } catch {
             result = .failure(error)
         }
-        let keep = connection.isOpen && self.state.withLock { state in
-            guard !state.closed, state.idleDedicated.count < Self.maxIdleDedicated else { return false }
-            state.idleDedicated.append(connection)
-            return true
-        }
+        let keep =
+            connection.isOpen
+            && self.state.withLock { state in
+                guard !state.closed, state.idleDedicated.count < Self.maxIdleDedicated else { return false }
+                state.idleDedicated.append(connection)
+                return true
+            }
         if !keep { connection.close() }
         return try result.get()
     }
@@ -197,11 +205,13 @@ public final class RESPClient: Sendable {
     /// retry cannot run it twice.
     /// - Throws: `.server` for a script error; `.unexpectedReply` if SCRIPT LOAD returns another SHA-1;
     ///   connection errors as for `send(_:)`.
-    public func evalScript(_ script: RESPScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) async throws(RESPError) -> RESPValue {
+    public func evalScript(_ script: RESPScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [])
+        async throws(RESPError) -> RESPValue
+    {
         let command = script.command(keys: keys, arguments: arguments)
         do {
             return try await self.send(command)
-        } catch where error.serverCode == "NOSCRIPT" {
+        } catch  where error.serverCode == "NOSCRIPT" {
             try await self.load(script)
             return try await self.send(command)
         }
@@ -227,13 +237,15 @@ public final class RESPClient: Sendable {
             }
             return (state.slot, state.idleDedicated)
         }
-        if case let .ready(connection) = slot { connection.close() }
+        if case .ready(let connection) = slot { connection.close() }
         for connection in idle { connection.close() }
     }
 
     // MARK: Connections
 
-    func connectionOptions(push: (@Sendable (RESPValue) -> Void)? = nil, onClose: (@Sendable (RESPError) -> Void)? = nil) -> RESPConnection.Options {
+    func connectionOptions(
+        push: (@Sendable (RESPValue) -> Void)? = nil, onClose: (@Sendable (RESPError) -> Void)? = nil
+    ) -> RESPConnection.Options {
         var options = RESPConnection.Options()
         options.limits = self.configuration.limits
         options.commandTimeout = self.configuration.commandTimeout?.nanoseconds ?? 0
@@ -255,7 +267,7 @@ public final class RESPClient: Sendable {
         let action: Action = self.state.withLock { state in
             if state.closed { return .closed }
             switch state.slot {
-            case let .ready(connection) where connection.isOpen: return .use(connection)
+            case .ready(let connection) where connection.isOpen: return .use(connection)
             case .connecting: return .wait
             case .ready, .idle:
                 state.slot = .connecting([])
@@ -263,39 +275,47 @@ public final class RESPClient: Sendable {
             }
         }
         switch action {
-        case let .use(connection):
+        case .use(let connection):
             return connection
         case .closed:
             throw .clientClosed
         case .wait:
-            let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
+            let result = await withCheckedContinuation {
+                (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
                 let enqueued = self.state.withLock { state in
-                    if case var .connecting(waiters) = state.slot {
+                    if case .connecting(var waiters) = state.slot {
                         waiters.append(continuation)
                         state.slot = .connecting(waiters)
                         return true
                     }
                     return false
                 }
-                if !enqueued { continuation.resume(returning: .failure(.connectionClosed(endpoint: self.configuration.endpoint.description, reason: "connection attempt ended", commandsInFlight: 0))) }
+                if !enqueued {
+                    continuation.resume(
+                        returning: .failure(
+                            .connectionClosed(
+                                endpoint: self.configuration.endpoint.description, reason: "connection attempt ended",
+                                commandsInFlight: 0)))
+                }
             }
             if case .failure(.connectionClosed) = result { return try await self.sharedConnection() }
             return try result.get()
         case .establish:
             let result = await self.establish(options: self.connectionOptions(push: self.configuration.pushHandler))
-            let (waiters, closed): ([CheckedContinuation<Result<RESPConnection, RESPError>, Never>], Bool) = self.state.withLock { state in
-                guard case let .connecting(waiters) = state.slot else { return ([], state.closed) }
-                if state.closed {
-                    state.slot = .idle
-                } else if case let .success(connection) = result {
-                    state.slot = .ready(connection)
-                } else {
-                    state.slot = .idle
+            let (waiters, closed): ([CheckedContinuation<Result<RESPConnection, RESPError>, Never>], Bool) = self.state
+                .withLock { state in
+                    guard case .connecting(let waiters) = state.slot else { return ([], state.closed) }
+                    if state.closed {
+                        state.slot = .idle
+                    } else if case .success(let connection) = result {
+                        state.slot = .ready(connection)
+                    } else {
+                        state.slot = .idle
+                    }
+                    return (waiters, state.closed)
                 }
-                return (waiters, state.closed)
-            }
             if closed {
-                if case let .success(connection) = result { connection.close() }
+                if case .success(let connection) = result { connection.close() }
                 for waiter in waiters { waiter.resume(returning: .failure(.clientClosed)) }
                 throw .clientClosed
             }
@@ -335,7 +355,10 @@ public final class RESPClient: Sendable {
                 }
             }
         }
-        return .failure(.reconnectFailed(endpoint: self.configuration.endpoint.description, attempts: policy.maxAttempts, lastError: lastError.description))
+        return .failure(
+            .reconnectFailed(
+                endpoint: self.configuration.endpoint.description, attempts: policy.maxAttempts,
+                lastError: lastError.description))
     }
 
     /// HELLO 3 [AUTH user pass] [SETNAME name], then SELECT when a database is configured.
@@ -346,20 +369,24 @@ public final class RESPClient: Sendable {
         }
         if let name = self.configuration.clientName { arguments += ["SETNAME", name] }
         switch await connection.send(RESPCommand("HELLO", arguments: arguments)) {
-        case let .failure(.server(code, message, _)):
-            let hint = code == "NOPROTO" || message.contains("unknown command") ? " (the server does not speak RESP3; Valkey/Redis 6+ required)" : ""
+        case .failure(.server(let code, let message, _)):
+            let hint =
+                code == "NOPROTO" || message.contains("unknown command")
+                ? " (the server does not speak RESP3; Valkey/Redis 6+ required)" : ""
             throw .handshakeFailed(endpoint: connection.endpoint, step: "HELLO 3", code: code, message: message + hint)
-        case let .failure(error):
+        case .failure(let error):
             throw error
-        case let .success(reply):
+        case .success(let reply):
             guard reply["proto"]?.integer == 3 else {
                 throw .unexpectedReply(command: "HELLO 3", expected: "a map with proto 3", found: reply.summary)
             }
         }
         if self.configuration.database != 0 {
-            if case let .failure(error) = await connection.send(RESPCommand("SELECT", self.configuration.database)) {
-                if case let .server(code, message, _) = error {
-                    throw .handshakeFailed(endpoint: connection.endpoint, step: "SELECT \(self.configuration.database)", code: code, message: message)
+            if case .failure(let error) = await connection.send(RESPCommand("SELECT", self.configuration.database)) {
+                if case .server(let code, let message, _) = error {
+                    throw .handshakeFailed(
+                        endpoint: connection.endpoint, step: "SELECT \(self.configuration.database)", code: code,
+                        message: message)
                 }
                 throw error
             }

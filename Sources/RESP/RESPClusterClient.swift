@@ -75,14 +75,24 @@ public final class RESPClusterClient: Sendable {
 
     /// Runs `script` (EVALSHA, loading it on NOSCRIPT) on the primary serving its keys.
     /// - Throws: `.crossSlot` when the keys span slots; otherwise as `send(_:key:)`.
-    public func evalScript(_ script: RESPScript, keys: [String], arguments: [any RESPArgument] = []) async throws(RESPError) -> RESPValue {
+    public func evalScript(_ script: RESPScript, keys: [String], arguments: [any RESPArgument] = [])
+        async throws(RESPError) -> RESPValue
+    {
         let slot = keys.isEmpty ? 0 : try Self.commonSlot(keys, command: "EVALSHA")
         let command = script.command(keys: keys, arguments: arguments)
         return try await self.route(slot: slot) { client, asking in
-            if !asking { return await Self.result { () throws(RESPError) in try await client.evalScript(script, keys: keys, arguments: arguments) } }
+            if !asking {
+                return await Self.result { () throws(RESPError) in
+                    try await client.evalScript(script, keys: keys, arguments: arguments)
+                }
+            }
             let first = await Self.asking(command, on: client)
-            guard case let .failure(error) = first, error.serverCode == "NOSCRIPT" else { return first }
-            if case let .failure(loadError) = await Self.result({ () throws(RESPError) in try await client.load(script) }) { return .failure(loadError) }
+            guard case .failure(let error) = first, error.serverCode == "NOSCRIPT" else { return first }
+            if case .failure(let loadError) = await Self.result({ () throws(RESPError) in try await client.load(script)
+                })
+            {
+                return .failure(loadError)
+            }
             return await Self.asking(command, on: client)
         }
     }
@@ -90,23 +100,30 @@ public final class RESPClusterClient: Sendable {
     /// Sends many commands, each with its key: split into one pipeline per node, sent concurrently, and
     /// reassembled in the original order. Commands redirected or told to retry are resent one by one.
     /// - Throws: only when the topology cannot be loaded; per-command failures are in the results.
-    public func pipeline(_ commands: [(command: RESPCommand, key: String)]) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
+    public func pipeline(_ commands: [(command: RESPCommand, key: String)]) async throws(RESPError) -> [Result<
+        RESPValue, RESPError
+    >] {
         let slots = commands.map { HashSlot.slot(for: $0.key) }
         let topology = try await self.currentTopology()
         var groups: [Int: [Int]] = [:]
         for (index, slot) in slots.enumerated() { groups[Int(topology.slots[slot]), default: []].append(index) }
-        var results = [Result<RESPValue, RESPError>](repeating: .failure(.clusterUnavailable(slot: nil, reason: "not sent")), count: commands.count)
+        var results = [Result<RESPValue, RESPError>](
+            repeating: .failure(.clusterUnavailable(slot: nil, reason: "not sent")), count: commands.count)
         let parts = await withTaskGroup(of: [(Int, Result<RESPValue, RESPError>)].self) { group in
             for (node, indices) in groups {
                 group.addTask {
                     guard node >= 0, node < topology.primaries.count else {
-                        return indices.map { ($0, .failure(.clusterUnavailable(slot: slots[$0], reason: "slot not served"))) }
+                        return indices.map {
+                            ($0, .failure(.clusterUnavailable(slot: slots[$0], reason: "slot not served")))
+                        }
                     }
                     let client = self.client(for: topology.primaries[node])
-                    let replies = await Self.result { () throws(RESPError) in try await client.pipeline(indices.map { commands[$0].command }) }
+                    let replies = await Self.result { () throws(RESPError) in
+                        try await client.pipeline(indices.map { commands[$0].command })
+                    }
                     switch replies {
-                    case let .success(replies): return Array(zip(indices, replies))
-                    case let .failure(error): return indices.map { ($0, .failure(error)) }
+                    case .success(let replies): return Array(zip(indices, replies))
+                    case .failure(let error): return indices.map { ($0, .failure(error)) }
                     }
                 }
             }
@@ -116,8 +133,10 @@ public final class RESPClusterClient: Sendable {
         }
         for (index, result) in parts { results[index] = result }
         for index in results.indices {
-            guard case let .failure(error) = results[index], Self.isRoutingError(error) else { continue }
-            results[index] = await Self.result { () throws(RESPError) in try await self.send(commands[index].command, slot: slots[index]) }
+            guard case .failure(let error) = results[index], Self.isRoutingError(error) else { continue }
+            results[index] = await Self.result { () throws(RESPError) in
+                try await self.send(commands[index].command, slot: slots[index])
+            }
         }
         return results
     }
@@ -144,7 +163,9 @@ public final class RESPClusterClient: Sendable {
         do throws(RESPError) { return .success(try await body()) } catch { return .failure(error) }
     }
 
-    private static func result(_ body: () async throws(RESPError) -> [Result<RESPValue, RESPError>]) async -> Result<[Result<RESPValue, RESPError>], RESPError> {
+    private static func result(_ body: () async throws(RESPError) -> [Result<RESPValue, RESPError>]) async -> Result<
+        [Result<RESPValue, RESPError>], RESPError
+    > {
         do throws(RESPError) { return .success(try await body()) } catch { return .failure(error) }
     }
 
@@ -165,7 +186,9 @@ public final class RESPClusterClient: Sendable {
     static func commonSlot(_ keys: [String], command: String) throws(RESPError) -> Int {
         let slots = keys.map { HashSlot.slot(for: $0) }
         guard let first = slots.first else { return 0 }
-        guard slots.allSatisfy({ $0 == first }) else { throw .crossSlot(command: command, slots: Array(Set(slots)).sorted()) }
+        guard slots.allSatisfy({ $0 == first }) else {
+            throw .crossSlot(command: command, slots: Array(Set(slots)).sorted())
+        }
         return first
     }
 
@@ -193,6 +216,7 @@ public final class RESPClusterClient: Sendable {
                 let index = Int(topology.slots[slot])
                 guard index >= 0, index < topology.primaries.count else {
                     lastError = .clusterUnavailable(slot: slot, reason: "no primary serves the slot")
+                    self.counters.add(retries: 1)
                     try await self.pause(attempt, refresh: true)
                     continue
                 }
@@ -202,7 +226,7 @@ public final class RESPClusterClient: Sendable {
             let outcome = await operation(client, asking)
             target = nil
             asking = false
-            guard case let .failure(error) = outcome else { return try outcome.get() }
+            guard case .failure(let error) = outcome else { return try outcome.get() }
             lastError = error
             switch error.serverCode {
             case "MOVED":
@@ -240,11 +264,13 @@ public final class RESPClusterClient: Sendable {
 
     /// `MOVED 3999 127.0.0.1:6381` → the endpoint; split on the last colon, empty host = same host.
     static func redirectTarget(_ error: RESPError, from current: RESPEndpoint) -> RESPEndpoint? {
-        guard case let .server(_, message, _) = error, let space = message.firstIndex(of: " ") else { return nil }
+        guard case .server(_, let message, _) = error, let space = message.firstIndex(of: " ") else { return nil }
         let address = message[message.index(after: space)...]
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            return nil
+        }
         var host = String(address[..<colon])
-        if host.isEmpty, case let .tcp(currentHost, _) = current { host = currentHost }
+        if host.isEmpty, case .tcp(let currentHost, _) = current { host = currentHost }
         return .tcp(host: host, port: port)
     }
 
@@ -302,7 +328,7 @@ public final class RESPClusterClient: Sendable {
                 let topology: Topology
                 do throws(RESPError) {
                     topology = try Self.parseShards(try await client.send("CLUSTER", "SHARDS"), queried: endpoint)
-                } catch where error.serverCode == "ERR" {
+                } catch  where error.serverCode == "ERR" {
                     topology = try Self.parseSlots(try await client.send("CLUSTER", "SLOTS"), queried: endpoint)
                 }
                 self.state.withLock { $0.topology = topology }
@@ -311,11 +337,12 @@ public final class RESPClusterClient: Sendable {
                 lastError = "\(endpoint): \(error)"
             }
         }
-        return .failure(.clusterUnavailable(slot: nil, reason: "cannot load the topology from any node (last: \(lastError))"))
+        return .failure(
+            .clusterUnavailable(slot: nil, reason: "cannot load the topology from any node (last: \(lastError))"))
     }
 
     private static func host(of endpoint: RESPEndpoint) -> String {
-        if case let .tcp(host, _) = endpoint { return host }
+        if case .tcp(let host, _) = endpoint { return host }
         return "127.0.0.1"
     }
 
@@ -327,7 +354,8 @@ public final class RESPClusterClient: Sendable {
         var topology = Topology()
         for shard in shards {
             guard let ranges = shard["slots"]?.elements, let nodes = shard["nodes"]?.elements else {
-                throw .unexpectedReply(command: "CLUSTER SHARDS", expected: "slots and nodes per shard", found: shard.summary)
+                throw .unexpectedReply(
+                    command: "CLUSTER SHARDS", expected: "slots and nodes per shard", found: shard.summary)
             }
             let primary = nodes.first { node in
                 let role = node["role"]?.string
@@ -338,10 +366,12 @@ public final class RESPClusterClient: Sendable {
             if host.isEmpty || host == "?" { host = primary["ip"]?.string ?? "" }
             if host.isEmpty || host == "?" { host = Self.host(of: queried) }
             let endpoint = RESPEndpoint.tcp(host: host, port: Int(port))
-            let index = topology.primaries.firstIndex(of: endpoint) ?? {
-                topology.primaries.append(endpoint)
-                return topology.primaries.count - 1
-            }()
+            let index =
+                topology.primaries.firstIndex(of: endpoint)
+                ?? {
+                    topology.primaries.append(endpoint)
+                    return topology.primaries.count - 1
+                }()
             let bounds = ranges.compactMap(\.integer)
             for pair in stride(from: 0, to: bounds.count - 1, by: 2) {
                 let (start, end) = (bounds[pair], bounds[pair + 1])
@@ -359,19 +389,23 @@ public final class RESPClusterClient: Sendable {
         }
         var topology = Topology()
         for range in ranges {
-            guard let parts = range.elements, parts.count >= 3, let start = parts[0].integer, let end = parts[1].integer,
+            guard let parts = range.elements, parts.count >= 3, let start = parts[0].integer,
+                let end = parts[1].integer,
                 let node = parts[2].elements, node.count >= 2, let port = node[1].integer,
                 start >= 0, end < HashSlot.count, start <= end
             else {
-                throw .unexpectedReply(command: "CLUSTER SLOTS", expected: "[start, end, [host, port, …], …]", found: range.summary)
+                throw .unexpectedReply(
+                    command: "CLUSTER SLOTS", expected: "[start, end, [host, port, …], …]", found: range.summary)
             }
             var host = node[0].string ?? ""
             if host.isEmpty || host == "?" { host = Self.host(of: queried) }
             let endpoint = RESPEndpoint.tcp(host: host, port: Int(port))
-            let index = topology.primaries.firstIndex(of: endpoint) ?? {
-                topology.primaries.append(endpoint)
-                return topology.primaries.count - 1
-            }()
+            let index =
+                topology.primaries.firstIndex(of: endpoint)
+                ?? {
+                    topology.primaries.append(endpoint)
+                    return topology.primaries.count - 1
+                }()
             for slot in Int(start)...Int(end) { topology.slots[slot] = Int16(index) }
         }
         return topology

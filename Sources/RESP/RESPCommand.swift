@@ -110,29 +110,29 @@ extension RESPValue {
             buffer.append(contentsOf: [13, 10])
         }
         switch self {
-        case let .simpleString(b): line("+", b)
-        case let .simpleError(b): line("-", b)
-        case let .integer(n): line(":", String(n).utf8)
-        case let .bulkString(b): blob("$", b)
+        case .simpleString(let b): line("+", b)
+        case .simpleError(let b): line("-", b)
+        case .integer(let n): line(":", String(n).utf8)
+        case .bulkString(let b): blob("$", b)
         case .null: line("_", [])
-        case let .double(d):
+        case .double(let d):
             let text = d.isNaN ? "nan" : d.isInfinite ? (d < 0 ? "-inf" : "inf") : String(d)
             line(",", text.utf8)
-        case let .boolean(b): line("#", [b ? UInt8(ascii: "t") : UInt8(ascii: "f")])
-        case let .blobError(b): blob("!", b)
-        case let .verbatimString(format, text): blob("=", format + [UInt8(ascii: ":")] + text)
-        case let .bigNumber(b): line("(", b)
-        case let .array(v), let .set(v), let .push(v):
+        case .boolean(let b): line("#", [b ? UInt8(ascii: "t") : UInt8(ascii: "f")])
+        case .blobError(let b): blob("!", b)
+        case .verbatimString(let format, let text): blob("=", format + [UInt8(ascii: ":")] + text)
+        case .bigNumber(let b): line("(", b)
+        case .array(let v), .set(let v), .push(let v):
             let type: Character = if case .array = self { "*" } else if case .set = self { "~" } else { ">" }
             line(type, String(v.count).utf8)
             for e in v { e.encode(into: &buffer) }
-        case let .map(p):
+        case .map(let p):
             line("%", String(p.count).utf8)
             for e in p {
                 e.key.encode(into: &buffer)
                 e.value.encode(into: &buffer)
             }
-        case let .attributed(attributes, value):
+        case .attributed(let attributes, let value):
             line("|", String(attributes.count).utf8)
             for e in attributes {
                 e.key.encode(into: &buffer)

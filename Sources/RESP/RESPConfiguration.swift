@@ -72,7 +72,8 @@ public struct RESPConfiguration: Sendable {
     /// - Throws: `RESPError.invalidURL` naming the part that is wrong.
     public init(url: String) throws(RESPError) {
         guard let schemeEnd = url.firstRange(of: "://") else {
-            throw .invalidURL(url: url, reason: "missing scheme (valkey://, valkeys://, redis://, rediss:// or unix://)")
+            throw .invalidURL(
+                url: url, reason: "missing scheme (valkey://, valkeys://, redis://, rediss:// or unix://)")
         }
         let scheme = url[..<schemeEnd.lowerBound].lowercased()
         var rest = url[schemeEnd.upperBound...]
@@ -99,7 +100,9 @@ public struct RESPConfiguration: Sendable {
         if let slash = rest.firstIndex(of: "/") {
             let db = rest[rest.index(after: slash)...]
             if !db.isEmpty {
-                guard let n = Int(db), n >= 0 else { throw .invalidURL(url: url, reason: "database '\(db)' is not a number") }
+                guard let n = Int(db), n >= 0 else {
+                    throw .invalidURL(url: url, reason: "database '\(db)' is not a number")
+                }
                 database = n
             }
             rest = rest[..<slash]
@@ -120,11 +123,15 @@ public struct RESPConfiguration: Sendable {
         var host: Substring
         var port = 6379
         if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { throw .invalidURL(url: url, reason: "unclosed '[' in IPv6 host") }
+            guard let close = rest.firstIndex(of: "]") else {
+                throw .invalidURL(url: url, reason: "unclosed '[' in IPv6 host")
+            }
             host = rest[rest.index(after: rest.startIndex)..<close]
             let after = rest[rest.index(after: close)...]
             if after.hasPrefix(":") {
-                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw .invalidURL(url: url, reason: "bad port '\(after.dropFirst())'") }
+                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else {
+                    throw .invalidURL(url: url, reason: "bad port '\(after.dropFirst())'")
+                }
                 port = p
             } else if !after.isEmpty {
                 throw .invalidURL(url: url, reason: "unexpected '\(after)' after IPv6 host")
@@ -132,7 +139,9 @@ public struct RESPConfiguration: Sendable {
         } else if let colon = rest.lastIndex(of: ":") {
             host = rest[..<colon]
             let p = rest[rest.index(after: colon)...]
-            guard let n = Int(p), (1...65535).contains(n) else { throw .invalidURL(url: url, reason: "bad port '\(p)'") }
+            guard let n = Int(p), (1...65535).contains(n) else {
+                throw .invalidURL(url: url, reason: "bad port '\(p)'")
+            }
             port = n
         } else {
             host = rest
@@ -151,7 +160,8 @@ private func percentDecode(_ text: Substring, url: String) throws(RESPError) -> 
     var bytes = Array(text.utf8)[...]
     while let byte = bytes.popFirst() {
         if byte == UInt8(ascii: "%") {
-            guard bytes.count >= 2, let value = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) else {
+            guard bytes.count >= 2, let value = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16)
+            else {
                 throw .invalidURL(url: url, reason: "bad percent-escape in credentials")
             }
             out.append(value)

@@ -70,28 +70,34 @@ final class RESPConnection: EventLoopHandler {
     private let state: Mutex<State>
     private let io = Mutex(IO())
 
-    private init(endpoint: String, stream: any RESPByteStream, options: Options, loop: EventLoop,
-                 continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) {
+    private init(
+        endpoint: String, stream: any RESPByteStream, options: Options, loop: EventLoop,
+        continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>
+    ) {
         self.endpoint = endpoint
         self.stream = stream
         self.options = options
         self.loop = loop
         self.parser = RESPParser(limits: options.limits)
-        self.state = Mutex(State(phase: .connecting(continuation, deadline: monotonicNanoseconds() &+ options.connectTimeout)))
+        self.state = Mutex(
+            State(phase: .connecting(continuation, deadline: monotonicNanoseconds() &+ options.connectTimeout)))
     }
 
     /// Connects to `endpoint` (TCP/Unix, wrapped by `tls` when given).
     /// - Throws: `RESPError.resolveFailed`, `.io` (e.g. ECONNREFUSED), `.timeout`, or the TLS factory's error.
-    static func open(_ endpoint: RESPEndpoint, tls: (any RESPTLSStreamFactory)?, options: Options) async throws(RESPError) -> RESPConnection {
+    static func open(_ endpoint: RESPEndpoint, tls: (any RESPTLSStreamFactory)?, options: Options)
+        async throws(RESPError) -> RESPConnection
+    {
         let address = try await resolve(endpoint)
         let name = endpoint.description
         let loop = EventLoop.shared
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
             loop.execute {
                 do throws(RESPError) {
                     let fd = try startConnect(address, endpoint: name)
                     let stream: any RESPByteStream
-                    if let tls, case let .tcp(host, _) = endpoint {
+                    if let tls, case .tcp(let host, _) = endpoint {
                         do throws(RESPError) {
                             stream = try tls.makeStream(fileDescriptor: fd, serverName: host)
                         } catch {
@@ -101,7 +107,8 @@ final class RESPConnection: EventLoopHandler {
                     } else {
                         stream = SocketStream(fileDescriptor: fd, endpoint: name)
                     }
-                    let connection = RESPConnection(endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
+                    let connection = RESPConnection(
+                        endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
                     loop.register(fd: fd, events: readableEvent | writableEvent, handler: connection)
                 } catch {
                     continuation.resume(returning: .failure(error))
@@ -119,7 +126,8 @@ final class RESPConnection: EventLoopHandler {
     /// Sends one command and waits for its reply. A top-level error reply becomes `.failure(.server)`.
     func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
         await withCheckedContinuation { continuation in
-            let pending = Pending(waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
+            let pending = Pending(
+                waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
             if let error = self.enqueue(command.encoded, pending) {
                 continuation.resume(returning: .failure(error))
             }
@@ -130,7 +138,8 @@ final class RESPConnection: EventLoopHandler {
     func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
         if commands.isEmpty { return [] }
         return await withCheckedContinuation { continuation in
-            var pending = Pending(waiter: .batch(continuation), name: commands[0].name, commands: commands, deadline: self.deadline())
+            var pending = Pending(
+                waiter: .batch(continuation), name: commands[0].name, commands: commands, deadline: self.deadline())
             pending.results.reserveCapacity(commands.count)
             if let error = self.enqueue(commands, pending) {
                 continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
@@ -168,10 +177,12 @@ final class RESPConnection: EventLoopHandler {
     private func enqueue(_ pending: Pending?, _ write: (inout [UInt8]) -> Void) -> RESPError? {
         let outcome: (error: RESPError?, schedule: Bool) = self.state.withLock { state in
             switch state.phase {
-            case let .closed(error):
+            case .closed(let error):
                 return (Self.closedError(error, endpoint: self.endpoint), false)
             case .connecting:
-                return (.connectionClosed(endpoint: self.endpoint, reason: "not connected yet", commandsInFlight: 0), false)
+                return (
+                    .connectionClosed(endpoint: self.endpoint, reason: "not connected yet", commandsInFlight: 0), false
+                )
             case .open:
                 break
             }
@@ -186,26 +197,31 @@ final class RESPConnection: EventLoopHandler {
     }
 
     private static func closedError(_ error: RESPError, endpoint: String) -> RESPError {
-        if case let .connectionClosed(e, reason, _) = error { return .connectionClosed(endpoint: e, reason: reason, commandsInFlight: 0) }
+        if case .connectionClosed(let e, let reason, _) = error {
+            return .connectionClosed(endpoint: e, reason: reason, commandsInFlight: 0)
+        }
         return .connectionClosed(endpoint: endpoint, reason: error.description, commandsInFlight: 0)
     }
 
     // MARK: - Loop thread
 
     func handleEvents(_ events: UInt32) {
-        let (connecting, closed): (CheckedContinuation<Result<RESPConnection, RESPError>, Never>?, Bool) = self.state.withLock { state in
-            switch state.phase {
-            case let .connecting(continuation, _): return (continuation, false)
-            case .open: return (nil, false)
-            case .closed: return (nil, true)
+        let (connecting, closed): (CheckedContinuation<Result<RESPConnection, RESPError>, Never>?, Bool) = self.state
+            .withLock { state in
+                switch state.phase {
+                case .connecting(let continuation, _): return (continuation, false)
+                case .open: return (nil, false)
+                case .closed: return (nil, true)
+                }
             }
-        }
         if closed { return }
         if let connecting {
             guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
             let code = socketError(self.stream.fileDescriptor)
             if code != 0 {
-                self.state.withLock { $0.phase = .closed(.io(operation: "connect", endpoint: self.endpoint, errno: code)) }
+                self.state.withLock {
+                    $0.phase = .closed(.io(operation: "connect", endpoint: self.endpoint, errno: code))
+                }
                 self.loop.deregister(fd: self.stream.fileDescriptor)
                 self.stream.close()
                 connecting.resume(returning: .failure(.io(operation: "connect", endpoint: self.endpoint, errno: code)))
@@ -244,10 +260,12 @@ final class RESPConnection: EventLoopHandler {
                 while io.unwrittenOffset < io.unwritten.count {
                     let offset = io.unwrittenOffset
                     let result = try io.unwritten.withUnsafeBytes { raw in
-                        Result { () throws(RESPError) in try self.stream.write(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
+                        Result { () throws(RESPError) in
+                            try self.stream.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+                        }
                     }.get()
                     switch result {
-                    case let .transferred(n):
+                    case .transferred(let n):
                         io.unwrittenOffset += n
                     case .wouldBlock, .closed:
                         if !io.watchingWritable {
@@ -296,10 +314,12 @@ final class RESPConnection: EventLoopHandler {
                     }
                     let end = io.end
                     let result = try io.readBuffer.withUnsafeMutableBytes { raw in
-                        Result { () throws(RESPError) in try self.stream.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[end...])) }
+                        Result { () throws(RESPError) in
+                            try self.stream.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[end...]))
+                        }
                     }.get()
                     switch result {
-                    case let .transferred(n):
+                    case .transferred(let n):
                         io.end += n
                         total += n
                         if io.end < io.readBuffer.count { break readLoop }
@@ -307,7 +327,8 @@ final class RESPConnection: EventLoopHandler {
                         break readLoop
                     case .closed:
                         try self.parseAll(&io, into: &values)
-                        return .connectionClosed(endpoint: self.endpoint, reason: "server closed the connection", commandsInFlight: 0)
+                        return .connectionClosed(
+                            endpoint: self.endpoint, reason: "server closed the connection", commandsInFlight: 0)
                     }
                 }
                 try self.parseAll(&io, into: &values)
@@ -326,7 +347,9 @@ final class RESPConnection: EventLoopHandler {
         let parsed = io.readBuffer.withUnsafeBufferPointer { buffer in
             Result { () throws(RESPError) -> Int in
                 var position = start
-                while position < end, let (value, length) = try parser.parse(UnsafeBufferPointer(rebasing: buffer[position..<end])) {
+                while position < end,
+                    let (value, length) = try parser.parse(UnsafeBufferPointer(rebasing: buffer[position..<end]))
+                {
                     values.append(value)
                     position += length
                 }
@@ -396,8 +419,8 @@ final class RESPConnection: EventLoopHandler {
 
     private static func resume(_ waiter: Waiter?, with results: [Result<RESPValue, RESPError>]) {
         switch waiter {
-        case let .single(continuation): continuation.resume(returning: results.first ?? .failure(.clientClosed))
-        case let .batch(continuation): continuation.resume(returning: results)
+        case .single(let continuation): continuation.resume(returning: results.first ?? .failure(.clientClosed))
+        case .batch(let continuation): continuation.resume(returning: results)
         case .keepAlive, nil: break
         }
     }
@@ -409,10 +432,13 @@ final class RESPConnection: EventLoopHandler {
         var ping = false
         self.state.withLock { state in
             switch state.phase {
-            case let .connecting(continuation, deadline):
+            case .connecting(let continuation, let deadline):
                 if now >= deadline {
                     connectTimedOut = continuation
-                    state.phase = .closed(.timeout(operation: "connect", endpoint: self.endpoint, milliseconds: Int(self.options.connectTimeout / 1_000_000)))
+                    state.phase = .closed(
+                        .timeout(
+                            operation: "connect", endpoint: self.endpoint,
+                            milliseconds: Int(self.options.connectTimeout / 1_000_000)))
                 }
                 return
             case .closed:
@@ -433,22 +459,30 @@ final class RESPConnection: EventLoopHandler {
             if interval != 0, state.head == state.pending.count, now &- state.lastActivity > interval {
                 state.lastActivity = now
                 state.outbound.append(contentsOf: RESPCommand("PING").encoded)
-                state.pending.append(Pending(waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, 1_000_000_000)))
+                state.pending.append(
+                    Pending(
+                        waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, 1_000_000_000)))
                 ping = true
             }
         }
         if let connectTimedOut {
             self.loop.deregister(fd: self.stream.fileDescriptor)
             self.stream.close()
-            connectTimedOut.resume(returning: .failure(.timeout(operation: "connect", endpoint: self.endpoint, milliseconds: Int(self.options.connectTimeout / 1_000_000))))
+            connectTimedOut.resume(
+                returning: .failure(
+                    .timeout(
+                        operation: "connect", endpoint: self.endpoint,
+                        milliseconds: Int(self.options.connectTimeout / 1_000_000))))
             return
         }
-        let timeout = RESPError.timeout(operation: "command", endpoint: self.endpoint, milliseconds: Int(self.options.commandTimeout / 1_000_000))
+        let timeout = RESPError.timeout(
+            operation: "command", endpoint: self.endpoint, milliseconds: Int(self.options.commandTimeout / 1_000_000))
         for (waiter, count) in expired {
             Self.resume(waiter, with: Array(repeating: .failure(timeout), count: count))
         }
         if keepAliveLost {
-            self.fail(.connectionClosed(endpoint: self.endpoint, reason: "keep-alive PING unanswered", commandsInFlight: 0))
+            self.fail(
+                .connectionClosed(endpoint: self.endpoint, reason: "keep-alive PING unanswered", commandsInFlight: 0))
         } else if ping {
             self.flush()
         }
@@ -470,9 +504,11 @@ final class RESPConnection: EventLoopHandler {
         self.stream.close()
         let inFlight = failed.reduce(0) { $0 + ($1.waiter == nil ? 0 : $1.expected) }
         let reason: String
-        if case let .connectionClosed(_, r, _) = error { reason = r } else { reason = error.description }
+        if case .connectionClosed(_, let r, _) = error { reason = r } else { reason = error.description }
         let closed = RESPError.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: inFlight)
-        for entry in failed { Self.resume(entry.waiter, with: Array(repeating: .failure(closed), count: entry.expected)) }
+        for entry in failed {
+            Self.resume(entry.waiter, with: Array(repeating: .failure(closed), count: entry.expected))
+        }
         self.options.closeHandler?(closed)
     }
 }

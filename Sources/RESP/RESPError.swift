@@ -37,45 +37,51 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
 
     /// The error code of a server error (`WRONGTYPE`, `MOVED`, `NOSCRIPT` ...), or nil for other errors.
     public var serverCode: String? {
-        if case let .server(code, _, _) = self { return code }
-        if case let .handshakeFailed(_, _, code, _) = self { return code }
+        if case .server(let code, _, _) = self { return code }
+        if case .handshakeFailed(_, _, let code, _) = self { return code }
         return nil
     }
 
     public var description: String {
         switch self {
-        case let .malformed(what, offset, expected, found):
+        case .malformed(let what, let offset, let expected, let found):
             return "malformed RESP \(what) at byte \(offset): expected \(expected), found \(found)"
-        case let .limitExceeded(what, limit, found, offset):
-            return "RESP \(what) of \(found) at byte \(offset) exceeds the limit of \(limit); raise the parser limit if the value is legitimate"
-        case let .server(code, message, command):
+        case .limitExceeded(let what, let limit, let found, let offset):
+            return "RESP \(what) of \(found) at byte \(offset) exceeds the limit of \(limit); "
+                + "raise the parser limit if the value is legitimate"
+        case .server(let code, let message, let command):
             return "server error for \(command): \(code) \(message)"
-        case let .invalidURL(url, reason):
+        case .invalidURL(let url, let reason):
             return "invalid Valkey URL '\(url)': \(reason)"
-        case let .resolveFailed(host, reason):
+        case .resolveFailed(let host, let reason):
             return "cannot resolve host '\(host)': \(reason)"
-        case let .io(operation, endpoint, errno):
+        case .io(let operation, let endpoint, let errno):
             return "\(operation) on \(endpoint) failed: errno \(errno) (\(errnoName(errno)))"
-        case let .timeout(operation, endpoint, milliseconds):
+        case .timeout(let operation, let endpoint, let milliseconds):
             return "\(operation) on \(endpoint) timed out after \(milliseconds) ms"
-        case let .connectionClosed(endpoint, reason, commandsInFlight):
-            return "connection to \(endpoint) closed (\(reason)); \(commandsInFlight) command(s) in flight failed and were not resent"
-        case let .reconnectFailed(endpoint, attempts, lastError):
+        case .connectionClosed(let endpoint, let reason, let commandsInFlight):
+            return "connection to \(endpoint) closed (\(reason)); "
+                + "\(commandsInFlight) command(s) in flight failed and were not resent"
+        case .reconnectFailed(let endpoint, let attempts, let lastError):
             return "could not reconnect to \(endpoint) after \(attempts) attempt(s): \(lastError)"
-        case let .handshakeFailed(endpoint, step, code, message):
-            return "\(step) rejected by \(endpoint): \(code) \(message); check the user, password and database in the URL"
-        case let .unexpectedReply(command, expected, found):
+        case .handshakeFailed(let endpoint, let step, let code, let message):
+            return
+                "\(step) rejected by \(endpoint): \(code) \(message); check the user, password and database in the URL"
+        case .unexpectedReply(let command, let expected, let found):
             return "unexpected reply to \(command): expected \(expected), found \(found)"
-        case let .transactionAborted(attempts):
-            return "WATCH transaction aborted by concurrent changes \(attempts) time(s); retry later or reduce contention"
+        case .transactionAborted(let attempts):
+            return
+                "WATCH transaction aborted by concurrent changes \(attempts) time(s); retry later or reduce contention"
         case .clientClosed:
             return "the client was closed; create a new one"
-        case let .crossSlot(command, slots):
+        case .crossSlot(let command, let slots):
             return "\(command) uses keys in different hash slots \(slots.prefix(4)); give them one {hash tag}"
-        case let .clusterUnavailable(slot, reason):
-            return "cluster unavailable\(slot.map { " for slot \($0)" } ?? ""): \(reason); check that every slot is served"
-        case let .tlsUnavailable(endpoint):
-            return "\(endpoint) needs TLS but no TLS stream factory is configured (set RESPConfiguration.tlsStreamFactory)"
+        case .clusterUnavailable(let slot, let reason):
+            return
+                "cluster unavailable\(slot.map { " for slot \($0)" } ?? ""): \(reason); check that every slot is served"
+        case .tlsUnavailable(let endpoint):
+            return
+                "\(endpoint) needs TLS but no TLS stream factory is configured (set RESPConfiguration.tlsStreamFactory)"
         }
     }
 }

@@ -76,7 +76,8 @@ private struct Cursor {
             if byte == UInt8(ascii: "\r") {
                 guard i + 1 < end else { return nil }
                 guard self.bytes[i + 1] == UInt8(ascii: "\n") else {
-                    throw .malformed(what: what, offset: i + 1, expected: "LF after CR", found: describe(self.bytes[i + 1]))
+                    throw .malformed(
+                        what: what, offset: i + 1, expected: "LF after CR", found: describe(self.bytes[i + 1]))
                 }
                 self.index = i + 2
                 return start..<i
@@ -86,7 +87,8 @@ private struct Cursor {
             }
             i += 1
             if i - start > self.limits.maxLineLength {
-                throw .limitExceeded(what: "\(what) line length", limit: self.limits.maxLineLength, found: i - start, offset: start)
+                throw .limitExceeded(
+                    what: "\(what) line length", limit: self.limits.maxLineLength, found: i - start, offset: start)
             }
         }
         return nil
@@ -115,9 +117,11 @@ private struct Cursor {
             }
             let digit = Int64(byte - UInt8(ascii: "0"))
             let (times10, o1) = value.multipliedReportingOverflow(by: 10)
-            let (next, o2) = negative ? times10.subtractingReportingOverflow(digit) : times10.addingReportingOverflow(digit)
+            let (next, o2) =
+                negative ? times10.subtractingReportingOverflow(digit) : times10.addingReportingOverflow(digit)
             guard !o1, !o2 else {
-                throw .malformed(what: what, offset: range.lowerBound, expected: "a signed 64-bit integer", found: "overflow")
+                throw .malformed(
+                    what: what, offset: range.lowerBound, expected: "a signed 64-bit integer", found: "overflow")
             }
             value = next
             i += 1
@@ -126,10 +130,14 @@ private struct Cursor {
     }
 
     /// A length header: -1 (null) or 0...limit, or "?" (streamed, returned as nil).
-    func length(_ range: Range<Int>, _ what: String, limit: Int, allowNull: Bool, allowStreamed: Bool) throws(RESPError) -> Int?? {
+    func length(_ range: Range<Int>, _ what: String, limit: Int, allowNull: Bool, allowStreamed: Bool) throws(RESPError)
+        -> Int??
+    {
         if range.count == 1, self.bytes[range.lowerBound] == UInt8(ascii: "?") {
             guard allowStreamed else {
-                throw .malformed(what: what, offset: range.lowerBound, expected: "a length", found: "'?' (streamed form not allowed here)")
+                throw .malformed(
+                    what: what, offset: range.lowerBound, expected: "a length",
+                    found: "'?' (streamed form not allowed here)")
             }
             return .some(nil)
         }
@@ -154,7 +162,8 @@ private struct Cursor {
         let start = self.index
         let end = start + length
         guard self.bytes[end] == UInt8(ascii: "\r"), self.bytes[end + 1] == UInt8(ascii: "\n") else {
-            throw .malformed(what: what, offset: end, expected: "CRLF after \(length) bytes", found: describe(self.bytes[end]))
+            throw .malformed(
+                what: what, offset: end, expected: "CRLF after \(length) bytes", found: describe(self.bytes[end]))
         }
         self.index = end + 2
         return start..<end
@@ -169,7 +178,9 @@ private struct Cursor {
         case UInt8(ascii: "+"):
             guard let r = try self.line("simple string") else { return nil }
             // The most frequent replies share one allocation instead of one per reply.
-            if r.count == 2, self.bytes[r.lowerBound] == UInt8(ascii: "O"), self.bytes[r.lowerBound + 1] == UInt8(ascii: "K") {
+            if r.count == 2, self.bytes[r.lowerBound] == UInt8(ascii: "O"),
+                self.bytes[r.lowerBound + 1] == UInt8(ascii: "K")
+            {
                 return .simpleString(internedOK)
             }
             if r.count == 6, self.bytes[r.lowerBound] == UInt8(ascii: "Q"), self.copy(r) == internedQUEUED {
@@ -185,18 +196,22 @@ private struct Cursor {
         case UInt8(ascii: "_"):
             guard let r = try self.line("null") else { return nil }
             guard r.isEmpty else {
-                throw .malformed(what: "null", offset: r.lowerBound, expected: "CRLF after '_'", found: describe(self.bytes[r.lowerBound]))
+                throw .malformed(
+                    what: "null", offset: r.lowerBound, expected: "CRLF after '_'",
+                    found: describe(self.bytes[r.lowerBound]))
             }
             return .null
         case UInt8(ascii: "#"):
             guard let r = try self.line("boolean") else { return nil }
             guard r.count == 1 else {
-                throw .malformed(what: "boolean", offset: r.lowerBound, expected: "'t' or 'f'", found: "\(r.count) bytes")
+                throw .malformed(
+                    what: "boolean", offset: r.lowerBound, expected: "'t' or 'f'", found: "\(r.count) bytes")
             }
             switch self.bytes[r.lowerBound] {
             case UInt8(ascii: "t"): return .boolean(true)
             case UInt8(ascii: "f"): return .boolean(false)
-            case let other: throw .malformed(what: "boolean", offset: r.lowerBound, expected: "'t' or 'f'", found: describe(other))
+            case let other:
+                throw .malformed(what: "boolean", offset: r.lowerBound, expected: "'t' or 'f'", found: describe(other))
             }
         case UInt8(ascii: ","):
             guard let r = try self.line("double") else { return nil }
@@ -210,14 +225,18 @@ private struct Cursor {
             }
             while i < r.upperBound {
                 guard self.bytes[i] >= UInt8(ascii: "0"), self.bytes[i] <= UInt8(ascii: "9") else {
-                    throw .malformed(what: "big number", offset: i, expected: "decimal digit", found: describe(self.bytes[i]))
+                    throw .malformed(
+                        what: "big number", offset: i, expected: "decimal digit", found: describe(self.bytes[i]))
                 }
                 i += 1
             }
             return .bigNumber(self.copy(r))
         case UInt8(ascii: "$"):
             guard let r = try self.line("bulk string header") else { return nil }
-            guard let length = try self.length(r, "bulk string", limit: self.limits.maxBulkLength, allowNull: true, allowStreamed: true) else {
+            guard
+                let length = try self.length(
+                    r, "bulk string", limit: self.limits.maxBulkLength, allowNull: true, allowStreamed: true)
+            else {
                 return .null
             }
             guard let length else { return try self.streamedString() }
@@ -225,32 +244,47 @@ private struct Cursor {
             return .bulkString(self.copy(p))
         case UInt8(ascii: "!"):
             guard let r = try self.line("blob error header") else { return nil }
-            guard let length = try self.length(r, "blob error", limit: self.limits.maxBulkLength, allowNull: false, allowStreamed: false),
+            guard
+                let length = try self.length(
+                    r, "blob error", limit: self.limits.maxBulkLength, allowNull: false, allowStreamed: false),
                 let length
             else { return nil }  // unreachable: neither null nor streamed is allowed
             guard let p = try self.payload(length, "blob error") else { return nil }
             return .blobError(self.copy(p))
         case UInt8(ascii: "="):
             guard let r = try self.line("verbatim string header") else { return nil }
-            guard let length = try self.length(r, "verbatim string", limit: self.limits.maxBulkLength, allowNull: false, allowStreamed: false),
+            guard
+                let length = try self.length(
+                    r, "verbatim string", limit: self.limits.maxBulkLength, allowNull: false, allowStreamed: false),
                 let length
             else { return nil }
             guard length >= 4 else {
-                throw .malformed(what: "verbatim string", offset: r.lowerBound, expected: "length >= 4 (format and ':')", found: "\(length)")
+                throw .malformed(
+                    what: "verbatim string", offset: r.lowerBound, expected: "length >= 4 (format and ':')",
+                    found: "\(length)")
             }
             guard let p = try self.payload(length, "verbatim string") else { return nil }
             guard self.bytes[p.lowerBound + 3] == UInt8(ascii: ":") else {
-                throw .malformed(what: "verbatim string", offset: p.lowerBound + 3, expected: "':' after the 3-byte format", found: describe(self.bytes[p.lowerBound + 3]))
+                throw .malformed(
+                    what: "verbatim string", offset: p.lowerBound + 3, expected: "':' after the 3-byte format",
+                    found: describe(self.bytes[p.lowerBound + 3]))
             }
-            return .verbatimString(format: self.copy(p.lowerBound..<p.lowerBound + 3), text: self.copy(p.lowerBound + 4..<p.upperBound))
+            return .verbatimString(
+                format: self.copy(p.lowerBound..<p.lowerBound + 3), text: self.copy(p.lowerBound + 4..<p.upperBound))
         case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: ">"):
             let name = type == UInt8(ascii: "*") ? "array" : type == UInt8(ascii: "~") ? "set" : "push"
             if type == UInt8(ascii: ">"), depth > 0 {
-                throw .malformed(what: "push", offset: typeOffset, expected: "a push only at top level", found: "a push nested at depth \(depth)")
+                throw .malformed(
+                    what: "push", offset: typeOffset, expected: "a push only at top level",
+                    found: "a push nested at depth \(depth)")
             }
             guard let r = try self.line(name + " header") else { return nil }
             let isArray = type == UInt8(ascii: "*")
-            guard let count = try self.length(r, name, limit: self.limits.maxElements, allowNull: isArray, allowStreamed: type != UInt8(ascii: ">")) else {
+            guard
+                let count = try self.length(
+                    r, name, limit: self.limits.maxElements, allowNull: isArray,
+                    allowStreamed: type != UInt8(ascii: ">"))
+            else {
                 return .null
             }
             try self.enter(depth: depth, offset: typeOffset)
@@ -267,7 +301,8 @@ private struct Cursor {
             case UInt8(ascii: "~"): return .set(elements)
             default:
                 guard !elements.isEmpty else {
-                    throw .malformed(what: "push", offset: typeOffset, expected: "at least the kind element", found: "an empty push")
+                    throw .malformed(
+                        what: "push", offset: typeOffset, expected: "at least the kind element", found: "an empty push")
                 }
                 return .push(elements)
             }
@@ -275,7 +310,10 @@ private struct Cursor {
             let isMap = type == UInt8(ascii: "%")
             let name = isMap ? "map" : "attribute"
             guard let r = try self.line(name + " header") else { return nil }
-            guard let pairs = try self.length(r, name, limit: self.limits.maxElements / 2, allowNull: false, allowStreamed: isMap) else {
+            guard
+                let pairs = try self.length(
+                    r, name, limit: self.limits.maxElements / 2, allowNull: false, allowStreamed: isMap)
+            else {
                 return nil  // unreachable: null not allowed
             }
             try self.enter(depth: depth, offset: typeOffset)
@@ -286,11 +324,15 @@ private struct Cursor {
             } else {
                 guard let e = try self.streamedElements(name, depth: depth + 1) else { return nil }
                 guard e.count % 2 == 0 else {
-                    throw .malformed(what: "streamed map", offset: typeOffset, expected: "an even number of elements", found: "\(e.count)")
+                    throw .malformed(
+                        what: "streamed map", offset: typeOffset, expected: "an even number of elements",
+                        found: "\(e.count)")
                 }
                 elements = e
             }
-            let entries = stride(from: 0, to: elements.count, by: 2).map { RESPPair(key: elements[$0], value: elements[$0 + 1]) }
+            let entries = stride(from: 0, to: elements.count, by: 2).map {
+                RESPPair(key: elements[$0], value: elements[$0 + 1])
+            }
             if isMap { return .map(entries) }
             // An attribute annotates the value that follows it.
             guard let annotated = try self.value(depth: depth + 1) else { return nil }
@@ -327,12 +369,15 @@ private struct Cursor {
                 self.index += 1
                 guard let r = try self.line("streamed \(name) end") else { return nil }
                 guard r.isEmpty else {
-                    throw .malformed(what: "streamed \(name) end", offset: at, expected: "'.' CRLF", found: "\(r.count) extra bytes")
+                    throw .malformed(
+                        what: "streamed \(name) end", offset: at, expected: "'.' CRLF", found: "\(r.count) extra bytes")
                 }
                 return elements
             }
             guard elements.count < self.limits.maxElements else {
-                throw .limitExceeded(what: "streamed \(name) element count", limit: self.limits.maxElements, found: elements.count + 1, offset: self.index)
+                throw .limitExceeded(
+                    what: "streamed \(name) element count", limit: self.limits.maxElements, found: elements.count + 1,
+                    offset: self.index)
             }
             guard let element = try self.value(depth: depth) else { return nil }
             elements.append(element)
@@ -346,16 +391,22 @@ private struct Cursor {
             guard self.index < self.bytes.count else { return nil }
             let at = self.index
             guard self.bytes[at] == UInt8(ascii: ";") else {
-                throw .malformed(what: "streamed string", offset: at, expected: "';' chunk header", found: describe(self.bytes[at]))
+                throw .malformed(
+                    what: "streamed string", offset: at, expected: "';' chunk header", found: describe(self.bytes[at]))
             }
             self.index += 1
             guard let r = try self.line("streamed string chunk header") else { return nil }
-            guard let length = try self.length(r, "streamed string chunk", limit: self.limits.maxBulkLength, allowNull: false, allowStreamed: false),
+            guard
+                let length = try self.length(
+                    r, "streamed string chunk", limit: self.limits.maxBulkLength, allowNull: false, allowStreamed: false
+                ),
                 let length
             else { return nil }
             if length == 0 { return .bulkString(total) }
             guard total.count + length <= self.limits.maxBulkLength else {
-                throw .limitExceeded(what: "streamed string length", limit: self.limits.maxBulkLength, found: total.count + length, offset: at)
+                throw .limitExceeded(
+                    what: "streamed string length", limit: self.limits.maxBulkLength, found: total.count + length,
+                    offset: at)
             }
             guard let p = try self.payload(length, "streamed string chunk") else { return nil }
             total.append(contentsOf: UnsafeBufferPointer(rebasing: self.bytes[p]))
@@ -378,11 +429,14 @@ private struct Cursor {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): sawDigit = true
             case UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): continue
             default:
-                throw .malformed(what: "double", offset: i, expected: "digit, sign, '.', 'e', inf or nan", found: describe(b))
+                throw .malformed(
+                    what: "double", offset: i, expected: "digit, sign, '.', 'e', inf or nan", found: describe(b))
             }
         }
         guard sawDigit, let value = Double(text), value.isFinite else {
-            throw .malformed(what: "double", offset: r.lowerBound, expected: "a finite decimal number, inf or nan", found: "'\(text.prefix(40))'")
+            throw .malformed(
+                what: "double", offset: r.lowerBound, expected: "a finite decimal number, inf or nan",
+                found: "'\(text.prefix(40))'")
         }
         return value
     }

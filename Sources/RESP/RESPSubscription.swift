@@ -89,7 +89,8 @@ public final class RESPSubscription: AsyncSequence, Sendable {
     private func add(_ kind: String, _ names: [[UInt8]]) async throws(RESPError) {
         guard !names.isEmpty else { return }
         let connection = try await self.connection()
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, RESPError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<Void, RESPError>, Never>) in
             let closed = self.state.withLock { state in
                 if state.closed { return true }
                 switch kind {
@@ -129,9 +130,9 @@ public final class RESPSubscription: AsyncSequence, Sendable {
             return .wait(task)
         }
         switch step {
-        case let .ready(connection): return connection
+        case .ready(let connection): return connection
         case .closed: throw .clientClosed
-        case let .wait(task):
+        case .wait(let task):
             let result = await task.value
             self.state.withLock { state in
                 if state.connecting == task { state.connecting = nil }
@@ -145,7 +146,7 @@ public final class RESPSubscription: AsyncSequence, Sendable {
             push: { [weak self] push in self?.handle(push) },
             onClose: { [weak self] error in self?.connectionClosed(error) })
         let result = await self.client.establish(options: options)
-        guard case let .success(connection) = result else { return result }
+        guard case .success(let connection) = result else { return result }
         let keep = self.state.withLock { state in
             guard !state.closed else { return false }
             state.connection = connection
@@ -179,7 +180,8 @@ public final class RESPSubscription: AsyncSequence, Sendable {
             self.sink.yield(.shardMessage(channel: b(1), payload: b(2)))
         case "subscribe", "psubscribe", "ssubscribe":
             let channel = b(1)
-            self.sink.yield(.subscribed(kind: kind, channel: channel, count: Int(parts.count > 2 ? parts[2].integer ?? 0 : 0)))
+            self.sink.yield(
+                .subscribed(kind: kind, channel: channel, count: Int(parts.count > 2 ? parts[2].integer ?? 0 : 0)))
             let done: [CheckedContinuation<Result<Void, RESPError>, Never>] = self.state.withLock { state in
                 var done: [CheckedContinuation<Result<Void, RESPError>, Never>] = []
                 state.waiters = state.waiters.compactMap { waiter in
@@ -220,9 +222,15 @@ public final class RESPSubscription: AsyncSequence, Sendable {
                     state.reconnecting = false
                     return (state.channels, state.patterns, state.shardChannels)
                 }
-                if !channels.isEmpty { try connection.sendWithoutReply(RESPCommand("SUBSCRIBE", arguments: Array(channels))) }
-                if !patterns.isEmpty { try connection.sendWithoutReply(RESPCommand("PSUBSCRIBE", arguments: Array(patterns))) }
-                if !shards.isEmpty { try connection.sendWithoutReply(RESPCommand("SSUBSCRIBE", arguments: Array(shards))) }
+                if !channels.isEmpty {
+                    try connection.sendWithoutReply(RESPCommand("SUBSCRIBE", arguments: Array(channels)))
+                }
+                if !patterns.isEmpty {
+                    try connection.sendWithoutReply(RESPCommand("PSUBSCRIBE", arguments: Array(patterns)))
+                }
+                if !shards.isEmpty {
+                    try connection.sendWithoutReply(RESPCommand("SSUBSCRIBE", arguments: Array(shards)))
+                }
                 return
             } catch {
                 if case .clientClosed = error { return }

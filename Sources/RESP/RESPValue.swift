@@ -49,15 +49,15 @@ public struct RESPPair: Sendable, Hashable {
 extension RESPValue {
     /// The value without any attribute annotation.
     public var unattributed: RESPValue {
-        if case let .attributed(_, value) = self { return value.unattributed }
+        if case .attributed(_, let value) = self { return value.unattributed }
         return self
     }
 
     /// The bytes of a simple, bulk or verbatim string (or big number); nil for other types.
     public var bytes: [UInt8]? {
         switch self.unattributed {
-        case let .simpleString(b), let .bulkString(b), let .bigNumber(b): return b
-        case let .verbatimString(_, text): return text
+        case .simpleString(let b), .bulkString(let b), .bigNumber(let b): return b
+        case .verbatimString(_, let text): return text
         default: return nil
         }
     }
@@ -70,8 +70,8 @@ extension RESPValue {
     /// The integer of an integer reply, or of a string reply holding a decimal integer.
     public var integer: Int64? {
         switch self.unattributed {
-        case let .integer(n): return n
-        case let .simpleString(b), let .bulkString(b): return Int64(String(decoding: b, as: UTF8.self))
+        case .integer(let n): return n
+        case .simpleString(let b), .bulkString(let b): return Int64(String(decoding: b, as: UTF8.self))
         default: return nil
         }
     }
@@ -82,7 +82,7 @@ extension RESPValue {
     /// The elements of an array, set or push; nil for other types.
     public var elements: [RESPValue]? {
         switch self.unattributed {
-        case let .array(v), let .set(v), let .push(v): return v
+        case .array(let v), .set(let v), .push(let v): return v
         default: return nil
         }
     }
@@ -90,8 +90,8 @@ extension RESPValue {
     /// The entries of a map, or of an array read as alternating keys and values (RESP2 replies).
     public var pairs: [RESPPair]? {
         switch self.unattributed {
-        case let .map(p): return p
-        case let .array(v) where v.count % 2 == 0:
+        case .map(let p): return p
+        case .array(let v) where v.count % 2 == 0:
             return stride(from: 0, to: v.count, by: 2).map { RESPPair(key: v[$0], value: v[$0 + 1]) }
         default: return nil
         }
@@ -107,21 +107,28 @@ extension RESPValue {
     public var summary: String {
         let text: String
         switch self {
-        case let .simpleString(b): text = "+" + String(decoding: b, as: UTF8.self)
-        case let .simpleError(b): text = "-" + String(decoding: b, as: UTF8.self)
-        case let .integer(n): text = ":\(n)"
-        case let .bulkString(b): text = "\"" + String(decoding: b.prefix(64), as: UTF8.self) + (b.count > 64 ? "…\"" : "\"")
+        case .simpleString(let b): text = "+" + String(decoding: b, as: UTF8.self)
+        case .simpleError(let b): text = "-" + String(decoding: b, as: UTF8.self)
+        case .integer(let n): text = ":\(n)"
+        case .bulkString(let b):
+            text = "\"" + String(decoding: b.prefix(64), as: UTF8.self) + (b.count > 64 ? "…\"" : "\"")
         case .null: text = "null"
-        case let .double(d): text = ",\(d)"
-        case let .boolean(b): text = b ? "true" : "false"
-        case let .blobError(b): text = "!" + String(decoding: b, as: UTF8.self)
-        case let .verbatimString(f, t): text = "=" + String(decoding: f, as: UTF8.self) + ":" + String(decoding: t.prefix(64), as: UTF8.self)
-        case let .bigNumber(b): text = "(" + String(decoding: b, as: UTF8.self)
-        case let .array(v): text = "[" + v.prefix(8).map(\.summary).joined(separator: ", ") + (v.count > 8 ? ", …]" : "]")
-        case let .set(v): text = "~{" + v.prefix(8).map(\.summary).joined(separator: ", ") + (v.count > 8 ? ", …}" : "}")
-        case let .push(v): text = ">[" + v.prefix(8).map(\.summary).joined(separator: ", ") + "]"
-        case let .map(p): text = "{" + p.prefix(8).map { $0.key.summary + ": " + $0.value.summary }.joined(separator: ", ") + (p.count > 8 ? ", …}" : "}")
-        case let .attributed(_, v): text = "|" + v.summary
+        case .double(let d): text = ",\(d)"
+        case .boolean(let b): text = b ? "true" : "false"
+        case .blobError(let b): text = "!" + String(decoding: b, as: UTF8.self)
+        case .verbatimString(let f, let t):
+            text = "=" + String(decoding: f, as: UTF8.self) + ":" + String(decoding: t.prefix(64), as: UTF8.self)
+        case .bigNumber(let b): text = "(" + String(decoding: b, as: UTF8.self)
+        case .array(let v):
+            text = "[" + v.prefix(8).map(\.summary).joined(separator: ", ") + (v.count > 8 ? ", …]" : "]")
+        case .set(let v):
+            text = "~{" + v.prefix(8).map(\.summary).joined(separator: ", ") + (v.count > 8 ? ", …}" : "}")
+        case .push(let v): text = ">[" + v.prefix(8).map(\.summary).joined(separator: ", ") + "]"
+        case .map(let p):
+            text =
+                "{" + p.prefix(8).map { $0.key.summary + ": " + $0.value.summary }.joined(separator: ", ")
+                + (p.count > 8 ? ", …}" : "}")
+        case .attributed(_, let v): text = "|" + v.summary
         }
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
@@ -130,7 +137,7 @@ extension RESPValue {
     public var isPush: Bool {
         switch self {
         case .push: return true
-        case let .attributed(_, value): return value.isPush
+        case .attributed(_, let value): return value.isPush
         default: return false
         }
     }
@@ -139,7 +146,7 @@ extension RESPValue {
     public var isErrorReply: Bool {
         switch self {
         case .simpleError, .blobError: return true
-        case let .attributed(_, value): return value.isErrorReply
+        case .attributed(_, let value): return value.isErrorReply
         default: return false
         }
     }
@@ -148,7 +155,7 @@ extension RESPValue {
     public var errorParts: (code: String, message: String)? {
         let raw: [UInt8]
         switch self.unattributed {
-        case let .simpleError(b), let .blobError(b): raw = b
+        case .simpleError(let b), .blobError(let b): raw = b
         default: return nil
         }
         let text = String(decoding: raw, as: UTF8.self)

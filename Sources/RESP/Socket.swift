@@ -9,8 +9,8 @@ public enum RESPEndpoint: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .tcp(host, port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        case let .unix(path): return "unix:\(path)"
+        case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): return "unix:\(path)"
         }
     }
 }
@@ -24,7 +24,7 @@ struct SocketAddress: Sendable {
 /// Resolves `endpoint`: literals directly, names with getaddrinfo on a separate thread (it blocks).
 func resolve(_ endpoint: RESPEndpoint) async throws(RESPError) -> SocketAddress {
     switch endpoint {
-    case let .unix(path):
+    case .unix(let path):
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
@@ -36,7 +36,7 @@ func resolve(_ endpoint: RESPEndpoint) async throws(RESPError) -> SocketAddress 
             for (i, byte) in pathBytes.enumerated() { raw[i] = byte }
         }
         return SocketAddress(storage: withUnsafeBytes(of: &address) { Array($0) }, family: AF_UNIX)
-    case let .tcp(host, port):
+    case .tcp(let host, let port):
         let name = host == "localhost" ? "127.0.0.1" : host
         if let literal = numericAddress(name, port: port) { return literal }
         let result = await runOnNewThread { () -> Result<SocketAddress, RESPError> in

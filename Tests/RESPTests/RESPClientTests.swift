@@ -18,7 +18,10 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(try await client.send("GET", "missing") == .null)
         #expect(try await client.send("INCRBY", "n", 41) == .integer(41))
         #expect(try await client.send("CLIENT", "GETNAME").string == "resp-tests")
-        await #expect(throws: RESPError.server(code: "WRONGTYPE", message: "Operation against a key holding the wrong kind of value", command: "LPUSH")) {
+        await #expect(
+            throws: RESPError.server(
+                code: "WRONGTYPE", message: "Operation against a key holding the wrong kind of value", command: "LPUSH")
+        ) {
             _ = try await client.send("LPUSH", "k", "x")
         }
         await #expect {
@@ -45,15 +48,20 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(try await debug("null") == .null)
         #expect(try await debug("array") == .array([.integer(0), .integer(1), .integer(2)]))
         #expect(try await debug("set") == .set([.integer(0), .integer(1), .integer(2)]))
-        #expect(try await debug("map") == .map([
-            RESPPair(key: .integer(0), value: .boolean(false)), RESPPair(key: .integer(1), value: .boolean(true)),
-            RESPPair(key: .integer(2), value: .boolean(false)),
-        ]))
+        #expect(
+            try await debug("map")
+                == .map([
+                    RESPPair(key: .integer(0), value: .boolean(false)),
+                    RESPPair(key: .integer(1), value: .boolean(true)),
+                    RESPPair(key: .integer(2), value: .boolean(false)),
+                ]))
         #expect(try await debug("true") == .boolean(true))
         #expect(try await debug("false") == .boolean(false))
-        #expect(try await debug("verbatim") == .verbatimString(format: bytes("txt"), text: bytes("This is a verbatim\nstring")))
+        #expect(
+            try await debug("verbatim")
+                == .verbatimString(format: bytes("txt"), text: bytes("This is a verbatim\nstring")))
         let attributed = try await debug("attrib")
-        guard case let .attributed(attributes, value) = attributed else {
+        guard case .attributed(let attributes, let value) = attributed else {
             Issue.record("expected an attributed reply, got \(attributed.summary)")
             return
         }
@@ -87,7 +95,9 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(results.count == 100_000)
         let values = results.compactMap { try? $0.get().integer }
         #expect(values == Array(1...100_000))
-        let mixed = try await client.pipeline([RESPCommand("SET", "a", "1"), RESPCommand("LPUSH", "a", "x"), RESPCommand("GET", "a")])
+        let mixed = try await client.pipeline([
+            RESPCommand("SET", "a", "1"), RESPCommand("LPUSH", "a", "x"), RESPCommand("GET", "a"),
+        ])
         #expect(try mixed[0].get() == .simpleString(bytes("OK")))
         #expect((try? mixed[1].get()) == nil)
         #expect(try mixed[2].get() == .bulkString(bytes("1")))

@@ -16,7 +16,9 @@ private func freeClusterPort() -> Int {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = UInt16(port + 10_000).bigEndian
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         if bound == 0 { return port }
     }
@@ -37,7 +39,9 @@ private final class TestCluster: Sendable {
     static func start() async throws -> TestCluster {
         var nodes: [TestServer] = []
         for _ in 0..<6 {
-            let server = try TestServer(.valkey, arguments: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"], port: freeClusterPort())
+            let server = try TestServer(
+                .valkey, arguments: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+                port: freeClusterPort())
             try await server.start()
             nodes.append(server)
         }
@@ -62,7 +66,10 @@ private final class TestCluster: Sendable {
             for (i, admin) in admins.enumerated() {
                 let info = try await admin.send("CLUSTER", "INFO").string ?? ""
                 if !info.contains("cluster_state:ok") || !info.contains("cluster_slots_ok:16384") { return false }
-                if i >= 3, !(try await admin.send("INFO", "replication").string ?? "").contains("master_link_status:up") { return false }
+                if i >= 3, !(try await admin.send("INFO", "replication").string ?? "").contains("master_link_status:up")
+                {
+                    return false
+                }
             }
             return true
         }
@@ -73,7 +80,9 @@ private final class TestCluster: Sendable {
     func primary(serving slot: Int) async throws -> Int {
         for (i, admin) in self.admins.enumerated() {
             let nodes = try await admin.send("CLUSTER", "NODES").string ?? ""
-            guard let mine = nodes.split(separator: "\n").first(where: { $0.contains("myself") }), mine.contains("master") else { continue }
+            guard let mine = nodes.split(separator: "\n").first(where: { $0.contains("myself") }),
+                mine.contains("master")
+            else { continue }
             for range in mine.split(separator: " ").dropFirst(8) {
                 let bounds = range.split(separator: "-").compactMap { Int($0) }
                 if bounds.count == 2, bounds[0] <= slot, slot <= bounds[1] { return i }
@@ -104,13 +113,16 @@ private final class TestCluster: Sendable {
         var configuration = RESPConfiguration(endpoint: .tcp(host: "127.0.0.1", port: cluster.nodes[0].port))
         configuration.commandTimeout = .seconds(10)
         configuration.reconnect = .init(maxAttempts: 2, baseDelay: .milliseconds(20), maxDelay: .milliseconds(100))
-        let client = RESPClusterClient(seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[0].port)], configuration: configuration)
+        let client = RESPClusterClient(
+            seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[0].port)], configuration: configuration)
         defer { client.close() }
 
         // Routing basics: hash tags keep keys together; keys of different slots are refused before sending.
-        #expect(try await client.send(RESPCommand("SET", "{user1}:a", "1"), key: "{user1}:a") == .simpleString(bytes("OK")))
-        #expect(try await client.send(RESPCommand("MGET", "{user1}:a", "{user1}:b"), keys: ["{user1}:a", "{user1}:b"])
-            == .array([.bulkString(bytes("1")), .null]))
+        #expect(
+            try await client.send(RESPCommand("SET", "{user1}:a", "1"), key: "{user1}:a") == .simpleString(bytes("OK")))
+        #expect(
+            try await client.send(RESPCommand("MGET", "{user1}:a", "{user1}:b"), keys: ["{user1}:a", "{user1}:b"])
+                == .array([.bulkString(bytes("1")), .null]))
         await #expect(throws: RESPError.crossSlot(command: "MGET", slots: [5061, 12182])) {
             _ = try await client.send(RESPCommand("MGET", "foo", "bar"), keys: ["foo", "bar"])
         }
@@ -153,12 +165,17 @@ private final class TestCluster: Sendable {
                 _ = try await to.send("CLUSTER", "SETSLOT", migrationSlot, "IMPORTING", cluster.ids[source])
                 _ = try await from.send("CLUSTER", "SETSLOT", migrationSlot, "MIGRATING", cluster.ids[destination])
                 // A key that does not exist on the source yet is answered with ASK.
-                #expect(try await client.send(RESPCommand("SET", "{mig}:probe", "p"), key: "{mig}:probe") == .simpleString(bytes("OK")))
+                #expect(
+                    try await client.send(RESPCommand("SET", "{mig}:probe", "p"), key: "{mig}:probe")
+                        == .simpleString(bytes("OK")))
                 while true {
                     let keys = try await from.send("CLUSTER", "GETKEYSINSLOT", migrationSlot, 200).elements ?? []
                     if keys.isEmpty { break }
                     let names: [any RESPArgument] = keys.compactMap(\.bytes)
-                    _ = try await from.send(RESPCommand("MIGRATE", arguments: ["127.0.0.1", cluster.nodes[destination].port, "", 0, 5000, "KEYS"] + names))
+                    _ = try await from.send(
+                        RESPCommand(
+                            "MIGRATE",
+                            arguments: ["127.0.0.1", cluster.nodes[destination].port, "", 0, 5000, "KEYS"] + names))
                 }
                 for admin in cluster.admins.prefix(3) {
                     _ = try await admin.send("CLUSTER", "SETSLOT", migrationSlot, "NODE", cluster.ids[destination])
@@ -194,7 +211,9 @@ private final class TestCluster: Sendable {
         let lonely = HashSlot.slot(for: "{lonely}")
         let owner = try await cluster.primary(serving: lonely)
         _ = try await cluster.admins[owner].send("CLUSTER", "DELSLOTS", lonely)
-        let impatient = RESPClusterClient(seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[owner].port)], configuration: configuration, maxAttempts: 3)
+        let impatient = RESPClusterClient(
+            seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[owner].port)], configuration: configuration,
+            maxAttempts: 3)
         defer { impatient.close() }
         await #expect {
             _ = try await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}")
@@ -206,7 +225,8 @@ private final class TestCluster: Sendable {
         #expect(impatient.statistics.retries >= 2)
         _ = try await cluster.admins[owner].send("CLUSTER", "ADDSLOTS", lonely)
         try await cluster.waitUntil("the slot is served again") {
-            (try? await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}")) == .simpleString(bytes("OK"))
+            (try? await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}"))
+                == .simpleString(bytes("OK"))
         }
     }
 }

@@ -29,22 +29,43 @@ private func parse(_ s: String, limits: RESPParser.Limits = .init()) throws(RESP
         ("#f\r\n", .boolean(false)),
         ("!21\r\nSYNTAX invalid syntax\r\n", .blobError(bytes("SYNTAX invalid syntax"))),
         ("=15\r\ntxt:Some string\r\n", .verbatimString(format: bytes("txt"), text: bytes("Some string"))),
-        ("(3492890328409238509324850943850943825024385\r\n", .bigNumber(bytes("3492890328409238509324850943850943825024385"))),
+        (
+            "(3492890328409238509324850943850943825024385\r\n",
+            .bigNumber(bytes("3492890328409238509324850943850943825024385"))
+        ),
         ("(-12\r\n", .bigNumber(bytes("-12"))),
         ("*3\r\n:1\r\n$1\r\na\r\n_\r\n", .array([.integer(1), .bulkString(bytes("a")), .null])),
         ("*0\r\n", .array([])),
         ("~2\r\n+a\r\n+b\r\n", .set([.simpleString(bytes("a")), .simpleString(bytes("b"))])),
-        ("%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n", .map([
-            RESPPair(key: .simpleString(bytes("first")), value: .integer(1)),
-            RESPPair(key: .simpleString(bytes("second")), value: .integer(2)),
-        ])),
-        (">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n", .push([.bulkString(bytes("message")), .bulkString(bytes("ch")), .bulkString(bytes("hi"))])),
-        ("|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*1\r\n:2\r\n", .attributed(
-            attributes: [RESPPair(key: .simpleString(bytes("key-popularity")), value: .map([RESPPair(key: .bulkString(bytes("a")), value: .double(0.19))]))],
-            value: .array([.integer(2)]))),
-        ("*2\r\n|1\r\n+ttl\r\n:3\r\n:1\r\n:2\r\n", .array([
-            .attributed(attributes: [RESPPair(key: .simpleString(bytes("ttl")), value: .integer(3))], value: .integer(1)), .integer(2),
-        ])),
+        (
+            "%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n",
+            .map([
+                RESPPair(key: .simpleString(bytes("first")), value: .integer(1)),
+                RESPPair(key: .simpleString(bytes("second")), value: .integer(2)),
+            ])
+        ),
+        (
+            ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+            .push([.bulkString(bytes("message")), .bulkString(bytes("ch")), .bulkString(bytes("hi"))])
+        ),
+        (
+            "|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*1\r\n:2\r\n",
+            .attributed(
+                attributes: [
+                    RESPPair(
+                        key: .simpleString(bytes("key-popularity")),
+                        value: .map([RESPPair(key: .bulkString(bytes("a")), value: .double(0.19))]))
+                ],
+                value: .array([.integer(2)]))
+        ),
+        (
+            "*2\r\n|1\r\n+ttl\r\n:3\r\n:1\r\n:2\r\n",
+            .array([
+                .attributed(
+                    attributes: [RESPPair(key: .simpleString(bytes("ttl")), value: .integer(3))], value: .integer(1)),
+                .integer(2),
+            ])
+        ),
         ("$?\r\n;4\r\nHell\r\n;5\r\no wor\r\n;1\r\nd\r\n;0\r\n", .bulkString(bytes("Hello word"))),
         ("*?\r\n:1\r\n:2\r\n.\r\n", .array([.integer(1), .integer(2)])),
         ("~?\r\n+a\r\n.\r\n", .set([.simpleString(bytes("a"))])),
@@ -58,7 +79,7 @@ private func parse(_ s: String, limits: RESPParser.Limits = .init()) throws(RESP
 
     @Test func parsesNaN() throws {
         for wire in [",nan\r\n", ",-nan\r\n"] {
-            guard case let .double(d) = try parse(wire) else {
+            guard case .double(let d) = try parse(wire) else {
                 Issue.record("not a double")
                 return
             }
@@ -133,7 +154,7 @@ private func parse(_ s: String, limits: RESPParser.Limits = .init()) throws(RESP
         #expect {
             _ = try parse(wire)
         } throws: { error in
-            guard case let .malformed(found, _, _, _) = error as? RESPError else { return false }
+            guard case .malformed(let found, _, _, _) = error as? RESPError else { return false }
             return found == what
         }
     }
@@ -177,7 +198,8 @@ private func parse(_ s: String, limits: RESPParser.Limits = .init()) throws(RESP
 
     @Test func enforcesLineLength() {
         let long = "+" + String(repeating: "a", count: 2000)
-        #expect(throws: RESPError.limitExceeded(what: "simple string line length", limit: 1000, found: 1001, offset: 1)) {
+        #expect(throws: RESPError.limitExceeded(what: "simple string line length", limit: 1000, found: 1001, offset: 1))
+        {
             _ = try parse(long, limits: .init(maxLineLength: 1000))
         }
     }
@@ -203,7 +225,11 @@ private func parse(_ s: String, limits: RESPParser.Limits = .init()) throws(RESP
 @Suite struct RESPEncoderTests {
     @Test func encodesCommandsAsArraysOfBulkStrings() {
         let command = RESPCommand("SET", "key", [UInt8]([0, 13, 10]), 42, -7 as Int64, 1.5, Double.infinity)
-        #expect(command.encoded == bytes("*7\r\n$3\r\nSET\r\n$3\r\nkey\r\n$3\r\n\0\r\n\r\n$2\r\n42\r\n$2\r\n-7\r\n$3\r\n1.5\r\n$3\r\ninf\r\n"))
+        #expect(
+            command.encoded
+                == bytes(
+                    "*7\r\n$3\r\nSET\r\n$3\r\nkey\r\n$3\r\n\0\r\n\r\n$2\r\n42\r\n$2\r\n-7\r\n$3\r\n1.5\r\n$3\r\ninf\r\n"
+                ))
         #expect(command.count == 7)
         #expect(RESPCommand("PING").encoded == bytes("*1\r\n$4\r\nPING\r\n"))
         let many = RESPCommand("DEL", arguments: (0..<12).map { "k\($0)" })
@@ -224,7 +250,9 @@ private func parse(_ s: String, limits: RESPParser.Limits = .init()) throws(RESP
     @Test func sha1Vectors() {
         #expect(SHA1.hex([UInt8]()) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
         #expect(SHA1.hex(bytes("abc")) == "a9993e364706816aba3e25717850c26c9cd0d89d")
-        #expect(SHA1.hex(bytes("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")) == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+        #expect(
+            SHA1.hex(bytes("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))
+                == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
         #expect(SHA1.hex(bytes(String(repeating: "a", count: 100_000))) == "c4d4b30851182fc4eb8675494d42fd7f17e29c93")
     }
 

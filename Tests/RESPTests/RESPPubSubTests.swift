@@ -60,7 +60,7 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
         var iterator = subscription.makeAsyncIterator()
         var confirmations: Set<String> = []
         for _ in 0..<4 {
-            if case let .subscribed(kind, channel, _) = await iterator.next() {
+            if case .subscribed(let kind, let channel, _) = await iterator.next() {
                 confirmations.insert(kind + ":" + String(decoding: channel, as: UTF8.self))
             }
         }
@@ -70,14 +70,18 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
         #expect(try await client.send("PUBLISH", "log.error", "disk").integer == 1)
         #expect(try await client.send("SPUBLISH", "{s}orders", "o1").integer == 1)
         #expect(await iterator.next() == .message(channel: bytes("news"), payload: bytes("hello")))
-        #expect(await iterator.next() == .patternMessage(pattern: bytes("log.*"), channel: bytes("log.error"), payload: bytes("disk")))
+        #expect(
+            await iterator.next()
+                == .patternMessage(pattern: bytes("log.*"), channel: bytes("log.error"), payload: bytes("disk")))
         #expect(await iterator.next() == .shardMessage(channel: bytes("{s}orders"), payload: bytes("o1")))
 
         // Kill the subscriber's connection: it reconnects and subscribes again by itself.
         #expect(try await client.send("CLIENT", "KILL", "TYPE", "pubsub").integer == 1)
         var again: Set<String> = []
         while again.count < 4, let event = await iterator.next() {
-            if case let .subscribed(kind, channel, _) = event { again.insert(kind + ":" + String(decoding: channel, as: UTF8.self)) }
+            if case .subscribed(let kind, let channel, _) = event {
+                again.insert(kind + ":" + String(decoding: channel, as: UTF8.self))
+            }
         }
         #expect(again == confirmations)
         #expect(try await client.send("PUBLISH", "sport", "goal").integer == 1)
@@ -98,7 +102,9 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
         }
         let pubsubClients = try await client.send("CLIENT", "LIST", "TYPE", "pubsub").string ?? ""
         #expect(pubsubClients.split(separator: "\n").count == 1)
-        #expect(try await client.send("PUBSUB", "NUMSUB", "c0", "c9") == .array([.bulkString(bytes("c0")), .integer(1), .bulkString(bytes("c9")), .integer(1)]))
+        #expect(
+            try await client.send("PUBSUB", "NUMSUB", "c0", "c9")
+                == .array([.bulkString(bytes("c0")), .integer(1), .bulkString(bytes("c9")), .integer(1)]))
     }
 
     @Test func tlsHookCarriesTheConnection() async throws {
@@ -130,7 +136,10 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
         #expect(try RESPConfiguration(url: "valkeys://h").useTLS)
         let unix = try RESPConfiguration(url: "unix:///run/valkey.sock?db=1")
         #expect(unix.endpoint == .unix(path: "/run/valkey.sock") && unix.database == 1)
-        for bad in ["localhost:6379", "http://x", "valkey://h:0", "valkey://h:abc", "valkey://h/x", "valkey://", "unix://rel", "valkey://[::1"] {
+        for bad in [
+            "localhost:6379", "http://x", "valkey://h:0", "valkey://h:abc", "valkey://h/x", "valkey://", "unix://rel",
+            "valkey://[::1",
+        ] {
             #expect(throws: RESPError.self, "\(bad)") { _ = try RESPConfiguration(url: bad) }
         }
     }

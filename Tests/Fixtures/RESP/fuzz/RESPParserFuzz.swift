@@ -5,7 +5,8 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = UnsafeBufferPointer(start: data, count: size)
-    let parser = RESPParser(limits: .init(maxBulkLength: 1 << 20, maxElements: 1 << 16, maxDepth: 32, maxLineLength: 1 << 16))
+    let parser = RESPParser(
+        limits: .init(maxBulkLength: 1 << 20, maxElements: 1 << 16, maxDepth: 32, maxLineLength: 1 << 16))
     guard let (value, length) = try? parser.parse(input) else { return 0 }
     guard length > 0, length <= size else { fatalError("parser reported \(length) bytes of \(size)") }
     // Every proper prefix of a complete value must ask for more bytes or be rejected, never yield a value
@@ -28,10 +29,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 
 private func containsNaN(_ value: RESPValue) -> Bool {
     switch value {
-    case let .double(d): return d.isNaN
-    case let .array(v), let .set(v), let .push(v): return v.contains(where: containsNaN)
-    case let .map(p): return p.contains { containsNaN($0.key) || containsNaN($0.value) }
-    case let .attributed(a, v): return containsNaN(v) || a.contains { containsNaN($0.key) || containsNaN($0.value) }
+    case .double(let d): return d.isNaN
+    case .array(let v), .set(let v), .push(let v): return v.contains(where: containsNaN)
+    case .map(let p): return p.contains { containsNaN($0.key) || containsNaN($0.value) }
+    case .attributed(let a, let v): return containsNaN(v) || a.contains { containsNaN($0.key) || containsNaN($0.value) }
     default: return false
     }
 }
