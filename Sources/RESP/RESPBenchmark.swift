@@ -19,12 +19,18 @@ public struct RESPBenchmark: Sendable {
     /// The key every request uses (redis-benchmark's literal default key).
     public static let key = "key:__rand_int__"
 
+    /// Server and connection settings (one connection per client).
     public var configuration: RESPConfiguration
+    /// Number of connections, each driven by one task (redis-benchmark `-c`).
     public var clients: Int
+    /// Commands each connection keeps in flight (redis-benchmark `-P`).
     public var pipeline: Int
+    /// Total commands over all connections (redis-benchmark `-n`).
     public var requests: Int
+    /// The command every request sends.
     public var command: Command
 
+    /// A benchmark of `requests` commands over `clients` connections, `pipeline` at a time (each at least 1).
     public init(
         configuration: RESPConfiguration, clients: Int = 50, pipeline: Int = 1, requests: Int = 100_000,
         command: Command = .set
@@ -38,15 +44,23 @@ public struct RESPBenchmark: Sendable {
 
     /// What a run measured.
     public struct Report: Sendable, CustomStringConvertible {
+        /// What was measured and how (copied from the benchmark).
         public var command: Command
+        /// Connections used.
         public var clients: Int
+        /// Commands in flight per connection.
         public var pipeline: Int
+        /// Commands completed.
         public var requests: Int
+        /// Wall time from the first command to the last reply.
         public var seconds: Double
+        /// Completed commands per second of `seconds`.
         public var operationsPerSecond: Double
         /// Latency of each request (for a pipeline: of the batch it was in), milliseconds.
         public var p50: Double
+        /// 99th percentile latency, milliseconds.
         public var p99: Double
+        /// Commands that failed (error replies or connection errors).
         public var errors: Int
 
         /// One line in redis-benchmark's `-q` style.

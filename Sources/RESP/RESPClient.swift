@@ -7,6 +7,7 @@ import Synchronization
 /// When the connection drops, commands in flight fail with `RESPError.connectionClosed` (never silently
 /// resent); the next command reconnects with exponential backoff and jitter (`RESPConfiguration.reconnect`).
 public final class RESPClient: Sendable {
+    /// The settings every connection of this client uses.
     public let configuration: RESPConfiguration
 
     private enum Slot {
@@ -417,10 +418,12 @@ public struct RESPDedicatedConnection: Sendable {
 
 /// A Lua script run with EVALSHA. Its SHA-1 is computed once, here, in-process.
 public struct RESPScript: Sendable, Hashable {
+    /// The Lua source, sent by SCRIPT LOAD when the server lacks the script.
     public let source: String
     /// Lower-case hex SHA-1 of `source`, as SCRIPT LOAD reports it.
     public let sha1: String
 
+    /// A script for `source`; computes its SHA-1 once.
     public init(_ source: String) {
         self.source = source
         self.sha1 = SHA1.hex(source.utf8)

@@ -10,6 +10,7 @@ import Synchronization
 public final class RESPClusterClient: Sendable {
     /// Settings for every node connection (endpoint is replaced per node).
     public let configuration: RESPConfiguration
+    /// Nodes asked for the topology when no known primary answers.
     public let seeds: [RESPEndpoint]
     /// Redirections and retries for at most this many attempts per command.
     public let maxAttempts: Int
@@ -32,9 +33,13 @@ public final class RESPClusterClient: Sendable {
 
     /// Counts of redirections and topology reloads, for tests and monitoring.
     public struct Statistics: Sendable, Hashable {
+        /// MOVED redirections followed.
         public var moved: Int
+        /// ASK redirections followed.
         public var ask: Int
+        /// Retries after TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, unserved slots or unreachable nodes.
         public var retries: Int
+        /// Topology loads.
         public var refreshes: Int
     }
 
@@ -49,6 +54,7 @@ public final class RESPClusterClient: Sendable {
         self.maxAttempts = max(1, maxAttempts)
     }
 
+    /// Counts since the client was made.
     public var statistics: Statistics { self.counters.snapshot() }
 
     /// Sends `command`, whose keys all hash to the slot of `key`, to the primary serving it.

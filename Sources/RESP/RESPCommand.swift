@@ -5,31 +5,38 @@ public protocol RESPArgument: Sendable {
 }
 
 extension String: RESPArgument {
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) { appendBulkBytes(self.utf8, to: &buffer) }
 }
 
 extension Substring: RESPArgument {
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) { appendBulkBytes(self.utf8, to: &buffer) }
 }
 
 extension Array: RESPArgument where Element == UInt8 {
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) { appendBulkBytes(self, to: &buffer) }
 }
 
 extension ArraySlice: RESPArgument where Element == UInt8 {
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) { appendBulkBytes(self, to: &buffer) }
 }
 
 extension Int: RESPArgument {
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) { appendBulkBytes(String(self).utf8, to: &buffer) }
 }
 
 extension Int64: RESPArgument {
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) { appendBulkBytes(String(self).utf8, to: &buffer) }
 }
 
 extension Double: RESPArgument {
     /// Infinities are sent as `inf` / `-inf`, the spelling Valkey accepts (e.g. in ZADD and ZRANGEBYSCORE).
+    /// Appends the argument as one bulk string.
     public func appendBulk(to buffer: inout [UInt8]) {
         let text = self.isInfinite ? (self < 0 ? "-inf" : "inf") : String(self)
         appendBulkBytes(text.utf8, to: &buffer)

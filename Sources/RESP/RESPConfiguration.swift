@@ -9,6 +9,7 @@ public struct RESPConfiguration: Sendable {
         /// Largest delay between attempts.
         public var maxDelay: Duration
 
+        /// A policy; `maxAttempts` is raised to at least 1.
         public init(maxAttempts: Int = 10, baseDelay: Duration = .milliseconds(50), maxDelay: Duration = .seconds(2)) {
             self.maxAttempts = max(1, maxAttempts)
             self.baseDelay = baseDelay
@@ -25,6 +26,7 @@ public struct RESPConfiguration: Sendable {
         }
     }
 
+    /// The server address (TCP host and port, or Unix socket path).
     public var endpoint: RESPEndpoint
     /// True for `valkeys://` / `rediss://`: the connection needs `tlsStreamFactory`.
     public var useTLS: Bool
@@ -32,17 +34,21 @@ public struct RESPConfiguration: Sendable {
     public var tlsStreamFactory: (any RESPTLSStreamFactory)?
     /// ACL user for `HELLO 3 AUTH` (`default` when only a password is given).
     public var username: String?
+    /// Password for `HELLO 3 AUTH`; nil sends no AUTH.
     public var password: String?
     /// Sent with `HELLO 3 SETNAME`.
     public var clientName: String?
     /// Database selected with `SELECT` after connecting (standalone servers only).
     public var database: Int
+    /// Time allowed for the TCP or Unix connect (the handshake counts as commands).
     public var connectTimeout: Duration
     /// Time a command may wait for its reply; nil waits forever (blocking commands).
     public var commandTimeout: Duration?
     /// Idle time after which a keep-alive PING is sent; nil disables it.
     public var keepAliveInterval: Duration?
+    /// Backoff between connection attempts.
     public var reconnect: Reconnect
+    /// Parser limits for replies; a reply over a limit closes the connection with `.limitExceeded`.
     public var limits: RESPParser.Limits
     /// Receives out-of-band pushes arriving on the shared connection (client-side caching invalidations,
     /// `DEBUG PROTOCOL push`). Called on the event-loop thread: return quickly.

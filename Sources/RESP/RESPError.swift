@@ -42,6 +42,7 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// One line saying what failed and what to do about it.
     public var description: String {
         switch self {
         case .malformed(let what, let offset, let expected, let found):

@@ -16,6 +16,7 @@ public struct RESPParser: Sendable {
         /// Longest line of a simple string, error, number or header (default 1 MiB).
         public var maxLineLength: Int
 
+        /// Limits with the documented defaults.
         public init(
             maxBulkLength: Int = 512 << 20, maxElements: Int = 16 << 20, maxDepth: Int = 64,
             maxLineLength: Int = 1 << 20
@@ -27,8 +28,10 @@ public struct RESPParser: Sendable {
         }
     }
 
+    /// The limits this parser enforces.
     public var limits: Limits
 
+    /// A parser enforcing `limits`.
     public init(limits: Limits = Limits()) {
         self.limits = limits
     }

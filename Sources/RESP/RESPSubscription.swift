@@ -20,6 +20,7 @@ public enum RESPPubSubMessage: Sendable, Hashable {
 /// channel, pattern and shard channel, and yields `.subscribed` events again. Messages published while it
 /// was disconnected are lost (pub/sub is at-most-once). The sequence ends after `close()`.
 public final class RESPSubscription: AsyncSequence, Sendable {
+    /// Messages and subscription confirmations, in arrival order.
     public typealias Element = RESPPubSubMessage
 
     private struct Waiter {
@@ -49,6 +50,7 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         (self.stream, self.sink) = AsyncStream.makeStream(of: RESPPubSubMessage.self, bufferingPolicy: .unbounded)
     }
 
+    /// An iterator over the subscription's events; it ends after `close()`. Use one iterator per subscription.
     public func makeAsyncIterator() -> AsyncStream<RESPPubSubMessage>.Iterator {
         self.stream.makeAsyncIterator()
     }

@@ -37,9 +37,12 @@ public enum RESPValue: Sendable, Hashable {
 
 /// One key/value entry of a RESP3 map or attribute.
 public struct RESPPair: Sendable, Hashable {
+    /// The entry's key (any RESP value).
     public var key: RESPValue
+    /// The entry's value.
     public var value: RESPValue
 
+    /// An entry of `key` and `value`.
     public init(key: RESPValue, value: RESPValue) {
         self.key = key
         self.value = value

@@ -7,6 +7,7 @@ public enum RESPEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// A Unix domain socket path.
     case unix(path: String)
 
+    /// `host:port`, `[v6]:port` or `unix:path`.
     public var description: String {
         switch self {
         case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
