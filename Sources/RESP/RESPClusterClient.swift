@@ -95,8 +95,7 @@ public final class RESPClusterClient: Sendable {
             let first = await Self.asking(command, on: client)
             guard case .failure(let error) = first, error.serverCode == "NOSCRIPT" else { return first }
             if case .failure(let loadError) = await Self.result({ () throws(RESPError) in try await client.load(script)
-                })
-            {
+            }) {
                 return .failure(loadError)
             }
             return await Self.asking(command, on: client)

@@ -28,6 +28,8 @@ final class RESPConnection: EventLoopHandler {
 
     private struct Pending {
         var waiter: Waiter?
+        /// Identifies the entry for cancellation (0: not cancellable).
+        var id: UInt64 = 0
         var name: String
         /// A batch's commands, for their names in error messages (nil for a single command; shares storage
         /// with the caller's array, so nothing is copied).
@@ -69,6 +71,7 @@ final class RESPConnection: EventLoopHandler {
     private let parser: RESPParser
     private let state: Mutex<State>
     private let io = Mutex(IO())
+    private let nextID = Atomic<UInt64>(1)
 
     private init(
         endpoint: String, stream: any RESPByteStream, options: Options, loop: EventLoop,
@@ -124,27 +127,64 @@ final class RESPConnection: EventLoopHandler {
     }
 
     /// Sends one command and waits for its reply. A top-level error reply becomes `.failure(.server)`.
+    /// Cancelling the calling task fails the command with `.cancelled` at once; the command may still run
+    /// (its reply is dropped when it arrives).
     func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
-        await withCheckedContinuation { continuation in
-            let pending = Pending(
-                waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
-            if let error = self.enqueue(command.encoded, pending) {
-                continuation.resume(returning: .failure(error))
+        let id = self.nextID.add(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                var pending = Pending(
+                    waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
+                pending.id = id
+                if let error = self.enqueue(command.encoded, pending) {
+                    continuation.resume(returning: .failure(error))
+                } else if Task.isCancelled {
+                    self.cancel(id)
+                }
             }
+        } onCancel: {
+            self.cancel(id)
         }
     }
 
     /// Sends commands back to back (no other caller's command between them) and waits for all replies.
     func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
         if commands.isEmpty { return [] }
-        return await withCheckedContinuation { continuation in
-            var pending = Pending(
-                waiter: .batch(continuation), name: commands[0].name, commands: commands, deadline: self.deadline())
-            pending.results.reserveCapacity(commands.count)
-            if let error = self.enqueue(commands, pending) {
-                continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
+        let id = self.nextID.add(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                var pending = Pending(
+                    waiter: .batch(continuation), name: commands[0].name, commands: commands,
+                    deadline: self.deadline())
+                pending.id = id
+                pending.results.reserveCapacity(commands.count)
+                if let error = self.enqueue(commands, pending) {
+                    continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
+                } else if Task.isCancelled {
+                    self.cancel(id)
+                }
             }
+        } onCancel: {
+            self.cancel(id)
         }
+    }
+
+    /// Fails the waiting entry `id` with `.cancelled`; its reply will be dropped. Idempotent.
+    private func cancel(_ id: UInt64) {
+        let found: (Waiter, Int, String)? = self.state.withLock { state in
+            var i = state.pending.count - 1
+            while i >= state.head {
+                if state.pending[i].id == id {
+                    guard let waiter = state.pending[i].waiter else { return nil }
+                    state.pending[i].waiter = nil
+                    return (waiter, state.pending[i].expected, state.pending[i].name)
+                }
+                i -= 1
+            }
+            return nil
+        }
+        guard let (waiter, count, name) = found else { return }
+        Self.resume(waiter, with: Array(repeating: .failure(.cancelled(command: name)), count: count))
     }
 
     /// Writes a command that the server answers only with pushes (SUBSCRIBE family in RESP3).

@@ -26,6 +26,10 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
     case unexpectedReply(command: String, expected: String, found: String)
     /// A `WATCH` transaction was aborted by concurrent changes more times than allowed.
     case transactionAborted(attempts: Int)
+    /// The calling task was cancelled while waiting for the reply. The command may still have been executed;
+    /// its reply is dropped. A cancelled blocking command (BLPOP …) keeps blocking its connection until the
+    /// server answers it, so run blocking commands on a dedicated connection.
+    case cancelled(command: String)
     /// The client (or subscriber) was closed by its owner.
     case clientClosed
     /// A `valkeys://` URL was used but no TLS stream factory was configured.
@@ -73,6 +77,8 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
         case .transactionAborted(let attempts):
             return
                 "WATCH transaction aborted by concurrent changes \(attempts) time(s); retry later or reduce contention"
+        case .cancelled(let command):
+            return "\(command) was cancelled while waiting for its reply; the server may still execute it"
         case .clientClosed:
             return "the client was closed; create a new one"
         case .crossSlot(let command, let slots):

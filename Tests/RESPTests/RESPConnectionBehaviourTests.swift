@@ -129,6 +129,38 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(try await client.send("CLIENT", "GETNAME").string == "victim")
     }
 
+    @Test func cancellingAWaitingCallerFailsItAtOnceAndKeepsRepliesInOrder() async throws {
+        let server = try await TestServer.start(.valkey)
+        let client = server.client { $0.commandTimeout = nil }
+        defer { client.close() }
+        let other = server.client()
+        defer { other.close() }
+        _ = try await client.send("PING")
+        let waiting = Task { () async -> Result<RESPValue, RESPError> in
+            do throws(RESPError) { return .success(try await client.send("BLPOP", "jobs", 0)) } catch {
+                return .failure(error)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        waiting.cancel()
+        #expect(await waiting.value == .failure(.cancelled(command: "BLPOP")))
+        #expect(ContinuousClock.now - start < .milliseconds(500))
+        // The BLPOP still blocks the connection until the server answers it; its reply is then dropped.
+        #expect(try await other.send("RPUSH", "jobs", "j1").integer == 1)
+        #expect(try await client.send("ECHO", "next") == .bulkString(bytes("next")))
+        #expect(try await client.send("LLEN", "jobs") == .integer(0))
+        // A pipeline cancelled before it starts fails as a whole.
+        let cancelledEarly = Task { () async -> [Result<RESPValue, RESPError>] in
+            withUnsafeCurrentTask { $0?.cancel() }
+            return (try? await client.pipeline([RESPCommand("INCR", "n"), RESPCommand("INCR", "n")])) ?? []
+        }
+        #expect(
+            await cancelledEarly.value == [
+                .failure(.cancelled(command: "INCR")), .failure(.cancelled(command: "INCR")),
+            ])
+    }
+
     @Test(arguments: ServerKind.allCases)
     func keepAlivePingDetectsNothingWrongOnAHealthyConnection(kind: ServerKind) async throws {
         let server = try await TestServer.start(kind)
