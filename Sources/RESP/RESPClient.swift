@@ -218,6 +218,23 @@ public final class RESPClient: Sendable {
         }
     }
 
+    /// Runs many script calls as one pipeline (EVALSHA each). Calls answered NOSCRIPT did not run, so their
+    /// scripts are loaded and just those calls are sent again, as a second pipeline, in their original order.
+    /// Returns one result per call, in order.
+    /// - Throws: only when no connection could be obtained or a script failed to load.
+    public func evalPipeline(_ calls: [RESPScriptCall]) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
+        var results = try await self.pipeline(calls.map(\.command))
+        let missing = results.indices.filter { results[$0].serverCode == "NOSCRIPT" }
+        guard !missing.isEmpty else { return results }
+        var loaded: Set<String> = []
+        for index in missing where loaded.insert(calls[index].script.sha1).inserted {
+            try await self.load(calls[index].script)
+        }
+        let retried = try await self.pipeline(missing.map { calls[$0].command })
+        for (index, result) in zip(missing, retried) { results[index] = result }
+        return results
+    }
+
     /// Sends SCRIPT LOAD for `script` and checks the SHA-1 the server reports.
     /// - Throws: `.unexpectedReply` on a SHA-1 mismatch; errors as for `send(_:)`.
     public func load(_ script: RESPScript) async throws(RESPError) {
@@ -416,6 +433,20 @@ public struct RESPDedicatedConnection: Sendable {
     }
 }
 
+/// One call of a script with its keys and arguments, for `RESPClient.evalPipeline(_:)`.
+public struct RESPScriptCall: Sendable {
+    /// The script to run.
+    public let script: RESPScript
+    /// The EVALSHA command of this call.
+    public let command: RESPCommand
+
+    /// A call of `script` with `keys` (KEYS) and `arguments` (ARGV).
+    public init(_ script: RESPScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) {
+        self.script = script
+        self.command = script.command(keys: keys, arguments: arguments)
+    }
+}
+
 /// A Lua script run with EVALSHA. Its SHA-1 is computed once, here, in-process.
 public struct RESPScript: Sendable, Hashable {
     /// The Lua source, sent by SCRIPT LOAD when the server lacks the script.
@@ -432,5 +463,13 @@ public struct RESPScript: Sendable, Hashable {
     /// The EVALSHA command for this script (for pipelines; on NOSCRIPT call `RESPClient.load(_:)` and resend).
     public func command(keys: [any RESPArgument], arguments: [any RESPArgument]) -> RESPCommand {
         RESPCommand("EVALSHA", arguments: [self.sha1, keys.count] + keys + arguments)
+    }
+}
+
+extension Result where Failure == RESPError {
+    /// The server error code of a failure, nil for success or non-server errors.
+    var serverCode: String? {
+        if case .failure(let error) = self { return error.serverCode }
+        return nil
     }
 }

@@ -208,6 +208,28 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     }
 
     @Test(arguments: ServerKind.allCases)
+    func pipelinedScriptCallsLoadMissingScriptsOnce(kind: ServerKind) async throws {
+        let server = try await TestServer.start(kind)
+        let client = server.client()
+        defer { client.close() }
+        let double = RESPScript("return tonumber(ARGV[1]) * 2")
+        let calls = (0..<200).map { i in
+            i % 2 == 0
+                ? RESPScriptCall(Self.claim, keys: ["{p}:n", "{p}:log"], arguments: ["c"])
+                : RESPScriptCall(double, arguments: [i])
+        }
+        let results = try await client.evalPipeline(calls)
+        #expect(results.count == 200)
+        for (i, result) in results.enumerated() {
+            #expect(try result.get() == .integer(i % 2 == 0 ? Int64(i / 2 + 1) : Int64(i * 2)))
+        }
+        // Each claim ran exactly once although the first pipeline met NOSCRIPT.
+        #expect(try await client.send("LLEN", "{p}:log") == .integer(100))
+        let stats = try await client.send("INFO", "commandstats").string ?? ""
+        #expect(stats.contains("cmdstat_script|load:calls=2,") || stats.contains("cmdstat_script:calls=2,"))
+    }
+
+    @Test(arguments: ServerKind.allCases)
     func multiExecReportsPerCommandResultsAndAborts(kind: ServerKind) async throws {
         let server = try await TestServer.start(kind)
         let client = server.client()
