@@ -103,25 +103,33 @@ public final class RESPClient: Sendable {
     }
 
     /// MULTI, commands, EXEC as one batch. Nil when EXEC returned null (a WATCHed key changed).
-    static func execute(_ commands: [RESPCommand], on connection: RESPConnection) async throws(RESPError) -> [Result<
-        RESPValue, RESPError
-    >]? {
-        let batch = [RESPCommand("MULTI")] + commands + [RESPCommand("EXEC")]
+    /// With `asking`, ASKING goes first: its flag lasts for the whole transaction (cluster ASK redirection).
+    /// A command rejected at queue time with a cluster redirection or retry code is thrown as that error (the
+    /// transaction did not run), so cluster routing can follow it.
+    static func execute(
+        _ commands: [RESPCommand], on connection: RESPConnection, asking: Bool = false
+    ) async throws(RESPError) -> [Result<RESPValue, RESPError>]? {
+        let prefix = asking ? [RESPCommand("ASKING"), RESPCommand("MULTI")] : [RESPCommand("MULTI")]
+        let batch = prefix + commands + [RESPCommand("EXEC")]
         let results = await connection.send(batch: batch)
         guard let exec = results.last else { return [] }
         switch exec {
         case .failure(let error):
             if error.serverCode == "EXECABORT" {
-                for (command, queued) in zip(commands, results.dropFirst()) {
+                for (command, queued) in zip(commands, results.dropFirst(prefix.count)) {
                     if case .failure(let reason) = queued {
+                        switch reason.serverCode {
+                        case "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN": throw reason
+                        default: break
+                        }
                         throw .server(
                             code: "EXECABORT", message: "\(command.name) was rejected: \(reason.description)",
                             command: "EXEC")
                     }
                 }
             }
-            // A failure of MULTI itself or of the connection explains EXEC's failure better.
-            if case .failure(let first) = results[0] { throw first }
+            // A failure of MULTI (or ASKING) itself or of the connection explains EXEC's failure better.
+            for result in results.prefix(prefix.count) { if case .failure(let first) = result { throw first } }
             throw error
         case .success(let value):
             if value.isNull { return nil }

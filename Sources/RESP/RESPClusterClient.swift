@@ -102,6 +102,28 @@ public final class RESPClusterClient: Sendable {
         }
     }
 
+    /// Runs `commands` in MULTI/EXEC on the primary serving their keys (all in one slot), following MOVED and
+    /// ASK (ASKING before MULTI) and retrying TRYAGAIN/CLUSTERDOWN; a redirection at queue time aborts the
+    /// transaction unexecuted, so it is safe to resend. One result per command.
+    /// - Throws: `.crossSlot` when the keys span slots; `.server(EXECABORT)` for another queue-time rejection;
+    ///   otherwise as `send(_:key:)`.
+    public func transaction(_ commands: [RESPCommand], keys: [String]) async throws(RESPError) -> [Result<
+        RESPValue, RESPError
+    >] {
+        let slot = try Self.commonSlot(keys, command: "MULTI")
+        return try await self.route(slot: slot) { client, asking in
+            do throws(RESPError) {
+                let connection = try await client.sharedConnection()
+                guard let results = try await RESPClient.execute(commands, on: connection, asking: asking) else {
+                    return .failure(.transactionAborted(attempts: 1))
+                }
+                return .success(results)
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
     /// Sends many commands, each with its key: split into one pipeline per node, sent concurrently, and
     /// reassembled in the original order. Commands redirected or told to retry are resent one by one.
     /// - Throws: only when the topology cannot be loaded; per-command failures are in the results.
@@ -206,9 +228,9 @@ public final class RESPClusterClient: Sendable {
         return false
     }
 
-    private func route(
-        slot: Int, _ operation: @Sendable (RESPClient, _ asking: Bool) async -> Result<RESPValue, RESPError>
-    ) async throws(RESPError) -> RESPValue {
+    private func route<T: Sendable>(
+        slot: Int, _ operation: @Sendable (RESPClient, _ asking: Bool) async -> Result<T, RESPError>
+    ) async throws(RESPError) -> T {
         var target: RESPEndpoint?
         var asking = false
         var lastError = RESPError.clusterUnavailable(slot: slot, reason: "no attempt made")

@@ -132,6 +132,12 @@ private final class TestCluster: Sendable {
         #expect(sets.allSatisfy { (try? $0.get()) == .simpleString(bytes("OK")) })
         let gets = try await client.pipeline(keys.map { (RESPCommand("GET", $0), $0) })
         #expect(gets.map { try? $0.get().string } == keys)
+        let transaction = try await client.transaction(
+            [RESPCommand("SET", "{user1}:t", 1), RESPCommand("INCR", "{user1}:t")], keys: ["{user1}:t", "{user1}:t"])
+        #expect(transaction.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
+        await #expect(throws: RESPError.crossSlot(command: "MULTI", slots: [5061, 12182])) {
+            _ = try await client.transaction([RESPCommand("SET", "foo", 1)], keys: ["foo", "bar"])
+        }
         let script = RESPScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
         #expect(try await client.evalScript(script, keys: ["{s}n"], arguments: [5]) == .integer(5))
 
@@ -168,6 +174,10 @@ private final class TestCluster: Sendable {
                 #expect(
                     try await client.send(RESPCommand("SET", "{mig}:probe", "p"), key: "{mig}:probe")
                         == .simpleString(bytes("OK")))
+                // So does a transaction on a new key there: ASKING, then MULTI … EXEC on the target.
+                let queued = try await client.transaction(
+                    [RESPCommand("SET", "{mig}:tx", 1), RESPCommand("INCR", "{mig}:tx")], keys: ["{mig}:tx"])
+                #expect(queued.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
                 while true {
                     let keys = try await from.send("CLUSTER", "GETKEYSINSLOT", migrationSlot, 200).elements ?? []
                     if keys.isEmpty { break }
@@ -206,6 +216,7 @@ private final class TestCluster: Sendable {
         }
         #expect(lost.isEmpty, "acknowledged writes lost: \(lost.prefix(10))")
         #expect(try await client.send(RESPCommand("GET", "{mig}:probe"), key: "{mig}:probe").string == "p")
+        #expect(try await client.send(RESPCommand("GET", "{mig}:tx"), key: "{mig}:tx").string == "2")
 
         // A slot nobody serves: the client backs off, reloads the topology, then reports it clearly.
         let lonely = HashSlot.slot(for: "{lonely}")
