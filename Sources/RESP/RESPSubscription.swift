@@ -73,6 +73,38 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         try await self.add("ssubscribe", shardChannels.map { Array($0.utf8) })
     }
 
+    /// UNSUBSCRIBE from `channels`; they are not resubscribed after a reconnect. Messages the server sent
+    /// before it processed the command may still arrive.
+    /// - Throws: `.connectionClosed` if the connection is down (the channels are forgotten anyway).
+    public func unsubscribe(channels: [String]) throws(RESPError) {
+        try self.remove("UNSUBSCRIBE", channels) { $0.channels.subtract($1) }
+    }
+
+    /// PUNSUBSCRIBE from `patterns`; see `unsubscribe(channels:)`.
+    /// - Throws: as `unsubscribe(channels:)`.
+    public func unsubscribe(patterns: [String]) throws(RESPError) {
+        try self.remove("PUNSUBSCRIBE", patterns) { $0.patterns.subtract($1) }
+    }
+
+    /// SUNSUBSCRIBE from shard `channels`; see `unsubscribe(channels:)`.
+    /// - Throws: as `unsubscribe(channels:)`.
+    public func unsubscribe(shardChannels: [String]) throws(RESPError) {
+        try self.remove("SUNSUBSCRIBE", shardChannels) { $0.shardChannels.subtract($1) }
+    }
+
+    private func remove(_ command: String, _ names: [String], _ forget: (inout State, [[UInt8]]) -> Void)
+        throws(RESPError)
+    {
+        guard !names.isEmpty else { return }
+        let bytes = names.map { Array($0.utf8) }
+        let connection = self.state.withLock { state in
+            forget(&state, bytes)
+            return state.connection
+        }
+        guard let connection else { return }
+        try connection.sendWithoutReply(RESPCommand(command, arguments: bytes))
+    }
+
     /// Ends the subscription: closes its connection and finishes the sequence.
     public func close() {
         let (connection, waiters) = self.state.withLock { state in
