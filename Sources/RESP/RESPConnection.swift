@@ -127,12 +127,17 @@ final class RESPConnection: EventLoopHandler {
     }
 
     /// Sends one command and waits for its reply. A top-level error reply becomes `.failure(.server)`.
-    /// Cancelling the calling task fails the command with `.cancelled` at once; the command may still run
-    /// (its reply is dropped when it arrives).
+    /// Cancelling the calling task fails the command with `.cancelled` at once; if it was already sent it may
+    /// still run (its reply is dropped when it arrives). A task cancelled before the call sends nothing.
     func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
         let id = self.nextID.add(1, ordering: .relaxed).oldValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
+                // A caller cancelled before sending sends nothing.
+                if Task.isCancelled {
+                    continuation.resume(returning: .failure(.cancelled(command: command.name)))
+                    return
+                }
                 var pending = Pending(
                     waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
                 pending.id = id
@@ -153,6 +158,11 @@ final class RESPConnection: EventLoopHandler {
         let id = self.nextID.add(1, ordering: .relaxed).oldValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    let cancelled = commands.map { Result<RESPValue, RESPError>.failure(.cancelled(command: $0.name)) }
+                    continuation.resume(returning: cancelled)
+                    return
+                }
                 var pending = Pending(
                     waiter: .batch(continuation), name: commands[0].name, commands: commands,
                     deadline: self.deadline())
