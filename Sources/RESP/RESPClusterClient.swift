@@ -15,7 +15,7 @@ public final class RESPClusterClient: Sendable {
     /// Redirections and retries for at most this many attempts per command.
     public let maxAttempts: Int
 
-    private struct Topology {
+    struct Topology {
         /// Index into `primaries` per slot, -1 when unassigned.
         var slots = [Int16](repeating: -1, count: HashSlot.count)
         var primaries: [RESPEndpoint] = []
@@ -374,7 +374,7 @@ public final class RESPClusterClient: Sendable {
     }
 
     /// `CLUSTER SHARDS`: per shard, flat inclusive slot ranges and nodes; the online primary serves them.
-    private static func parseShards(_ reply: RESPValue, queried: RESPEndpoint) throws(RESPError) -> Topology {
+    static func parseShards(_ reply: RESPValue, queried: RESPEndpoint) throws(RESPError) -> Topology {
         guard let shards = reply.elements else {
             throw .unexpectedReply(command: "CLUSTER SHARDS", expected: "an array of shards", found: reply.summary)
         }
@@ -410,7 +410,7 @@ public final class RESPClusterClient: Sendable {
     }
 
     /// `CLUSTER SLOTS`: `[start, end, [host, port, id, …], replicas…]` per range.
-    private static func parseSlots(_ reply: RESPValue, queried: RESPEndpoint) throws(RESPError) -> Topology {
+    static func parseSlots(_ reply: RESPValue, queried: RESPEndpoint) throws(RESPError) -> Topology {
         guard let ranges = reply.elements else {
             throw .unexpectedReply(command: "CLUSTER SLOTS", expected: "an array of slot ranges", found: reply.summary)
         }
