@@ -95,11 +95,23 @@ public final class RESPClient: Sendable {
     /// - Throws: `.server` with code `EXECABORT` (its message names the first rejected command) when a
     ///   command was rejected at queue time; connection errors as for `send(_:)`.
     public func transaction(_ commands: [RESPCommand]) async throws(RESPError) -> [Result<RESPValue, RESPError>] {
-        let connection = try await self.sharedConnection()
-        guard let results = try await Self.execute(commands, on: connection) else {
-            throw .transactionAborted(attempts: 1)
+        var attempt = 0
+        while true {
+            let connection = try await self.sharedConnection()
+            do throws(RESPError) {
+                guard let results = try await Self.execute(commands, on: connection) else {
+                    throw .transactionAborted(attempts: 1)
+                }
+                return results
+            } catch {
+                // The connection closed before the transaction was queued: nothing ran, use a new connection.
+                if case .connectionClosed(_, _, 0) = error, attempt < 3 {
+                    attempt += 1
+                    continue
+                }
+                throw error
+            }
         }
-        return results
     }
 
     /// MULTI, commands, EXEC as one batch. Nil when EXEC returned null (a WATCHed key changed).
