@@ -4,8 +4,12 @@ import Glibc
 public enum RESPIOResult: Sendable, Equatable {
     /// This many bytes were read or written (more than zero).
     case transferred(Int)
-    /// Nothing can move until the socket is readable/writable again.
-    case wouldBlock
+    /// Nothing can move until the socket is readable: the normal "no data yet" of a read, or a TLS write
+    /// that must first read (handshake, renegotiation).
+    case wantRead
+    /// Nothing can move until the socket is writable: a full send buffer, or a TLS read that must first
+    /// write.
+    case wantWrite
     /// The peer closed the stream (reads only).
     case closed
 }
@@ -15,10 +19,10 @@ public enum RESPIOResult: Sendable, Equatable {
 /// RESP ships plain TCP and Unix-socket streams. For `valkeys://` another module supplies a TLS stream
 /// through `RESPTLSStreamFactory` (the project's OpenSSL support lives in GRPCWire; Node plugs it in).
 /// All methods are called on RESP's event-loop thread only, one at a time, so implementations need no
-/// locking of their own. Readiness is taken from `fileDescriptor`: the loop calls `read` when it is
-/// readable and retries `write` when it is writable. A TLS stream that needs to read in order to write (or
-/// the reverse) returns `.wouldBlock`; the loop always watches readability, and watches writability while
-/// a write is incomplete.
+/// locking of their own. Readiness is taken from `fileDescriptor`: the loop always watches readability and
+/// calls `read` when it is readable; it watches writability only after a call answered `.wantWrite`, and
+/// retries a write that answered `.wantRead` after the next read (OpenSSL's `SSL_ERROR_WANT_READ` and
+/// `SSL_ERROR_WANT_WRITE` map to these directly).
 public protocol RESPByteStream: AnyObject, Sendable {
     /// The socket whose readiness drives this stream.
     var fileDescriptor: Int32 { get }
@@ -58,7 +62,7 @@ final class SocketStream: RESPByteStream {
             if n == 0 { return .closed }
             let code = errno
             if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wantRead }
             throw .io(operation: "read", endpoint: self.endpoint, errno: code)
         }
     }
@@ -66,10 +70,10 @@ final class SocketStream: RESPByteStream {
     func write(_ bytes: UnsafeRawBufferPointer) throws(RESPError) -> RESPIOResult {
         while true {
             let n = send(self.fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            if n >= 0 { return n == 0 ? .wouldBlock : .transferred(n) }
+            if n >= 0 { return n == 0 ? .wantWrite : .transferred(n) }
             let code = errno
             if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wantWrite }
             throw .io(operation: "write", endpoint: self.endpoint, errno: code)
         }
     }

@@ -61,6 +61,12 @@ final class RESPConnection: EventLoopHandler {
         var unwritten: [UInt8] = []
         var unwrittenOffset = 0
         var watchingWritable = false
+        /// The last write answered `.wantWrite`: retry when writable.
+        var writeNeedsWritable = false
+        /// The last write answered `.wantRead`: retry after the next read.
+        var writeNeedsReadable = false
+        /// The last read answered `.wantWrite`: read again when writable.
+        var readNeedsWritable = false
         static let initialCapacity = 64 << 10
     }
 
@@ -282,8 +288,13 @@ final class RESPConnection: EventLoopHandler {
             connecting.resume(returning: .success(self))
             return
         }
-        if events & (readableEvent | hangupEvents) != 0 { self.readAvailable() }
-        if events & writableEvent != 0 { self.writeUnwritten() }
+        let (readAfterWritable, writeAfterReadable) = self.io.withLock { ($0.readNeedsWritable, $0.writeNeedsReadable) }
+        if events & (readableEvent | hangupEvents) != 0 || (events & writableEvent != 0 && readAfterWritable) {
+            self.readAvailable()
+        }
+        if events & writableEvent != 0 || (events & readableEvent != 0 && writeAfterReadable) {
+            self.writeUnwritten()
+        }
     }
 
     func flush() {
@@ -314,29 +325,40 @@ final class RESPConnection: EventLoopHandler {
                             try self.stream.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
                         }
                     }.get()
+                    io.writeNeedsWritable = false
+                    io.writeNeedsReadable = false
                     switch result {
                     case .transferred(let n):
                         io.unwrittenOffset += n
-                    case .wouldBlock, .closed:
-                        if !io.watchingWritable {
-                            io.watchingWritable = true
-                            self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent | writableEvent)
-                        }
+                    case .wantWrite, .closed:
+                        io.writeNeedsWritable = true
+                        self.updateInterest(&io)
+                        return nil
+                    case .wantRead:
+                        io.writeNeedsReadable = true
+                        self.updateInterest(&io)
                         return nil
                     }
                 }
                 io.unwritten.removeAll(keepingCapacity: io.unwritten.capacity <= 4 << 20)
                 io.unwrittenOffset = 0
-                if io.watchingWritable {
-                    io.watchingWritable = false
-                    self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent)
-                }
+                io.writeNeedsWritable = false
+                io.writeNeedsReadable = false
+                self.updateInterest(&io)
                 return nil
             } catch {
                 return error
             }
         }
         if let failure { self.fail(failure) }
+    }
+
+    /// Watches writability exactly while a write or a read waits for it. Loop thread only.
+    private func updateInterest(_ io: inout IO) {
+        let wanted = io.writeNeedsWritable || io.readNeedsWritable
+        guard wanted != io.watchingWritable else { return }
+        io.watchingWritable = wanted
+        self.loop.modify(fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent)
     }
 
     private func readAvailable() {
@@ -368,12 +390,20 @@ final class RESPConnection: EventLoopHandler {
                             try self.stream.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[end...]))
                         }
                     }.get()
+                    if io.readNeedsWritable {
+                        io.readNeedsWritable = false
+                        self.updateInterest(&io)
+                    }
                     switch result {
                     case .transferred(let n):
                         io.end += n
                         total += n
                         if io.end < io.readBuffer.count { break readLoop }
-                    case .wouldBlock:
+                    case .wantRead:
+                        break readLoop
+                    case .wantWrite:
+                        io.readNeedsWritable = true
+                        self.updateInterest(&io)
                         break readLoop
                     case .closed:
                         try self.parseAll(&io, into: &values)

@@ -299,6 +299,8 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         defer { client.close() }
         let acknowledged = Shared<[Int]>([])
         let failures = Shared(0)
+        let restarted = Shared(false)
+        let afterRestart = Shared(0)
         let deadline = ContinuousClock.now + .seconds(3)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<4 {
@@ -309,6 +311,7 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
                         do {
                             _ = try await client.send("SET", "w:\(id)", id)
                             acknowledged.update { $0.append(id) }
+                            if restarted.value { afterRestart.update { $0 += 1 } }
                         } catch {
                             failures.update { $0 += 1 }
                         }
@@ -321,12 +324,15 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
                 server.stop(signal: SIGKILL)
                 try await Task.sleep(for: .milliseconds(200))
                 try await server.start()
+                restarted.update { $0 = true }
             }
             try await group.waitForAll()
         }
         let ids = acknowledged.value
         #expect(ids.count > 1000)
-        #expect(failures.value > 0, "the restart should have failed some in-flight writes")
+        // The client recovered on its own. (Writes in flight at the kill failed; how many depends on timing:
+        // on a busy machine no writer may have had one in flight, so their number is not checked.)
+        #expect(afterRestart.value > 100, "failed writes: \(failures.value)")
         let verifier = server.client()
         defer { verifier.close() }
         var missing: [Int] = []

@@ -21,7 +21,7 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
             let n = Glibc.read(self.fileDescriptor, buffer.baseAddress, buffer.count)
             if n > 0 { return .transferred(n) }
             if n == 0 { return .closed }
-            if errno == EAGAIN { return .wouldBlock }
+            if errno == EAGAIN { return .wantRead }
             throw .io(operation: "read", endpoint: "test stream", errno: errno)
         }
         func write(_ bytes: UnsafeRawBufferPointer) throws(RESPError) -> RESPIOResult {
@@ -31,7 +31,7 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
                 return .transferred(n)
             }
             if n < 0, errno != EAGAIN { throw .io(operation: "write", endpoint: "test stream", errno: errno) }
-            return .wouldBlock
+            return .wantWrite
         }
         func close() { _ = Glibc.close(self.fileDescriptor) }
     }
