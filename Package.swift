@@ -31,6 +31,8 @@ let package = Package(
         // Standard-library-only codecs.
         .target(name: "ArrowIPC", swiftSettings: strictSettings),
         .target(name: "FlightProto", swiftSettings: strictSettings),
+        // RESP3 Valkey client: standard library, Glibc sockets, Synchronization.
+        .target(name: "RESP", swiftSettings: strictSettings),
         // gRPC over nghttp2 (+ OpenSSL for TLS).
         .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL", "CEpoll"], swiftSettings: strictSettings),
         // The node: CLI commands, Flight server, coordinator, workers.
@@ -71,5 +73,8 @@ let package = Package(
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "ArrowIPC"], swiftSettings: strictSettings),
+        .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
+        // Load generator for the RESP client (scripts/bench-valkey runs it beside redis-benchmark).
+        .executableTarget(name: "resp-bench", dependencies: ["RESP"], path: "Benchmarks/RESPBenchmark", swiftSettings: strictSettings),
     ]
 )

@@ -1,0 +1,594 @@
+import Glibc
+import Synchronization
+
+/// One connection to one server: a socket driven by the event loop, a FIFO of commands awaiting replies,
+/// and an outbound buffer that callers append to and the loop writes in batches.
+///
+/// Replies are matched to commands in order, skipping pushes (handed to `pushHandler`). When the connection
+/// drops, every command queued or in flight fails with `RESPError.connectionClosed`; nothing is resent.
+final class RESPConnection: EventLoopHandler {
+    struct Options: Sendable {
+        var limits = RESPParser.Limits()
+        /// Per-command timeout in nanoseconds; 0 disables it.
+        var commandTimeout: UInt64 = 0
+        /// Connect timeout in nanoseconds.
+        var connectTimeout: UInt64 = 5_000_000_000
+        /// Idle time after which a PING is sent; 0 disables keep-alive.
+        var keepAliveInterval: UInt64 = 0
+        var pushHandler: (@Sendable (RESPValue) -> Void)?
+        var closeHandler: (@Sendable (RESPError) -> Void)?
+    }
+
+    private enum Waiter {
+        case single(CheckedContinuation<Result<RESPValue, RESPError>, Never>)
+        case batch(CheckedContinuation<[Result<RESPValue, RESPError>], Never>)
+        /// Keep-alive PING: the reply is dropped, but a missing reply closes the connection.
+        case keepAlive
+    }
+
+    private struct Pending {
+        var waiter: Waiter?
+        /// Identifies the entry for cancellation (0: not cancellable).
+        var id: UInt64 = 0
+        var name: String
+        /// A batch's commands, for their names in error messages (nil for a single command; shares storage
+        /// with the caller's array, so nothing is copied).
+        var commands: [RESPCommand]?
+        var results: [Result<RESPValue, RESPError>] = []
+        var deadline: UInt64
+        var expected: Int { self.commands?.count ?? 1 }
+    }
+
+    private enum Phase {
+        case connecting(CheckedContinuation<Result<RESPConnection, RESPError>, Never>, deadline: UInt64)
+        case open
+        case closed(RESPError)
+    }
+
+    private struct State {
+        var phase: Phase
+        var outbound: [UInt8] = []
+        var flushScheduled = false
+        var pending: [Pending] = []
+        var head = 0
+        var lastActivity: UInt64 = monotonicNanoseconds()
+    }
+
+    private struct IO {
+        var readBuffer = [UInt8](repeating: 0, count: IO.initialCapacity)
+        var start = 0
+        var end = 0
+        var unwritten: [UInt8] = []
+        var unwrittenOffset = 0
+        var watchingWritable = false
+        /// The last write answered `.wantWrite`: retry when writable.
+        var writeNeedsWritable = false
+        /// The last write answered `.wantRead`: retry after the next read.
+        var writeNeedsReadable = false
+        /// The last read answered `.wantWrite`: read again when writable.
+        var readNeedsWritable = false
+        static let initialCapacity = 64 << 10
+    }
+
+    let endpoint: String
+    let options: Options
+    private let loop: EventLoop
+    private let stream: any RESPByteStream
+    private let parser: RESPParser
+    private let state: Mutex<State>
+    private let io = Mutex(IO())
+    private let nextID = Atomic<UInt64>(1)
+
+    private init(
+        endpoint: String, stream: any RESPByteStream, options: Options, loop: EventLoop,
+        continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>
+    ) {
+        self.endpoint = endpoint
+        self.stream = stream
+        self.options = options
+        self.loop = loop
+        self.parser = RESPParser(limits: options.limits)
+        self.state = Mutex(
+            State(phase: .connecting(continuation, deadline: monotonicNanoseconds() &+ options.connectTimeout)))
+    }
+
+    /// Connects to `endpoint` (TCP/Unix, wrapped by `tls` when given).
+    /// - Throws: `RESPError.resolveFailed`, `.io` (e.g. ECONNREFUSED), `.timeout`, or the TLS factory's error.
+    static func open(_ endpoint: RESPEndpoint, tls: (any RESPTLSStreamFactory)?, options: Options)
+        async throws(RESPError) -> RESPConnection
+    {
+        let address = try await resolve(endpoint)
+        let name = endpoint.description
+        let loop = EventLoop.shared
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
+            loop.execute {
+                do throws(RESPError) {
+                    let fd = try startConnect(address, endpoint: name)
+                    let stream: any RESPByteStream
+                    if let tls, case .tcp(let host, _) = endpoint {
+                        do throws(RESPError) {
+                            stream = try tls.makeStream(fileDescriptor: fd, serverName: host)
+                        } catch {
+                            _ = Glibc.close(fd)
+                            throw error
+                        }
+                    } else {
+                        stream = SocketStream(fileDescriptor: fd, endpoint: name)
+                    }
+                    let connection = RESPConnection(
+                        endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
+                    loop.register(fd: fd, events: readableEvent | writableEvent, handler: connection)
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// True until the connection closed or failed.
+    var isOpen: Bool {
+        self.state.withLock { if case .open = $0.phase { true } else { false } }
+    }
+
+    /// Sends one command and waits for its reply. A top-level error reply becomes `.failure(.server)`.
+    /// Cancelling the calling task fails the command with `.cancelled` at once; if it was already sent it may
+    /// still run (its reply is dropped when it arrives). A task cancelled before the call sends nothing.
+    func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
+        let id = self.nextID.add(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                // A caller cancelled before sending sends nothing.
+                if Task.isCancelled {
+                    continuation.resume(returning: .failure(.cancelled(command: command.name)))
+                    return
+                }
+                var pending = Pending(
+                    waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
+                pending.id = id
+                if let error = self.enqueue(command.encoded, pending) {
+                    continuation.resume(returning: .failure(error))
+                } else if Task.isCancelled {
+                    self.cancel(id)
+                }
+            }
+        } onCancel: {
+            self.cancel(id)
+        }
+    }
+
+    /// Sends commands back to back (no other caller's command between them) and waits for all replies.
+    func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
+        if commands.isEmpty { return [] }
+        let id = self.nextID.add(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    let cancelled = commands.map { Result<RESPValue, RESPError>.failure(.cancelled(command: $0.name)) }
+                    continuation.resume(returning: cancelled)
+                    return
+                }
+                var pending = Pending(
+                    waiter: .batch(continuation), name: commands[0].name, commands: commands,
+                    deadline: self.deadline())
+                pending.id = id
+                pending.results.reserveCapacity(commands.count)
+                if let error = self.enqueue(commands, pending) {
+                    continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
+                } else if Task.isCancelled {
+                    self.cancel(id)
+                }
+            }
+        } onCancel: {
+            self.cancel(id)
+        }
+    }
+
+    /// Fails the waiting entry `id` with `.cancelled`; its reply will be dropped. Idempotent.
+    private func cancel(_ id: UInt64) {
+        let found: (Waiter, Int, String)? = self.state.withLock { state in
+            var i = state.pending.count - 1
+            while i >= state.head {
+                if state.pending[i].id == id {
+                    guard let waiter = state.pending[i].waiter else { return nil }
+                    state.pending[i].waiter = nil
+                    return (waiter, state.pending[i].expected, state.pending[i].name)
+                }
+                i -= 1
+            }
+            return nil
+        }
+        guard let (waiter, count, name) = found else { return }
+        Self.resume(waiter, with: Array(repeating: .failure(.cancelled(command: name)), count: count))
+    }
+
+    /// Writes a command that the server answers only with pushes (SUBSCRIBE family in RESP3).
+    /// - Throws: `RESPError.connectionClosed` if the connection is closed.
+    func sendWithoutReply(_ command: RESPCommand) throws(RESPError) {
+        if let error = self.enqueue(command.encoded, nil) { throw error }
+    }
+
+    /// Closes the connection; queued and in-flight commands fail with `connectionClosed`.
+    func close(reason: String = "closed by the client") {
+        self.loop.execute { self.fail(.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: 0)) }
+    }
+
+    private func deadline() -> UInt64 {
+        self.options.commandTimeout == 0 ? 0 : monotonicNanoseconds() &+ self.options.commandTimeout
+    }
+
+    private func enqueue(_ bytes: [UInt8], _ pending: Pending?) -> RESPError? {
+        self.enqueue(pending) { $0.append(contentsOf: bytes) }
+    }
+
+    private func enqueue(_ commands: [RESPCommand], _ pending: Pending?) -> RESPError? {
+        self.enqueue(pending) { outbound in
+            for command in commands { outbound.append(contentsOf: command.encoded) }
+        }
+    }
+
+    /// Appends to the outbound buffer (via `write`) and the reply queue in one critical section, so bytes and
+    /// waiters stay in the same order, and asks the loop to flush unless a flush is already scheduled.
+    private func enqueue(_ pending: Pending?, _ write: (inout [UInt8]) -> Void) -> RESPError? {
+        let outcome: (error: RESPError?, schedule: Bool) = self.state.withLock { state in
+            switch state.phase {
+            case .closed(let error):
+                return (Self.closedError(error, endpoint: self.endpoint), false)
+            case .connecting:
+                return (
+                    .connectionClosed(endpoint: self.endpoint, reason: "not connected yet", commandsInFlight: 0), false
+                )
+            case .open:
+                break
+            }
+            write(&state.outbound)
+            if let pending { state.pending.append(pending) }
+            if state.flushScheduled { return (nil, false) }
+            state.flushScheduled = true
+            return (nil, true)
+        }
+        if outcome.schedule { self.loop.scheduleFlush(self) }
+        return outcome.error
+    }
+
+    private static func closedError(_ error: RESPError, endpoint: String) -> RESPError {
+        if case .connectionClosed(let e, let reason, _) = error {
+            return .connectionClosed(endpoint: e, reason: reason, commandsInFlight: 0)
+        }
+        return .connectionClosed(endpoint: endpoint, reason: error.description, commandsInFlight: 0)
+    }
+
+    // MARK: - Loop thread
+
+    func handleEvents(_ events: UInt32) {
+        let (connecting, closed): (CheckedContinuation<Result<RESPConnection, RESPError>, Never>?, Bool) = self.state
+            .withLock { state in
+                switch state.phase {
+                case .connecting(let continuation, _): return (continuation, false)
+                case .open: return (nil, false)
+                case .closed: return (nil, true)
+                }
+            }
+        if closed { return }
+        if let connecting {
+            guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
+            let code = socketError(self.stream.fileDescriptor)
+            if code != 0 {
+                self.state.withLock {
+                    $0.phase = .closed(.io(operation: "connect", endpoint: self.endpoint, errno: code))
+                }
+                self.loop.deregister(fd: self.stream.fileDescriptor)
+                self.stream.close()
+                connecting.resume(returning: .failure(.io(operation: "connect", endpoint: self.endpoint, errno: code)))
+                return
+            }
+            self.state.withLock { $0.phase = .open }
+            self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent)
+            connecting.resume(returning: .success(self))
+            return
+        }
+        let (readAfterWritable, writeAfterReadable) = self.io.withLock { ($0.readNeedsWritable, $0.writeNeedsReadable) }
+        if events & (readableEvent | hangupEvents) != 0 || (events & writableEvent != 0 && readAfterWritable) {
+            self.readAvailable()
+        }
+        if events & writableEvent != 0 || (events & readableEvent != 0 && writeAfterReadable) {
+            self.writeUnwritten()
+        }
+    }
+
+    func flush() {
+        var data: [UInt8] = []
+        self.state.withLock { state in
+            state.flushScheduled = false
+            swap(&data, &state.outbound)
+        }
+        if data.isEmpty { return }
+        self.io.withLock { io in
+            if io.unwritten.isEmpty {
+                io.unwritten = data
+                io.unwrittenOffset = 0
+            } else {
+                io.unwritten.append(contentsOf: data)
+            }
+        }
+        self.writeUnwritten()
+    }
+
+    private func writeUnwritten() {
+        let failure: RESPError? = self.io.withLock { io in
+            do throws(RESPError) {
+                while io.unwrittenOffset < io.unwritten.count {
+                    let offset = io.unwrittenOffset
+                    let result = try io.unwritten.withUnsafeBytes { raw in
+                        Result { () throws(RESPError) in
+                            try self.stream.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+                        }
+                    }.get()
+                    io.writeNeedsWritable = false
+                    io.writeNeedsReadable = false
+                    switch result {
+                    case .transferred(let n):
+                        io.unwrittenOffset += n
+                    case .wantWrite, .closed:
+                        io.writeNeedsWritable = true
+                        self.updateInterest(&io)
+                        return nil
+                    case .wantRead:
+                        io.writeNeedsReadable = true
+                        self.updateInterest(&io)
+                        return nil
+                    }
+                }
+                io.unwritten.removeAll(keepingCapacity: io.unwritten.capacity <= 4 << 20)
+                io.unwrittenOffset = 0
+                io.writeNeedsWritable = false
+                io.writeNeedsReadable = false
+                self.updateInterest(&io)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { self.fail(failure) }
+    }
+
+    /// Watches writability exactly while a write or a read waits for it. Loop thread only.
+    private func updateInterest(_ io: inout IO) {
+        let wanted = io.writeNeedsWritable || io.readNeedsWritable
+        guard wanted != io.watchingWritable else { return }
+        io.watchingWritable = wanted
+        self.loop.modify(fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent)
+    }
+
+    private func readAvailable() {
+        var values: [RESPValue] = []
+        let failure: RESPError? = self.io.withLock { io in
+            do throws(RESPError) {
+                var total = 0
+                readLoop: while total < 4 << 20 {
+                    if io.end == io.readBuffer.count {
+                        if io.start > 0 {
+                            let live = io.end - io.start
+                            io.readBuffer.withUnsafeMutableBytes { raw in
+                                guard let base = raw.baseAddress else { return }
+                                memmove(base, base + io.start, live)
+                            }
+                            io.start = 0
+                            io.end = live
+                        } else {
+                            var bigger = [UInt8](repeating: 0, count: io.readBuffer.count * 2)
+                            bigger.withUnsafeMutableBytes { target in
+                                io.readBuffer.withUnsafeBytes { source in target.copyMemory(from: source) }
+                            }
+                            io.readBuffer = bigger
+                        }
+                    }
+                    let end = io.end
+                    let result = try io.readBuffer.withUnsafeMutableBytes { raw in
+                        Result { () throws(RESPError) in
+                            try self.stream.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[end...]))
+                        }
+                    }.get()
+                    if io.readNeedsWritable {
+                        io.readNeedsWritable = false
+                        self.updateInterest(&io)
+                    }
+                    switch result {
+                    case .transferred(let n):
+                        io.end += n
+                        total += n
+                        if io.end < io.readBuffer.count { break readLoop }
+                    case .wantRead:
+                        break readLoop
+                    case .wantWrite:
+                        io.readNeedsWritable = true
+                        self.updateInterest(&io)
+                        break readLoop
+                    case .closed:
+                        try self.parseAll(&io, into: &values)
+                        return .connectionClosed(
+                            endpoint: self.endpoint, reason: "server closed the connection", commandsInFlight: 0)
+                    }
+                }
+                try self.parseAll(&io, into: &values)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if !values.isEmpty { self.deliver(values) }
+        if let failure { self.fail(failure) }
+    }
+
+    private func parseAll(_ io: inout IO, into values: inout [RESPValue]) throws(RESPError) {
+        let parser = self.parser
+        let (start, end) = (io.start, io.end)
+        let parsed = io.readBuffer.withUnsafeBufferPointer { buffer in
+            Result { () throws(RESPError) -> Int in
+                var position = start
+                while position < end,
+                    let (value, length) = try parser.parse(UnsafeBufferPointer(rebasing: buffer[position..<end]))
+                {
+                    values.append(value)
+                    position += length
+                }
+                return position
+            }
+        }
+        io.start = try parsed.get()
+        if io.start == io.end {
+            io.start = 0
+            io.end = 0
+            if io.readBuffer.count > IO.initialCapacity * 16 {
+                io.readBuffer = [UInt8](repeating: 0, count: IO.initialCapacity)
+            }
+        }
+    }
+
+    private func deliver(_ values: [RESPValue]) {
+        var completed: [Pending] = []
+        var pushes: [RESPValue] = []
+        var unexpected: RESPValue?
+        self.state.withLock { state in
+            state.lastActivity = monotonicNanoseconds()
+            for value in values {
+                if value.isPush {
+                    pushes.append(value)
+                    continue
+                }
+                guard state.head < state.pending.count else {
+                    unexpected = value
+                    break
+                }
+                if Self.record(value, in: &state.pending[state.head]) {
+                    var done = Pending(waiter: nil, name: "", commands: nil, deadline: 0)
+                    swap(&done, &state.pending[state.head])
+                    completed.append(done)
+                    state.head += 1
+                }
+            }
+            if state.head == state.pending.count {
+                state.pending.removeAll(keepingCapacity: state.pending.capacity <= 4096)
+                state.head = 0
+            } else if state.head > 1024, state.head * 2 > state.pending.count {
+                state.pending.removeFirst(state.head)
+                state.head = 0
+            }
+        }
+        // Pushes first: a push that arrived before a reply is seen before that reply's caller resumes.
+        if let handler = self.options.pushHandler {
+            for push in pushes { handler(push) }
+        }
+        for entry in completed { Self.resume(entry.waiter, with: entry.results) }
+        if let unexpected {
+            self.fail(.unexpectedReply(command: "(none in flight)", expected: "no reply", found: unexpected.summary))
+        }
+    }
+
+    /// Adds the reply `value` to `entry` (in place: no copies on this hot path); true when it is complete.
+    private static func record(_ value: RESPValue, in entry: inout Pending) -> Bool {
+        if value.isErrorReply, let (code, message) = value.errorParts {
+            let name = entry.commands?[entry.results.count].name ?? entry.name
+            entry.results.append(.failure(.server(code: code, message: message, command: name)))
+        } else {
+            entry.results.append(.success(value))
+        }
+        return entry.results.count == entry.expected
+    }
+
+    private static func resume(_ waiter: Waiter?, with results: [Result<RESPValue, RESPError>]) {
+        switch waiter {
+        case .single(let continuation): continuation.resume(returning: results.first ?? .failure(.clientClosed))
+        case .batch(let continuation): continuation.resume(returning: results)
+        case .keepAlive, nil: break
+        }
+    }
+
+    func checkDeadlines(now: UInt64) {
+        var expired: [(Waiter, Int)] = []
+        var connectTimedOut: CheckedContinuation<Result<RESPConnection, RESPError>, Never>?
+        var keepAliveLost = false
+        var ping = false
+        self.state.withLock { state in
+            switch state.phase {
+            case .connecting(let continuation, let deadline):
+                if now >= deadline {
+                    connectTimedOut = continuation
+                    state.phase = .closed(
+                        .timeout(
+                            operation: "connect", endpoint: self.endpoint,
+                            milliseconds: Int(self.options.connectTimeout / 1_000_000)))
+                }
+                return
+            case .closed:
+                return
+            case .open:
+                break
+            }
+            var i = state.head
+            while i < state.pending.count, state.pending[i].deadline != 0, state.pending[i].deadline <= now {
+                if let waiter = state.pending[i].waiter {
+                    if case .keepAlive = waiter { keepAliveLost = true }
+                    expired.append((waiter, state.pending[i].expected))
+                    state.pending[i].waiter = nil
+                }
+                i += 1
+            }
+            let interval = self.options.keepAliveInterval
+            if interval != 0, state.head == state.pending.count, now &- state.lastActivity > interval {
+                state.lastActivity = now
+                state.outbound.append(contentsOf: RESPCommand("PING").encoded)
+                state.pending.append(
+                    Pending(
+                        waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, 1_000_000_000)))
+                ping = true
+            }
+        }
+        if let connectTimedOut {
+            self.loop.deregister(fd: self.stream.fileDescriptor)
+            self.stream.close()
+            connectTimedOut.resume(
+                returning: .failure(
+                    .timeout(
+                        operation: "connect", endpoint: self.endpoint,
+                        milliseconds: Int(self.options.connectTimeout / 1_000_000))))
+            return
+        }
+        let timeout = RESPError.timeout(
+            operation: "command", endpoint: self.endpoint, milliseconds: Int(self.options.commandTimeout / 1_000_000))
+        for (waiter, count) in expired {
+            Self.resume(waiter, with: Array(repeating: .failure(timeout), count: count))
+        }
+        if keepAliveLost {
+            self.fail(
+                .connectionClosed(endpoint: self.endpoint, reason: "keep-alive PING unanswered", commandsInFlight: 0))
+        } else if ping {
+            self.flush()
+        }
+    }
+
+    /// Closes the socket and fails everything queued or in flight. Loop thread only; idempotent.
+    private func fail(_ error: RESPError) {
+        let failed: [Pending]? = self.state.withLock { state in
+            if case .closed = state.phase { return nil }
+            state.phase = .closed(error)
+            let failed = Array(state.pending[state.head...])
+            state.pending = []
+            state.head = 0
+            state.outbound = []
+            return failed
+        }
+        guard let failed else { return }
+        self.loop.deregister(fd: self.stream.fileDescriptor)
+        self.stream.close()
+        let inFlight = failed.reduce(0) { $0 + ($1.waiter == nil ? 0 : $1.expected) }
+        let reason: String
+        if case .connectionClosed(_, let r, _) = error { reason = r } else { reason = error.description }
+        let closed = RESPError.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: inFlight)
+        for entry in failed {
+            Self.resume(entry.waiter, with: Array(repeating: .failure(closed), count: entry.expected))
+        }
+        self.options.closeHandler?(closed)
+    }
+}
