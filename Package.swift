@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "ArrowIPC", "FlightProto", "GRPCWire", "CMalloc",
+                "ArrowIPC", "FlightProto", "GRPCWire", "RESP", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -8,7 +8,7 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
         commandName: "valkeyflight",
         abstract: "Move and process Apache Arrow data: Flight server, Valkey coordinator and workers in one binary.",
         version: ValkeyFlightCommand.versionText,
-        subcommands: [FlightCommand.self, SubmitCommand.self, GetCommand.self, ListCommand.self, IPCCommand.self]
+        subcommands: [FlightCommand.self, SubmitCommand.self, GetCommand.self, ListCommand.self, IPCCommand.self, BenchCommand.self]
     )
 
     public init() {}
