@@ -1,4 +1,5 @@
 internal import COpenSSL
+internal import Glibc
 
 /// TLS settings for a server or client (PEM files).
 public struct TLSConfiguration: Sendable {
@@ -19,9 +20,10 @@ public struct TLSConfiguration: Sendable {
             certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: clientTrustRoots)
     }
 
-    /// Client configuration: trust roots, the expected server name, and an optional client certificate.
+    /// Client configuration: trust roots (nil: OpenSSL's default store), the expected server name, and an
+    /// optional client certificate.
     public static func client(
-        trustRoots: String, serverName: String? = nil, certificateChain: String? = nil, privateKey: String? = nil
+        trustRoots: String?, serverName: String? = nil, certificateChain: String? = nil, privateKey: String? = nil
     ) -> TLSConfiguration {
         TLSConfiguration(
             certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: trustRoots,
@@ -29,7 +31,8 @@ public struct TLSConfiguration: Sendable {
     }
 }
 
-/// An OpenSSL `SSL_CTX` with ALPN `h2`. The only owner of OpenSSL state besides ``TLSSession``.
+/// An OpenSSL `SSL_CTX`, with ALPN `h2` unless `offersH2` is false. The only owner of OpenSSL state besides
+/// ``TLSSession`` and ``TLSClientStream``.
 final class TLSContext: Sendable {
     // OpaquePointer is Sendable-less: keep the address as an integer; SSL_CTX is thread-safe after setup.
     private let address: UInt
@@ -40,7 +43,7 @@ final class TLSContext: Sendable {
 
     /// Builds a context from PEM files.
     /// - Throws: `.tls` naming the failing step and OpenSSL's reason.
-    init(configuration: TLSConfiguration, isServer: Bool) throws(GRPCWireError) {
+    init(configuration: TLSConfiguration, isServer: Bool, offersH2: Bool = true) throws(GRPCWireError) {
         guard let ctx = SSL_CTX_new(isServer ? TLS_server_method() : TLS_client_method()) else {
             throw .tls(call: "SSL_CTX_new", reason: OpenSSLCalls.errorQueue())
         }
@@ -71,7 +74,9 @@ final class TLSContext: Sendable {
             }
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         }
-        if isServer {
+        if !offersH2 {
+            // No ALPN (RESP over TLS).
+        } else if isServer {
             SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPN, nil)
         } else {
             let protos: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
@@ -198,6 +203,162 @@ final class TLSSession {
 
     func shutdown(fd: Int32) {
         if self.isEstablished { _ = SSL_shutdown(self.ssl) }
+    }
+}
+
+/// A client TLS context for ``TLSClientStream``: trust roots (or OpenSSL's default store), an optional client
+/// certificate, TLS 1.2 or newer, no ALPN. Build one and share it between streams.
+public final class TLSClientContext: Sendable {
+    let context: TLSContext
+
+    /// Loads the PEM files of `configuration` (`trustRootsFile` nil: OpenSSL's default verify paths).
+    /// - Throws: `GRPCWireError.tls` naming the file or call that failed and OpenSSL's reason.
+    public init(configuration: TLSConfiguration) throws(GRPCWireError) {
+        self.context = try TLSContext(configuration: configuration, isServer: false, offersH2: false)
+    }
+}
+
+/// A client TLS session over a connected, non-blocking TCP socket, for byte-stream protocols (RESP).
+///
+/// The handshake runs inside the first `read`/`write` calls. The peer certificate chain is verified against
+/// the context's trust roots and must match the server name (DNS name or IP address), which is also sent as
+/// SNI. Not thread-safe: call it from one thread at a time (RESP's event-loop thread).
+public final class TLSClientStream {
+    /// The outcome of one non-blocking read or write.
+    public enum IOResult: Sendable, Equatable {
+        /// This many bytes moved (more than zero).
+        case transferred(Int)
+        /// Retry when the socket is readable.
+        case wantRead
+        /// Retry when the socket is writable.
+        case wantWrite
+        /// The peer closed the TLS session (reads only).
+        case closed
+    }
+
+    /// The socket this session runs over (owned: `close` closes it).
+    public let fileDescriptor: Int32
+    /// The name the server certificate must match.
+    public let serverName: String
+    private var ssl: OpaquePointer?
+    private let context: TLSContext
+    private var handshakeDone = false
+
+    /// Wraps `fileDescriptor` (connected, non-blocking) in a client session for `serverName` (the context's
+    /// `serverName`, when set, wins). On failure the socket is left open for the caller to close.
+    /// - Throws: `GRPCWireError.tls` when OpenSSL cannot create the session or accept the name.
+    public init(fileDescriptor: Int32, context: TLSClientContext, serverName: String) throws(GRPCWireError) {
+        // OpenSSL writes with write(2): a peer reset must not kill the process with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        let name = context.context.serverName ?? serverName
+        self.fileDescriptor = fileDescriptor
+        self.serverName = name
+        self.context = context.context
+        guard let ssl = SSL_new(context.context.ctx) else {
+            throw .tls(call: "SSL_new", reason: OpenSSLCalls.errorQueue())
+        }
+        self.ssl = ssl
+        guard SSL_set_fd(ssl, fileDescriptor) == 1 else {
+            throw .tls(call: "SSL_set_fd", reason: OpenSSLCalls.errorQueue())
+        }
+        // RESP retries a write with a longer buffer that may have moved (its output array grew).
+        _ = SSL_ctrl(
+            ssl, SSL_CTRL_MODE, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), nil)
+        guard !name.isEmpty else { throw .tls(call: "client session", reason: "empty server name") }
+        let isIP = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
+        if !isIP {
+            _ = name.withCString {
+                SSL_ctrl(
+                    ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name),
+                    UnsafeMutableRawPointer(mutating: $0))
+            }
+        }
+        let ok = isIP ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) : SSL_set1_host(ssl, name)
+        guard ok == 1 else {
+            throw .tls(call: "set expected server name \(name)", reason: OpenSSLCalls.errorQueue())
+        }
+        SSL_set_connect_state(ssl)
+    }
+
+    deinit { if let ssl = self.ssl { SSL_free(ssl) } }
+
+    /// Reads decrypted bytes into `buffer` (as many as are available, up to its size).
+    /// - Throws: `GRPCWireError.tls` when the handshake fails (certificate verification failed: <reason>) or
+    ///   the session breaks; `.systemCall` for socket errors.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(GRPCWireError) -> IOResult {
+        guard let ssl = self.ssl else { throw .tls(call: "read", reason: "stream is closed") }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return .wantRead }
+        var total = 0
+        while total < buffer.count {
+            ERR_clear_error()
+            let rv = SSL_read(ssl, base + total, Int32(min(buffer.count - total, Int(Int32.max))))
+            if rv > 0 {
+                total += Int(rv)
+                continue
+            }
+            let code = SSL_get_error(ssl, rv)
+            if total > 0 && code != SSL_ERROR_SSL && code != SSL_ERROR_SYSCALL { break }
+            switch code {
+            case SSL_ERROR_WANT_READ: return .wantRead
+            case SSL_ERROR_WANT_WRITE: return .wantWrite
+            case SSL_ERROR_ZERO_RETURN: return .closed
+            default:
+                if total > 0 { return .transferred(total) }
+                return try self.failure(code: code, operation: "read")
+            }
+        }
+        self.handshakeDone = true
+        return .transferred(total)
+    }
+
+    /// Writes a prefix of `bytes`. After `.wantRead`/`.wantWrite` the retry must pass at least the same bytes
+    /// again (they may have moved).
+    /// - Throws: `GRPCWireError.tls` when the handshake fails (certificate verification failed: <reason>) or
+    ///   the session breaks; `.systemCall` for socket errors.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(GRPCWireError) -> IOResult {
+        guard let ssl = self.ssl else { throw .tls(call: "write", reason: "stream is closed") }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return .wantWrite }
+        ERR_clear_error()
+        let rv = SSL_write(ssl, base, Int32(min(bytes.count, 1 << 20)))
+        if rv > 0 {
+            self.handshakeDone = true
+            return .transferred(Int(rv))
+        }
+        let code = SSL_get_error(ssl, rv)
+        switch code {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        default: return try self.failure(code: code, operation: "write")
+        }
+    }
+
+    /// Sends close_notify (best effort, non-blocking), frees the session and closes the socket. Idempotent.
+    public func close() {
+        guard let ssl = self.ssl else { return }
+        if self.handshakeDone { _ = SSL_shutdown(ssl) }
+        SSL_free(ssl)
+        self.ssl = nil
+        _ = Glibc.close(self.fileDescriptor)
+    }
+
+    private func failure(code: Int32, operation: String) throws(GRPCWireError) -> IOResult {
+        guard let ssl = self.ssl else { throw .tls(call: operation, reason: "stream is closed") }
+        let saved = errno
+        let queue = OpenSSLCalls.errorQueue()
+        let inHandshake = SSL_is_init_finished(ssl) != 1
+        let call = inHandshake ? "handshake with \(self.serverName)" : "\(operation) from \(self.serverName)"
+        let verify = SSL_get_verify_result(ssl)
+        if inHandshake, verify != X509_V_OK, let text = X509_verify_cert_error_string(verify) {
+            throw .tls(call: call, reason: "certificate verification failed: \(String(cString: text))")
+        }
+        if code == SSL_ERROR_SYSCALL, saved != 0, saved != EAGAIN {
+            throw .systemCall(name: "TLS \(operation) from \(self.serverName)", errno: saved)
+        }
+        if code == SSL_ERROR_SYSCALL || queue.contains("unexpected eof") {
+            if !inHandshake { return .closed }
+            throw .tls(call: call, reason: "the server closed the connection during the TLS handshake")
+        }
+        throw .tls(call: call, reason: queue)
     }
 }
 
