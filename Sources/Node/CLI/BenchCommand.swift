@@ -18,8 +18,12 @@ struct BenchValkeyCommand: AsyncParsableCommand {
         discussion: "scripts/bench-valkey runs this load beside redis-benchmark against the same server."
     )
 
-    @Option(help: "The server, valkey://[user:pass@]host:port[/db] or unix:///path. (default: valkey://127.0.0.1:6379)")
+    @Option(
+        help: "The server, valkey[s]://[user:pass@]host:port[/db] or unix:///path. (default: valkey://127.0.0.1:6379)")
     var valkey: String?
+
+    @Option(help: "PEM trust roots for valkeys:// URLs (default: the system store).")
+    var tlsCa: String?
 
     @Option(help: "Connections, one client each (redis-benchmark -c).")
     var clients = 50
@@ -43,7 +47,7 @@ struct BenchValkeyCommand: AsyncParsableCommand {
         let url = try Environment.resolve(self.valkey, "VALKEY", default: "valkey://127.0.0.1:6379")
         let configuration: RESPConfiguration
         do {
-            configuration = try RESPConfiguration(url: url)
+            configuration = try RESPConfiguration.valkey(url: url, caFile: self.tlsCa)
         } catch {
             throw NodeError.invalidArgument("--valkey '\(url)': \(error)")
         }
