@@ -118,7 +118,13 @@ final class RESPConnection: EventLoopHandler {
                     }
                     let connection = RESPConnection(
                         endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
-                    loop.register(fd: fd, events: readableEvent | writableEvent, handler: connection)
+                    do throws(RESPError) {
+                        try loop.register(
+                            fd: fd, events: readableEvent | writableEvent, handler: connection, endpoint: name)
+                    } catch {
+                        stream.close()
+                        throw error
+                    }
                 } catch {
                     continuation.resume(returning: .failure(error))
                 }
@@ -274,17 +280,24 @@ final class RESPConnection: EventLoopHandler {
         if let connecting {
             guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
             let code = socketError(self.stream.fileDescriptor)
+            var failure: RESPError?
             if code != 0 {
-                self.state.withLock {
-                    $0.phase = .closed(.io(operation: "connect", endpoint: self.endpoint, errno: code))
+                failure = .io(operation: "connect", endpoint: self.endpoint, errno: code)
+            } else {
+                do throws(RESPError) {
+                    try self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent, endpoint: self.endpoint)
+                } catch {
+                    failure = error
                 }
+            }
+            if let failure {
+                self.state.withLock { $0.phase = .closed(failure) }
                 self.loop.deregister(fd: self.stream.fileDescriptor)
                 self.stream.close()
-                connecting.resume(returning: .failure(.io(operation: "connect", endpoint: self.endpoint, errno: code)))
+                connecting.resume(returning: .failure(failure))
                 return
             }
             self.state.withLock { $0.phase = .open }
-            self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent)
             connecting.resume(returning: .success(self))
             return
         }
@@ -332,11 +345,11 @@ final class RESPConnection: EventLoopHandler {
                         io.unwrittenOffset += n
                     case .wantWrite, .closed:
                         io.writeNeedsWritable = true
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                         return nil
                     case .wantRead:
                         io.writeNeedsReadable = true
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                         return nil
                     }
                 }
@@ -344,7 +357,7 @@ final class RESPConnection: EventLoopHandler {
                 io.unwrittenOffset = 0
                 io.writeNeedsWritable = false
                 io.writeNeedsReadable = false
-                self.updateInterest(&io)
+                try self.updateInterest(&io)
                 return nil
             } catch {
                 return error
@@ -354,11 +367,14 @@ final class RESPConnection: EventLoopHandler {
     }
 
     /// Watches writability exactly while a write or a read waits for it. Loop thread only.
-    private func updateInterest(_ io: inout IO) {
+    /// - Throws: `RESPError.io(operation: "epoll_ctl(MOD)", …)` if the loop cannot change the watched events.
+    private func updateInterest(_ io: inout IO) throws(RESPError) {
         let wanted = io.writeNeedsWritable || io.readNeedsWritable
         guard wanted != io.watchingWritable else { return }
+        try self.loop.modify(
+            fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent,
+            endpoint: self.endpoint)
         io.watchingWritable = wanted
-        self.loop.modify(fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent)
     }
 
     private func readAvailable() {
@@ -392,7 +408,7 @@ final class RESPConnection: EventLoopHandler {
                     }.get()
                     if io.readNeedsWritable {
                         io.readNeedsWritable = false
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                     }
                     switch result {
                     case .transferred(let n):
@@ -403,7 +419,7 @@ final class RESPConnection: EventLoopHandler {
                         break readLoop
                     case .wantWrite:
                         io.readNeedsWritable = true
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                         break readLoop
                     case .closed:
                         try self.parseAll(&io, into: &values)
