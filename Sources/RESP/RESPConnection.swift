@@ -67,6 +67,8 @@ final class RESPConnection: EventLoopHandler {
         var writeNeedsReadable = false
         /// The last read answered `.wantWrite`: read again when writable.
         var readNeedsWritable = false
+        /// The replies of the previous read, emptied: the next read appends to its storage.
+        var spareValues: [RESPValue] = []
         static let initialCapacity = 64 << 10
     }
 
@@ -311,7 +313,14 @@ final class RESPConnection: EventLoopHandler {
     }
 
     func flush() {
-        var data: [UInt8] = []
+        // The buffer of the last completed write, empty but keeping its capacity, becomes the callers' next
+        // outbound buffer, so each batch is not grown again from an empty array.
+        var data: [UInt8] = self.io.withLock { io in
+            guard io.unwritten.isEmpty else { return [] }
+            var spare: [UInt8] = []
+            swap(&spare, &io.unwritten)
+            return spare
+        }
         self.state.withLock { state in
             state.flushScheduled = false
             swap(&data, &state.outbound)
@@ -380,6 +389,7 @@ final class RESPConnection: EventLoopHandler {
     private func readAvailable() {
         var values: [RESPValue] = []
         let failure: RESPError? = self.io.withLock { io in
+            swap(&values, &io.spareValues)
             do throws(RESPError) {
                 var total = 0
                 readLoop: while total < 4 << 20 {
@@ -435,6 +445,8 @@ final class RESPConnection: EventLoopHandler {
         }
         if !values.isEmpty { self.deliver(values) }
         if let failure { self.fail(failure) }
+        values.removeAll(keepingCapacity: values.capacity <= 4096)
+        self.io.withLock { swap(&values, &$0.spareValues) }
     }
 
     private func parseAll(_ io: inout IO, into values: inout [RESPValue]) throws(RESPError) {
