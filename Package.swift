@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "ArrowIPC", swiftSettings: strictSettings),
         .target(name: "FlightProto", swiftSettings: strictSettings),
         // RESP3 Valkey client: standard library, Glibc sockets, Synchronization.
-        .target(name: "RESP", swiftSettings: strictSettings),
+        .target(name: "RESP", dependencies: ["CEpoll"], swiftSettings: strictSettings),
         // gRPC over nghttp2 (+ OpenSSL for TLS).
         .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL", "CEpoll"], swiftSettings: strictSettings),
         // The node: CLI commands, Flight server, coordinator, workers.

@@ -67,6 +67,8 @@ final class RESPConnection: EventLoopHandler {
         var writeNeedsReadable = false
         /// The last read answered `.wantWrite`: read again when writable.
         var readNeedsWritable = false
+        /// The replies of the previous read, emptied: the next read appends to its storage.
+        var spareValues: [RESPValue] = []
         static let initialCapacity = 64 << 10
     }
 
@@ -118,7 +120,13 @@ final class RESPConnection: EventLoopHandler {
                     }
                     let connection = RESPConnection(
                         endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
-                    loop.register(fd: fd, events: readableEvent | writableEvent, handler: connection)
+                    do throws(RESPError) {
+                        try loop.register(
+                            fd: fd, events: readableEvent | writableEvent, handler: connection, endpoint: name)
+                    } catch {
+                        stream.close()
+                        throw error
+                    }
                 } catch {
                     continuation.resume(returning: .failure(error))
                 }
@@ -274,17 +282,24 @@ final class RESPConnection: EventLoopHandler {
         if let connecting {
             guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
             let code = socketError(self.stream.fileDescriptor)
+            var failure: RESPError?
             if code != 0 {
-                self.state.withLock {
-                    $0.phase = .closed(.io(operation: "connect", endpoint: self.endpoint, errno: code))
+                failure = .io(operation: "connect", endpoint: self.endpoint, errno: code)
+            } else {
+                do throws(RESPError) {
+                    try self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent, endpoint: self.endpoint)
+                } catch {
+                    failure = error
                 }
+            }
+            if let failure {
+                self.state.withLock { $0.phase = .closed(failure) }
                 self.loop.deregister(fd: self.stream.fileDescriptor)
                 self.stream.close()
-                connecting.resume(returning: .failure(.io(operation: "connect", endpoint: self.endpoint, errno: code)))
+                connecting.resume(returning: .failure(failure))
                 return
             }
             self.state.withLock { $0.phase = .open }
-            self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent)
             connecting.resume(returning: .success(self))
             return
         }
@@ -298,7 +313,14 @@ final class RESPConnection: EventLoopHandler {
     }
 
     func flush() {
-        var data: [UInt8] = []
+        // The buffer of the last completed write, empty but keeping its capacity, becomes the callers' next
+        // outbound buffer, so each batch is not grown again from an empty array.
+        var data: [UInt8] = self.io.withLock { io in
+            guard io.unwritten.isEmpty else { return [] }
+            var spare: [UInt8] = []
+            swap(&spare, &io.unwritten)
+            return spare
+        }
         self.state.withLock { state in
             state.flushScheduled = false
             swap(&data, &state.outbound)
@@ -332,11 +354,11 @@ final class RESPConnection: EventLoopHandler {
                         io.unwrittenOffset += n
                     case .wantWrite, .closed:
                         io.writeNeedsWritable = true
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                         return nil
                     case .wantRead:
                         io.writeNeedsReadable = true
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                         return nil
                     }
                 }
@@ -344,7 +366,7 @@ final class RESPConnection: EventLoopHandler {
                 io.unwrittenOffset = 0
                 io.writeNeedsWritable = false
                 io.writeNeedsReadable = false
-                self.updateInterest(&io)
+                try self.updateInterest(&io)
                 return nil
             } catch {
                 return error
@@ -354,16 +376,20 @@ final class RESPConnection: EventLoopHandler {
     }
 
     /// Watches writability exactly while a write or a read waits for it. Loop thread only.
-    private func updateInterest(_ io: inout IO) {
+    /// - Throws: `RESPError.io(operation: "epoll_ctl(MOD)", …)` if the loop cannot change the watched events.
+    private func updateInterest(_ io: inout IO) throws(RESPError) {
         let wanted = io.writeNeedsWritable || io.readNeedsWritable
         guard wanted != io.watchingWritable else { return }
+        try self.loop.modify(
+            fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent,
+            endpoint: self.endpoint)
         io.watchingWritable = wanted
-        self.loop.modify(fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent)
     }
 
     private func readAvailable() {
         var values: [RESPValue] = []
         let failure: RESPError? = self.io.withLock { io in
+            swap(&values, &io.spareValues)
             do throws(RESPError) {
                 var total = 0
                 readLoop: while total < 4 << 20 {
@@ -392,7 +418,7 @@ final class RESPConnection: EventLoopHandler {
                     }.get()
                     if io.readNeedsWritable {
                         io.readNeedsWritable = false
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                     }
                     switch result {
                     case .transferred(let n):
@@ -403,7 +429,7 @@ final class RESPConnection: EventLoopHandler {
                         break readLoop
                     case .wantWrite:
                         io.readNeedsWritable = true
-                        self.updateInterest(&io)
+                        try self.updateInterest(&io)
                         break readLoop
                     case .closed:
                         try self.parseAll(&io, into: &values)
@@ -419,6 +445,8 @@ final class RESPConnection: EventLoopHandler {
         }
         if !values.isEmpty { self.deliver(values) }
         if let failure { self.fail(failure) }
+        values.removeAll(keepingCapacity: values.capacity <= 4096)
+        self.io.withLock { swap(&values, &$0.spareValues) }
     }
 
     private func parseAll(_ io: inout IO, into values: inout [RESPValue]) throws(RESPError) {
