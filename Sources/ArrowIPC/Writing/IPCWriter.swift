@@ -46,11 +46,6 @@ public struct IPCWriter: Sendable {
         return FileBlock(offset: offset, metadataLength: framed.count, bodyLength: message.bodyLength)
     }
 
-    /// Appends one message as it is (for re-framing messages received elsewhere, e.g. over Flight).
-    public mutating func append(message: EncodedMessage) {
-        self.append(message)
-    }
-
     /// Writes `batch` (and the dictionaries it needs first).
     ///
     /// - Throws: ``ArrowIPCError`` if the batch's schema differs from the writer's, if `finish()` was

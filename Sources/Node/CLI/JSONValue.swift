@@ -124,13 +124,20 @@ enum JSONValue: Equatable, Sendable {
             var scalars = String.UnicodeScalarView()
             var run = self.index
             var pendingHigh: UInt32?
+            // A high surrogate not followed by a low one becomes U+FFFD, like any other broken sequence.
+            func settle(_ pending: inout UInt32?, into scalars: inout String.UnicodeScalarView) {
+                if pending != nil { scalars.append("\u{FFFD}") }
+                pending = nil
+            }
             func flush(_ end: Int, into scalars: inout String.UnicodeScalarView) {
+                if end > run { settle(&pendingHigh, into: &scalars) }
                 scalars.append(contentsOf: String(decoding: self.bytes[run..<end], as: UTF8.self).unicodeScalars)
             }
             while self.index < self.bytes.count {
                 let byte = self.bytes[self.index]
                 if byte == UInt8(ascii: "\"") {
                     flush(self.index, into: &scalars)
+                    settle(&pendingHigh, into: &scalars)
                     self.index += 1
                     return String(scalars)
                 }
@@ -142,6 +149,7 @@ enum JSONValue: Equatable, Sendable {
                 guard self.index + 1 < self.bytes.count else { return nil }
                 let escape = self.bytes[self.index + 1]
                 self.index += 2
+                if escape != UInt8(ascii: "u") { settle(&pendingHigh, into: &scalars) }
                 switch escape {
                 case UInt8(ascii: "n"): scalars.append("\n")
                 case UInt8(ascii: "t"): scalars.append("\t")
@@ -154,11 +162,13 @@ enum JSONValue: Equatable, Sendable {
                     else { return nil }
                     self.index += 4
                     if (0xD800..<0xDC00).contains(code) {
+                        settle(&pendingHigh, into: &scalars)
                         pendingHigh = code
                     } else if (0xDC00..<0xE000).contains(code), let high = pendingHigh {
                         pendingHigh = nil
                         scalars.append(Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)) ?? "\u{FFFD}")
                     } else {
+                        settle(&pendingHigh, into: &scalars)
                         scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
                     }
                 default: scalars.append(Unicode.Scalar(escape))
