@@ -7,9 +7,8 @@ enum TestSupport {
     static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
 
-    /// Apache Arrow's own test files (../shared/fixtures relative to the package root).
-    static let arrowTesting = packageRoot.deletingLastPathComponent()
-        .appendingPathComponent("shared/fixtures/arrow-testing/data")
+    /// Apache Arrow's own test files, vendored under Tests/Fixtures/arrow-testing (see its README.md).
+    static let arrowTesting = packageRoot.appendingPathComponent("Tests/Fixtures/arrow-testing/data")
 
     /// Our pyarrow-generated fixtures and the Python helpers beside them.
     static let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/ArrowIPC")

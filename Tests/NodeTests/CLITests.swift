@@ -6,8 +6,8 @@ import Testing
 enum CLI {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
-    static let golden = packageRoot.deletingLastPathComponent()
-        .appendingPathComponent("shared/fixtures/arrow-testing/data/arrow-ipc-stream/integration/cpp-21.0.0")
+    static let golden = packageRoot
+        .appendingPathComponent("Tests/Fixtures/arrow-testing/data/arrow-ipc-stream/integration/cpp-21.0.0")
 
     static var binary: URL {
         let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
