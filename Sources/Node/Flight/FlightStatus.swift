@@ -14,6 +14,8 @@ enum FlightStatus {
             case .notFound: return GRPCStatus(.notFound, error.description)
             case .alreadyExists: return GRPCStatus(.alreadyExists, error.description)
             case .resourceExhausted: return GRPCStatus(.resourceExhausted, error.description)
+            case .unavailable: return GRPCStatus(.unavailable, error.description)
+            case .failedPrecondition, .staleToken: return GRPCStatus(.failedPrecondition, error.description)
             case .io: return GRPCStatus(.internal, error.description)
             }
         case let error as ArrowIPCError:
