@@ -42,7 +42,7 @@ public struct BatchKey: Hashable, Sendable, CustomStringConvertible, Comparable 
 
     public static func < (lhs: BatchKey, rhs: BatchKey) -> Bool { lhs.description < rhs.description }
 
-    static func check(_ part: String, _ what: String) throws(NodeError) {
+    package static func check(_ part: String, _ what: String) throws(NodeError) {
         let bytes = Array(part.utf8)
         guard (1...128).contains(bytes.count) else {
             throw .invalidArgument("\(what) must be 1 to 128 characters, got \(bytes.count)")

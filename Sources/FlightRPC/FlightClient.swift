@@ -9,8 +9,8 @@ public struct FlightLocation: Sendable, Equatable, CustomStringConvertible {
     public let port: Int
     public let tls: Bool
 
-    /// - Throws: ``NodeError/invalidArgument(_:)`` for other schemes or a missing port.
-    public init(parsing uri: String) throws(NodeError) {
+    /// - Throws: ``FlightRPCError/invalidArgument(_:)`` for other schemes or a missing port.
+    public init(parsing uri: String) throws(FlightRPCError) {
         let tls = uri.hasPrefix("grpc+tls://")
         guard tls || uri.hasPrefix("grpc://") || uri.hasPrefix("grpc+tcp://"), let address = HostPort(argument: uri),
               address.port > 0
@@ -45,7 +45,7 @@ public final class FlightClient: Sendable {
         var tls: TLSConfiguration?
         if location.tls {
             guard let trustRoots else {
-                throw NodeError.invalidArgument("grpc+tls needs the server's CA certificate (--tls-ca FILE)")
+                throw FlightRPCError.invalidArgument("grpc+tls needs the server's CA certificate (--tls-ca FILE)")
             }
             tls = .client(trustRoots: trustRoots, serverName: serverName)
         }

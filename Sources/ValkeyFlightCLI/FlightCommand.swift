@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 internal import ArgumentParser
 internal import GRPCWire
 

@@ -1,15 +1,15 @@
 /// Log lines on stderr, as text (`2026-11-26T19:30:00.123Z info message key=value`) or one JSON object per line.
-struct NodeLogger: Sendable {
-    enum Level: Int, Comparable, Sendable {
+package struct NodeLogger: Sendable {
+    package enum Level: Int, Comparable, Sendable {
         case debug, info, warning, error
-        static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
+        package static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
         var name: String { ["debug", "info", "warning", "error"][self.rawValue] }
     }
 
     let level: Level
     let json: Bool
 
-    init(level: String, format: String) throws(NodeError) {
+    package init(level: String, format: String) throws(NodeError) {
         guard let parsed = ["debug": Level.debug, "info": .info, "warning": .warning, "error": .error][level] else {
             throw .invalidArgument("--log-level must be debug, info, warning or error, got '\(level)'")
         }
@@ -20,12 +20,12 @@ struct NodeLogger: Sendable {
         self.json = format == "json"
     }
 
-    func debug(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.debug, message, fields) }
-    func info(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.info, message, fields) }
-    func warning(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.warning, message, fields) }
-    func error(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.error, message, fields) }
+    package func debug(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.debug, message, fields) }
+    package func info(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.info, message, fields) }
+    package func warning(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.warning, message, fields) }
+    package func error(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.error, message, fields) }
 
-    func log(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>) {
+    package func log(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>) {
         guard level >= self.level else { return }
         let time = RFC3339.format(milliseconds: WallClock.milliseconds())
         let line: String
@@ -41,8 +41,8 @@ struct NodeLogger: Sendable {
 }
 
 /// RFC 3339 timestamps in UTC without Foundation.
-enum RFC3339 {
-    static func format(milliseconds: Int64) -> String {
+package enum RFC3339 {
+    package static func format(milliseconds: Int64) -> String {
         let seconds = milliseconds / 1000
         let millis = Int(milliseconds % 1000)
         var days = seconds / 86400

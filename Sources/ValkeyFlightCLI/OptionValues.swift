@@ -1,4 +1,7 @@
+internal import Node
+public import FlightRPC
 public import ArgumentParser
+
 
 /// A duration option: `500ms`, `30s`, `5m`, `1h`, `7d`, or combinations like `1h30m`.
 public struct DurationOption: ExpressibleByArgument, Sendable, Equatable, CustomStringConvertible {
@@ -71,28 +74,4 @@ public struct ByteSizeOption: ExpressibleByArgument, Sendable, Equatable, Custom
     }
 }
 
-/// `HOST:PORT` (IPv6 as `[::1]:8815`).
-public struct HostPort: ExpressibleByArgument, Sendable, Equatable, CustomStringConvertible {
-    public let host: String
-    public let port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    public init?(argument: String) {
-        var text = Substring(argument)
-        for prefix in ["grpc+tcp://", "grpc+tls://", "grpc://"] where text.hasPrefix(prefix) { text = text.dropFirst(prefix.count) }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port)
-        else { return nil }
-        var host = text[..<colon]
-        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        guard !host.isEmpty else { return nil }
-        self.host = String(host)
-        self.port = port
-    }
-
-    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
-}
+extension HostPort: ExpressibleByArgument {}

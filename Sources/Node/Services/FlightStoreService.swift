@@ -1,6 +1,7 @@
 internal import ArrowIPC
 public import FlightProto
 internal import GRPCWire
+public import FlightRPC
 internal import Synchronization
 
 /// The Flight service of a node without a coordinator: an in-memory batch store

@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 internal import ArgumentParser
 internal import Glibc
 
@@ -25,26 +27,5 @@ enum Environment {
     /// As ``resolve(_:_:)`` with a default.
     static func resolve<T: ExpressibleByArgument>(_ value: T?, _ name: String, default defaultValue: T) throws(NodeError) -> T {
         try self.resolve(value, name) ?? defaultValue
-    }
-}
-
-/// Minimal JSON text helpers for command output (no Foundation).
-enum JSONText {
-    static func quote(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
     }
 }

@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 internal import Glibc
 
 /// Whole-file reads and vectored writes on file descriptors (`-` is stdin/stdout), without Foundation.
@@ -57,12 +59,5 @@ enum FileIO {
                 written += result
             }
         }
-    }
-}
-
-enum SystemError {
-    static func message(_ code: Int32) -> String {
-        guard let text = strerror(code) else { return "error \(code)" }
-        return String(cString: text)
     }
 }
