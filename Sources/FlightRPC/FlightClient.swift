@@ -161,8 +161,17 @@ public final class FlightClient: Sendable {
     }
 
     /// Starts a DoPut of `descriptor`; send IPC messages with the writer, then ``FlightPutWriter/finish()``.
-    public func doPut(_ descriptor: FlightDescriptor) -> FlightPutWriter {
-        FlightPutWriter(call: self.channel.makeCall(path: self.path("DoPut"), metadata: self.callHeaders), descriptor: descriptor)
+    ///
+    /// - Parameter metadata: headers for this call only, sent after the client's own.
+    public func doPut(_ descriptor: FlightDescriptor, metadata: GRPCMetadata = GRPCMetadata()) -> FlightPutWriter {
+        var headers = self.callHeaders
+        for entry in metadata {
+            switch entry.value {
+            case let .string(text): headers.add(entry.name, text)
+            case let .binary(bytes): headers.add(entry.name, binary: bytes)
+            }
+        }
+        return FlightPutWriter(call: self.channel.makeCall(path: self.path("DoPut"), metadata: headers), descriptor: descriptor)
     }
 
     /// Starts a DoExchange of `descriptor`: send with the writer, read with the reader.

@@ -57,11 +57,11 @@ final class TransferProgress: Sendable {
         guard due else { return }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let mib = Double(bytes) / 1_048_576
-        NodeRuntime.write(STDERR_FILENO, "\r\(self.label): \(Int(mib)) MiB, \(Int(mib / seconds)) MiB/s   ")
+        ProcessIO.write(STDERR_FILENO, "\r\(self.label): \(Int(mib)) MiB, \(Int(mib / seconds)) MiB/s   ")
     }
 
     func finish() {
-        if self.shown.withLock({ $0.1 }) { NodeRuntime.write(STDERR_FILENO, "\n") }
+        if self.shown.withLock({ $0.1 }) { ProcessIO.write(STDERR_FILENO, "\n") }
     }
 }
 

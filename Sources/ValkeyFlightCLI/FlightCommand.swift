@@ -90,7 +90,7 @@ struct FlightCommand: AsyncParsableCommand {
         let scheme = tls == nil ? "grpc" : "grpc+tls"
         let bound = HostPort(host: listen.host, port: flight.port)
         location.set(try Environment.resolve(self.node.advertise, "ADVERTISE") ?? "\(scheme)://\(bound)")
-        NodeRuntime.printLine("listening on \(scheme)://\(bound)")
+        ProcessIO.printLine("listening on \(scheme)://\(bound)")
         log.info("flight server ready", ["location": location.uri, "ttl": ttl.description,
                                          "auth": auth == nil ? "off" : "basic", "tls": tls == nil ? "off" : "on"])
 
@@ -102,7 +102,7 @@ struct FlightCommand: AsyncParsableCommand {
                 if removed > 0 { log.debug("expired batches removed", ["count": String(removed)]) }
             }
         }
-        let signal = await NodeRuntime.waitForTermination()
+        let signal = await ProcessIO.waitForTermination()
         log.info("shutting down", ["signal": signal])
         sweeper.cancel()
         await flight.shutdown(gracePeriod: .seconds(10))

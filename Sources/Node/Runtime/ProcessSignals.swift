@@ -4,7 +4,7 @@ internal import Synchronization
 
 /// Process-level helpers for the long-running modes: stdout lines that are never buffered, log lines on
 /// stderr, and waiting for SIGINT/SIGTERM.
-package enum NodeRuntime {
+package enum ProcessIO {
     /// Writes one line to stdout immediately (tests and scripts read `listening on …` from a pipe).
     package static func printLine(_ text: String) {
         self.write(STDOUT_FILENO, text + "\n")

@@ -62,3 +62,12 @@ public struct BatchKey: Hashable, Sendable, CustomStringConvertible, Comparable 
         }
     }
 }
+
+extension BatchKey {
+    /// Client text shown in an error message: at most 128 characters, control characters replaced, so a status
+    /// never echoes unbounded or unprintable input.
+    package static func printable(_ text: String) -> String {
+        let cleaned = text.unicodeScalars.prefix(128).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) }
+        return String(cleaned) + (text.unicodeScalars.count > 128 ? "…" : "")
+    }
+}

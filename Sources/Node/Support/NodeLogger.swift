@@ -1,17 +1,23 @@
 /// Log lines on stderr, as text (`2026-11-26T19:30:00.123Z info message key=value`) or one JSON object per line.
 package struct NodeLogger: Sendable {
     package enum Level: Int, Comparable, Sendable {
-        case debug, info, warning, error
+        case debug, info, warning, error, off
         package static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
-        var name: String { ["debug", "info", "warning", "error"][self.rawValue] }
+        var name: String { ["debug", "info", "warning", "error", "off"][self.rawValue] }
     }
 
     let level: Level
     let json: Bool
 
+    /// - Parameters:
+    ///   - level: trace, debug, info, notice, warning (or warn), error, critical (trace logs as debug, notice
+    ///     as info, critical as error).
+    ///   - format: text or json.
     package init(level: String, format: String) throws(NodeError) {
-        guard let parsed = ["debug": Level.debug, "info": .info, "warning": .warning, "error": .error][level] else {
-            throw .invalidArgument("--log-level must be debug, info, warning or error, got '\(level)'")
+        let levels: [String: Level] = ["trace": .debug, "debug": .debug, "info": .info, "notice": .info,
+                                       "warning": .warning, "warn": .warning, "error": .error, "critical": .error]
+        guard let parsed = levels[level] else {
+            throw .invalidArgument("--log-level must be trace, debug, info, notice, warning, error or critical, got '\(level)'")
         }
         guard format == "text" || format == "json" else {
             throw .invalidArgument("--log-format must be text or json, got '\(format)'")
@@ -20,13 +26,21 @@ package struct NodeLogger: Sendable {
         self.json = format == "json"
     }
 
+    private init(level: Level) {
+        self.level = level
+        self.json = false
+    }
+
+    /// A logger that writes nothing (library use and tests).
+    package static let discard = NodeLogger(level: .off)
+
     package func debug(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.debug, message, fields) }
     package func info(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.info, message, fields) }
     package func warning(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.warning, message, fields) }
     package func error(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.error, message, fields) }
 
     package func log(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>) {
-        guard level >= self.level else { return }
+        guard level >= self.level, level != .off else { return }
         let time = RFC3339.format(milliseconds: WallClock.milliseconds())
         let line: String
         if self.json {
@@ -36,7 +50,7 @@ package struct NodeLogger: Sendable {
             let extra = fields.map { " \($0.key)=\($0.value)" }.joined()
             line = "\(time) \(level.name) \(message)\(extra)"
         }
-        NodeRuntime.write(2, line + "\n")
+        ProcessIO.write(2, line + "\n")
     }
 }
 
