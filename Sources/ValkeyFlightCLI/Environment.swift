@@ -29,3 +29,11 @@ enum Environment {
         try self.resolve(value, name) ?? defaultValue
     }
 }
+
+extension Environment {
+    /// A boolean flag from `VALKEYFLIGHT_<name>`: `1`, `true` or `yes` (any case) turn it on.
+    static func flag(_ name: String) -> Bool {
+        guard let text = self.value(for: name)?.lowercased() else { return false }
+        return ["1", "true", "yes", "on"].contains(text)
+    }
+}

@@ -3,7 +3,7 @@ public import FlightRPC
 public import ArgumentParser
 
 
-/// A duration option: `500ms`, `30s`, `5m`, `1h`, `7d`, or combinations like `1h30m`.
+/// A duration option: bare seconds (`30`, `1.5`), or `500ms`, `30s`, `5m`, `1h`, `7d`, and combinations like `1h30m`.
 public struct DurationOption: ExpressibleByArgument, Sendable, Equatable, CustomStringConvertible {
     public let duration: Duration
     public let description: String
@@ -14,36 +14,31 @@ public struct DurationOption: ExpressibleByArgument, Sendable, Equatable, Custom
         self.description = argument
     }
 
+    /// Bare seconds (`30`, `1.5`) or numbers with `ms`, `s`, `m`, `h`, `d`, also combined (`1h30m`).
     static func parse(_ text: String) -> Duration? {
         var total = Duration.zero
-        var digits = ""
         var rest = Substring(text)
         guard !rest.isEmpty else { return nil }
-        while let character = rest.first {
-            if character.isASCII, character.isNumber {
-                digits.append(character)
-                rest = rest.dropFirst()
-                continue
-            }
-            guard let value = Int64(digits) else { return nil }
-            let unit: Duration
+        while !rest.isEmpty {
+            let number = rest.prefix { ($0.isASCII && $0.isNumber) || $0 == "." }
+            guard !number.isEmpty, let value = Double(number), value.isFinite, value >= 0 else { return nil }
+            rest = rest.dropFirst(number.count)
+            let unitSeconds: Double
             if rest.hasPrefix("ms") {
-                unit = .milliseconds(1)
+                unitSeconds = 0.001
                 rest = rest.dropFirst(2)
-            } else {
-                switch character {
-                case "s": unit = .seconds(1)
-                case "m": unit = .seconds(60)
-                case "h": unit = .seconds(3600)
-                case "d": unit = .seconds(86400)
-                default: return nil
-                }
+            } else if let character = rest.first, "smhd".contains(character) {
+                unitSeconds = ["s": 1, "m": 60, "h": 3600, "d": 86400][character] ?? 1
                 rest = rest.dropFirst()
+            } else if rest.isEmpty, total == .zero {
+                unitSeconds = 1  // bare seconds
+            } else {
+                return nil
             }
-            total += unit * value
-            digits = ""
+            let seconds = value * unitSeconds
+            guard seconds < 1e12 else { return nil }
+            total += .nanoseconds(Int64((seconds * 1e9).rounded()))
         }
-        guard digits.isEmpty else { return nil }  // a number without a unit
         return total
     }
 
