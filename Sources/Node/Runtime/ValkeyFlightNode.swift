@@ -13,8 +13,11 @@ public enum ValkeyFlightNode {
         try await self.run(configuration, until: { await ProcessIO.waitForTermination() })
     }
 
-    /// As ``run(_:)``, stopping when `stop` returns (tests and embedding); `stop` returns what stopped it.
-    package static func run(_ configuration: NodeConfiguration, until stop: @Sendable () async -> String) async throws {
+    /// As ``run(_:)``, stopping when `stop` returns (tests, benchmarks and embedding); `stop` returns what stopped
+    /// it. `processor` replaces the configured one; `onReady` gets the advertised location once the node serves.
+    package static func run(_ configuration: NodeConfiguration, processor: (any BatchProcessor)? = nil,
+                            onReady: (@Sendable (String) -> Void)? = nil,
+                            until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
         let mode = configuration.mode
 
@@ -48,7 +51,7 @@ public enum ValkeyFlightNode {
         defer { valkey?.close() }
 
         do {
-            try await self.serve(configuration, coordinator: coordinator, until: stop)
+            try await self.serve(configuration, coordinator: coordinator, processor: processor, onReady: onReady, until: stop)
         } catch {
             await embedded?.stop()
             throw error
@@ -58,6 +61,7 @@ public enum ValkeyFlightNode {
     }
 
     private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?,
+                              processor override: (any BatchProcessor)?, onReady: (@Sendable (String) -> Void)?,
                               until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
         let mode = configuration.mode
@@ -96,7 +100,7 @@ public enum ValkeyFlightNode {
         var processor: (any BatchProcessor)?
         let clients = FlightClientPool(trustRoots: configuration.trustRoots)
         if mode.runsWorkers, let coordinator {
-            let made = try Self.makeProcessor(configuration.processor)
+            let made = try override ?? Self.makeProcessor(configuration.processor)
             processor = made
             let data = NodeDataAccess(localStore: mode == .all ? store : nil, localLocation: mode == .all ? location : nil,
                                       coordinator: coordinator, clients: clients)
@@ -105,6 +109,8 @@ public enum ValkeyFlightNode {
                                            "concurrency": String(configuration.worker.concurrency),
                                            "processor": Self.describe(configuration.processor)])
         }
+
+        onReady?(location.uri)
 
         // Everything runs as child tasks of this scope; the signal ends it.
         let housekeepingInterval = min(.seconds(1), configuration.worker.lease / 4)
