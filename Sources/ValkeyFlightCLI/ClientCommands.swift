@@ -237,8 +237,8 @@ struct ListCommand: AsyncParsableCommand {
         if let status { request += ",\"status\":\(JSONText.quote(status))" }
         request += "}"
         do {
-            let results = try await client.doAction(FlightAction(type: "list", body: Array(request.utf8)))
-            let texts = results.map { String(decoding: $0.body, as: UTF8.self) }
+            let results = try await client.doAction(FlightAction(type: "list", body: Array(request.utf8)[...]))
+            let texts = results.map { String(decoding: $0.value, as: UTF8.self) }
             if self.client.json { return texts.forEach { print($0) } }
             guard !texts.isEmpty else { return print("no batches") }
             texts.forEach { print(statusLine($0)) }

@@ -8,7 +8,7 @@ internal import GRPCWire
 /// Runs one management action and returns its Results as UTF-8 texts.
 func runAction(_ client: FlightClient, _ type: String, _ body: String, what: String) async throws -> [String] {
     do {
-        return try await client.doAction(FlightAction(type: type, body: Array(body.utf8))).map { String(decoding: $0.body, as: UTF8.self) }
+        return try await client.doAction(FlightAction(type: type, body: Array(body.utf8)[...])).map { String(decoding: $0.value, as: UTF8.self) }
     } catch {
         throw ClientErrors.describe(error, what)
     }

@@ -101,14 +101,14 @@ package struct PipelineBenchmark: Sendable {
         writer.finish()
         let stream = writer.bytes()
 
-        let next = Atomic(0)
+        let next = TicketCounter()
         let started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for submitter in 0..<max(1, self.submitters) {
                 let client = clients[submitter % clients.count]
                 group.addTask {
                     while true {
-                        let index = next.add(1, ordering: .relaxed).oldValue
+                        let index = next.take()
                         guard index < self.batches else { return }
                         let id = "b\(index)"
                         recorder.submitted(id)
@@ -227,4 +227,11 @@ final class AsyncSlot<Value: Sendable>: Sendable {
             }
         }
     }
+}
+
+/// Hands out 0, 1, 2, … to concurrent callers.
+final class TicketCounter: Sendable {
+    private let next = Atomic(0)
+
+    func take() -> Int { self.next.add(1, ordering: .relaxed).oldValue }
 }

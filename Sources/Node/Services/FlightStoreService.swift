@@ -316,3 +316,10 @@ public final class AdvertisedLocation: Sendable {
         self.value.withLock { $0 = uri }
     }
 }
+
+extension BatchClaim {
+    /// The claim a fenced call presents when only its key and token are known (a result DoPut over Flight).
+    static func fence(_ key: BatchKey, token: String) -> BatchClaim {
+        BatchClaim(key: key, token: token, attempt: 0, location: "", maxAttempts: 0, rows: 0, bytes: 0)
+    }
+}

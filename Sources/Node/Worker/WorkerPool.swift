@@ -227,8 +227,8 @@ public final class WorkerPool: Sendable {
             self.transition(claim, worker, "lease_lost", took, error: "\(error)")
             return
         }
-        var permanent = false
-        if case NodeError.notFound = error { permanent = true }
+        let permanent: Bool
+        if case NodeError.notFound = error { permanent = true } else { permanent = false }
         let message = Self.describe(error)
         let delay = self.configuration.policy.delay(afterAttempt: claim.attempt)
         do {
