@@ -468,8 +468,19 @@ struct OutputBuffer {
 
     /// Makes room for `total` bytes in all (an answer whose length is known).
     mutating func reserve(total: Int) {
-        if self.storage.count < total {
-            self.storage.append(contentsOf: repeatElement(0, count: total - self.storage.count))
+        guard self.storage.count < total else { return }
+        // One allocation and a memcpy of what was read (never a byte loop, never zero-filling).
+        let old = self.storage
+        let used = self.count
+        self.storage = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            old.withUnsafeBufferPointer { source in
+                if used > 0, let base = buffer.baseAddress, let from = source.baseAddress {
+                    base.initialize(from: from, count: used)
+                }
+            }
+            // The rest is filled by read(2) before it is ever looked at; initialise it for Swift's sake cheaply.
+            if let base = buffer.baseAddress { (base + used).initialize(repeating: 0, count: total - used) }
+            initialized = total
         }
     }
 
