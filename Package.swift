@@ -82,6 +82,9 @@ let package = Package(
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC"], swiftSettings: strictSettings),
         .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
+        // `processor-bench`: per-batch cost of passthrough, --exec and --exec-persistent (scripts/bench-processors).
+        .executableTarget(name: "processor-bench", dependencies: ["Node", "ArrowIPC"], path: "Benchmarks/ProcessorBenchmark",
+                          swiftSettings: strictSettings),
         // Load generator for the RESP client (scripts/bench-valkey runs it beside redis-benchmark).
         .executableTarget(name: "resp-bench", dependencies: ["RESP"], path: "Benchmarks/RESPBenchmark", swiftSettings: strictSettings),
     ]

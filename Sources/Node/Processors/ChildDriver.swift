@@ -25,6 +25,8 @@ final class ChildDriver {
     /// Raw wait status once reaped (nil inside if it was lost).
     private var reaped: Int32?? = nil
     private var reapedAt: ContinuousClock.Instant?
+    /// When stdout reached EOF (persistent: the child is expected to exit soon after).
+    private var stdoutClosedAt: ContinuousClock.Instant?
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
 
     init(child: ChildProcess) {
@@ -183,24 +185,33 @@ final class ChildDriver {
         var pollSet: [pollfd] = []
         while true {
             self.takeJob()
+            var timeout = ChildProcess.exitCheckMilliseconds
             if self.reaped == nil {
-                if self.stdoutFD < 0, self.stderrFD < 0 {
-                    // Both pipes are closed: the child has exited or is about to; wait for it (a kill ends the wait).
-                    if self.mode == .persistent, self.protocolError == nil, !self.child.wasKilled {
-                        self.protocolError = "the persistent processor closed stdout and stderr"
-                        self.child.killBroken()
+                self.waitForExit(blocking: false)
+            }
+            if self.reaped == nil, let closedAt = self.stdoutClosedAt, self.mode == .persistent {
+                // A persistent child without stdout is of no use; if it does not exit by itself soon (it usually
+                // is exiting: a crash closes stdout first), it is killed.
+                let left = ChildProcess.closedStdoutGrace - (ContinuousClock.now - closedAt)
+                if left <= .zero {
+                    if self.protocolError == nil, !self.child.wasKilled {
+                        self.protocolError = "the persistent processor closed stdout"
                     }
-                    self.waitForExit(blocking: true)
+                    self.child.killBroken()
                 } else {
-                    self.waitForExit(blocking: false)
+                    timeout = min(timeout, Self.milliseconds(left))
                 }
             }
-            var timeout = ChildProcess.exitCheckMilliseconds
+            if self.reaped == nil, self.stdoutFD < 0, self.stderrFD < 0,
+               self.mode == .oneShot || self.child.wasKilled || self.protocolError != nil {
+                // Both pipes are closed: the child has exited or is about to; wait for it (a kill ends the wait).
+                self.waitForExit(blocking: true)
+            }
             if let reapedAt = self.reapedAt {
                 if self.stdoutFD < 0, self.stderrFD < 0 { return }
                 let left = ChildProcess.drainGrace - (ContinuousClock.now - reapedAt)
                 if left <= .zero { return }
-                timeout = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+                timeout = Self.milliseconds(left)
             }
             pollSet.removeAll(keepingCapacity: true)
             pollSet.append(pollfd(fd: self.child.wakeReadFD, events: Int16(POLLIN), revents: 0))
@@ -226,6 +237,12 @@ final class ChildDriver {
             var wake = pollfd(fd: self.child.wakeReadFD, events: Int16(POLLIN), revents: 0)
             if poll(&wake, 1, -1) > 0 { self.drainWake() }
         }
+    }
+
+    /// `duration` in whole milliseconds for poll(2), rounded up.
+    private static func milliseconds(_ duration: Duration) -> Int32 {
+        let (seconds, attoseconds) = duration.components
+        return Int32(clamping: max(0, seconds) * 1000 + max(0, attoseconds) / 1_000_000_000_000_000 + 1)
     }
 
     private func drainWake() {
@@ -300,10 +317,7 @@ final class ChildDriver {
         if count == 0 {
             _ = Glibc.close(self.stdoutFD)
             self.stdoutFD = -1
-            if self.mode == .persistent, self.reaped == nil, self.protocolError == nil, !self.child.wasKilled {
-                self.protocolError = "the persistent processor closed stdout"
-                self.child.killBroken()
-            }
+            self.stdoutClosedAt = .now
             return
         }
         if count < 0 { return }  // EAGAIN, EINTR
@@ -468,8 +482,19 @@ struct OutputBuffer {
 
     /// Makes room for `total` bytes in all (an answer whose length is known).
     mutating func reserve(total: Int) {
-        if self.storage.count < total {
-            self.storage.append(contentsOf: repeatElement(0, count: total - self.storage.count))
+        guard self.storage.count < total else { return }
+        // One allocation and a memcpy of what was read (never a byte loop, never zero-filling).
+        let old = self.storage
+        let used = self.count
+        self.storage = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            old.withUnsafeBufferPointer { source in
+                if used > 0, let base = buffer.baseAddress, let from = source.baseAddress {
+                    base.initialize(from: from, count: used)
+                }
+            }
+            // The rest is filled by read(2) before it is ever looked at; initialise it for Swift's sake cheaply.
+            if let base = buffer.baseAddress { (base + used).initialize(repeating: 0, count: total - used) }
+            initialized = total
         }
     }
 

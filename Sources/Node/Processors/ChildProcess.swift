@@ -56,6 +56,8 @@ final class ChildProcess: Sendable {
     static let stderrTailBytes = 4096
     /// How long after the child's exit the pipes are still read (then given up).
     static let drainGrace: Duration = .seconds(2)
+    /// How long a persistent child that closed stdout may take to exit before it is killed.
+    static let closedStdoutGrace: Duration = .seconds(1)
     /// How often, while the child runs, its exit is checked even without an event on its pipes (a grandchild may
     /// hold them open after the child is gone).
     static let exitCheckMilliseconds: Int32 = 200

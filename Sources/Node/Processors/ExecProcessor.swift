@@ -80,7 +80,10 @@ public final class ExecProcessor: BatchProcessor {
             return Array(state.live.values)
         }
         for child in children { child.kill() }
-        for child in children { await child.waitEnded() }
+        for child in children {
+            await child.waitEnded()
+            _ = self.state.withLock { $0.live.removeValue(forKey: ObjectIdentifier(child)) }
+        }
     }
 
     // MARK: Running
