@@ -98,8 +98,8 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Process each batch with 'COMMAND ARGS' (run by /bin/sh): Arrow IPC stream on stdin, result stream on stdout.")
     var exec: String?
 
-    @Flag(help: "Keep one long-lived --exec child per slot, speaking the framed protocol of the README.")
-    var execPersistent = false
+    @Option(help: "Like --exec, but one long-lived child per slot answers batch after batch over the framed protocol of the README (examples/python/valkeyflight_processor.py speaks it).")
+    var execPersistent: String?
 
     @Option(help: "Lease per attempt (DURATION), extended every third of it. (default: 30s)")
     var lease: DurationOption?
@@ -146,18 +146,18 @@ struct WorkerOptions: ParsableArguments {
         configuration.worker = worker
 
         let exec = try Environment.resolve(self.exec, "EXEC")
-        let persistent = self.execPersistent || Environment.flag("EXEC_PERSISTENT")
-        switch (try Environment.resolve(self.processor, "PROCESSOR"), exec) {
-        case (nil, nil), ("passthrough", nil):
-            guard !persistent else { throw NodeError.invalidArgument("--exec-persistent needs --exec") }
+        let persistent = try Environment.resolve(self.execPersistent, "EXEC_PERSISTENT")
+        let processor = try Environment.resolve(self.processor, "PROCESSOR")
+        switch (processor, exec, persistent) {
+        case (nil, nil, nil), ("passthrough", nil, nil):
             configuration.processor = .passthrough
-        case let (nil, command?):
+        case let (nil, command?, nil), let (nil, nil, command?):
             guard !command.trimmingSpaces.isEmpty else { throw NodeError.invalidArgument("--exec needs a command") }
-            configuration.processor = .exec(command: command, persistent: persistent)
-        case (_?, _?):
-            throw NodeError.invalidArgument("give either --processor or --exec, not both")
-        case let (name?, nil):
+            configuration.processor = .exec(command: command, persistent: persistent != nil)
+        case let (name?, nil, nil):
             throw NodeError.invalidArgument("unknown --processor '\(name)'; built in: passthrough (or use --exec 'COMMAND')")
+        default:
+            throw NodeError.invalidArgument("give one of --processor, --exec and --exec-persistent")
         }
         configuration.trustRoots = try Environment.resolve(self.tlsCa, "TLS_CA")
     }
