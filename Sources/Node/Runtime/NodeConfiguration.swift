@@ -58,6 +58,8 @@ public struct NodeConfiguration: Sendable {
     public var grace: Duration = .seconds(10)
     /// Where logs go.
     package var log: NodeLogger = .discard
+    /// Print `listening on …` on stdout once serving (off for in-process benchmarks).
+    package var announcesListening = true
 
     public init(mode: NodeMode) {
         self.mode = mode

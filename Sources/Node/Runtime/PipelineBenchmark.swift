@@ -35,10 +35,10 @@ package struct PipelineBenchmark: Sendable {
                          "\(Int((Double(self.rows) / self.seconds).rounded())) rows/s",
                          "\(self.batches) batches in \(format3(self.seconds)) s"]
             if let start = self.startLatency {
-                lines.append("submit→start p50 \(format3(start.p50)) ms, p99 \(format3(start.p99)) ms")
+                lines.append("idle pool: submit→start p50 \(format3(start.p50)) ms, p99 \(format3(start.p99)) ms")
             }
             if let done = self.processedLatency {
-                lines.append("submit→processed p50 \(format3(done.p50)) ms, p99 \(format3(done.p99)) ms")
+                lines.append("idle pool: submit→processed p50 \(format3(done.p50)) ms, p99 \(format3(done.p99)) ms")
             }
             return lines.joined(separator: "\n")
         }
@@ -79,6 +79,7 @@ package struct PipelineBenchmark: Sendable {
         configuration.worker.queues = ["bench"]
         configuration.worker.concurrency = self.workers
         configuration.grace = .seconds(5)
+        configuration.announcesListening = false
         let recorder = TimingProcessor(expected: self.batches, rows: self.rows)
         let ready = AsyncSlot<String>()
         let stop = AsyncSlot<String>()
@@ -122,10 +123,23 @@ package struct PipelineBenchmark: Sendable {
             throw NodeError.unavailable("bench pipeline: only \(recorder.processedCount) of \(self.batches) batches were processed in 600 s")
         }
         let elapsed = ContinuousClock.now - started
+
+        // Latency on an idle pool: one batch at a time, each submitted only after the previous one was processed.
+        let probes = min(500, max(20, self.batches / 20))
+        let idle = TimingProcessor(expected: probes, rows: self.rows)
+        recorder.forward(to: idle)
+        for index in 0..<probes {
+            let id = "idle\(index)"
+            idle.submitted(id)
+            _ = try await clients[0].put(FlightDescriptor(path: ["bench", id]), ipc: stream[...])
+            guard await idle.waitUntilProcessed(count: index + 1, timeout: .seconds(10)) else {
+                throw NodeError.unavailable("bench pipeline: idle-pool probe \(id) was not processed within 10 s")
+            }
+        }
         stop.fill("benchmark done")
         try await node.value
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let (start, processed) = recorder.latencies()
+        let (start, processed) = idle.latencies()
         return Report(batches: self.batches, rows: self.batches * self.rows, seconds: seconds,
                       startLatency: start, processedLatency: processed)
     }
@@ -138,7 +152,11 @@ private func format3(_ value: Double) -> String {
 
 /// A passthrough processor that records, per batch id, when its submit began, processing started and ended.
 final class TimingProcessor: BatchProcessor {
-    private struct Times { var submitted: [String: ContinuousClock.Instant] = [:]; var spans: [(Duration, Duration)] = [] }
+    private struct Times {
+        var submitted: [String: ContinuousClock.Instant] = [:]
+        var spans: [(Duration, Duration)] = []
+        var next: TimingProcessor?
+    }
     private let times = Mutex(Times())
     private let expected: Int
     private let rows: Int
@@ -154,7 +172,13 @@ final class TimingProcessor: BatchProcessor {
         self.times.withLock { $0.submitted[id] = now }
     }
 
+    /// Later batches are timed by `next` (the idle-pool phase).
+    func forward(to next: TimingProcessor) {
+        self.times.withLock { $0.next = next }
+    }
+
     func process(_ input: ProcessorInput) async throws -> ProcessorOutput {
+        if let next = self.times.withLock({ $0.next }) { return try await next.process(input) }
         let start = ContinuousClock.now
         let output = ProcessorOutput(schema: input.schema, messages: input.messages, rows: self.rows)
         let end = ContinuousClock.now
@@ -167,6 +191,16 @@ final class TimingProcessor: BatchProcessor {
     }
 
     var processedCount: Int { self.times.withLock { $0.spans.count } }
+
+    /// Waits (polling every 200 µs, bounded by `timeout`) until `count` batches were processed.
+    func waitUntilProcessed(count: Int, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while self.processedCount < count {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .microseconds(200))
+        }
+        return true
+    }
 
     func waitUntilDone(timeout: Duration) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in

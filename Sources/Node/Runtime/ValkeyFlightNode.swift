@@ -89,7 +89,7 @@ public enum ValkeyFlightNode {
             let scheme = configuration.tls == nil ? "grpc" : "grpc+tls"
             let bound = HostPort(host: configuration.listen.host, port: flight?.port ?? 0)
             location.set(configuration.advertise ?? "\(scheme)://\(bound)")
-            ProcessIO.printLine("listening on \(scheme)://\(bound)")
+            if configuration.announcesListening { ProcessIO.printLine("listening on \(scheme)://\(bound)") }
             log.info("\(mode.rawValue) node ready", ["location": location.uri, "valkey": coordinator == nil ? "off" : "on",
                                                      "auth": configuration.auth == nil ? "off" : "basic",
                                                      "tls": configuration.tls == nil ? "off" : "on"])
