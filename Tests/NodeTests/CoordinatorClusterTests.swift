@@ -109,6 +109,25 @@ import Testing
             let byWorkers = completed.update { $0.count }
             #expect(byWorkers == queues.count * perQueue + queues.count + 1)
             #expect(total == byWorkers + queues.count)
+            // With every change acknowledged by one replica (WAIT 1): same behaviour, no shortfall warning.
+            #expect(try await valkey.replicaCount() == 1)
+            let warnings = CoordinatorShared<[String]>([])
+            let acknowledged = Coordinator(valkey: valkey, replicasAck: 1) { warning in
+                warnings.update { $0.append(warning) }
+            }
+            try await Checks.lifecycle(acknowledged, queue: "acked")
+            #expect(warnings.value.isEmpty)
+            // Two replicas per primary do not exist: WAIT gives up after 1 s, the change stands, a warning says so.
+            let demanding = Coordinator(valkey: valkey, replicasAck: 2) { warning in
+                warnings.update { $0.append(warning) }
+            }
+            let extra = try Checks.key("acked", "extra")
+            #expect(try await demanding.register(
+                extra, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1).created)
+            #expect(try await demanding.status(extra)?.state == .pending)
+            #expect(warnings.value.count == 1 && warnings.value.first?.contains("only 1 of 2") == true)
+            _ = try await coordinator.delete(extra)
+
             let newest = try await coordinator.list(queue: nil, state: .completed, limit: 20)
             #expect(newest.count == 20)
             #expect(zip(newest, newest.dropFirst()).allSatisfy {

@@ -538,6 +538,7 @@ enum CoordinatorChecks {
         let valkey = try await ValkeyConnection.connect(server.url)
         try await valkey.ping()
         #expect(!valkey.isCluster)
+        #expect(try await valkey.replicaCount() == 0)
         valkey.close()
         await server.stop()
         #expect(!FileManager.default.fileExists(atPath: server.directory))

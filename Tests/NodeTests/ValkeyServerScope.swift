@@ -163,6 +163,17 @@ func withValkeyCluster<T: Sendable>(
             }
             return true
         }
+        try await ValkeyTestServers.waitUntil("every replica is in sync with its primary") {
+            for admin in admins {
+                let info = try await admin.send("INFO", "replication").string ?? ""
+                if info.contains("role:master") {
+                    guard info.contains("connected_slaves:\(replicas)\r") else { return false }
+                } else if !info.contains("master_link_status:up") {
+                    return false
+                }
+            }
+            return true
+        }
         let result = try await body("valkey://127.0.0.1:\(nodes[0].port)")
         await stopAll()
         return result

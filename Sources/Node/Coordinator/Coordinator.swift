@@ -35,10 +35,22 @@ public final class Coordinator: Sendable {
     static let housekeepingRounds = 100
     static let queuesKey = "vf:queues"
 
+    /// Replicas every state change must reach (`WAIT`) before a call returns; 0 = no WAIT.
+    public let replicasAck: Int
+    private let onReplicaShortfall: (@Sendable (String) -> Void)?
+
     /// A coordinator on `valkey`; finished batches are dropped `retention` after they finished.
-    public init(valkey: ValkeyConnection, retention: Duration = .seconds(7 * 86400)) {
+    /// With `replicasAck` N > 0 (`--valkey-replicas-ack`), every call that changed state sends `WAIT N 1000`
+    /// on the connection that made the change before it returns; when fewer replicas acknowledged within
+    /// that second, the change still stands and `onReplicaShortfall` gets a one-line warning.
+    public init(
+        valkey: ValkeyConnection, retention: Duration = .seconds(7 * 86400), replicasAck: Int = 0,
+        onReplicaShortfall: (@Sendable (String) -> Void)? = nil
+    ) {
         self.valkey = valkey
         self.retention = retention
+        self.replicasAck = max(0, replicasAck)
+        self.onReplicaShortfall = onReplicaShortfall
         self.retentionMilliseconds = RetryPolicy.milliseconds(retention)
         let (ttl, overflow) = self.retentionMilliseconds.addingReportingOverflow(3_600_000)
         self.ttlMilliseconds = overflow ? Int64.max / 1000 : ttl
@@ -432,11 +444,44 @@ public final class Coordinator: Sendable {
     private func eval(_ script: RESPScript, keys: [String], _ arguments: [any RESPArgument]) async throws
         -> RESPValue
     {
+        let reply: RESPValue
         do {
-            return try await self.valkey.evalScript(script, keys: keys, arguments: arguments)
+            reply = try await self.valkey.evalScript(script, keys: keys, arguments: arguments)
         } catch {
             self.forgetQueues(after: error)
             throw NodeError(valkey: error, url: self.valkey.displayURL)
+        }
+        if self.replicasAck > 0, let key = keys.first, Self.changedState(script, reply) {
+            try await self.awaitReplicas(key: key)
+        }
+        return reply
+    }
+
+    /// `WAIT replicasAck 1000` on the connection serving `key` (the one that just ran the change).
+    private func awaitReplicas(key: String) async throws {
+        let reply = try await self.send(RESPCommand("WAIT", self.replicasAck, 1000), key: key)
+        let acknowledged = Int(reply.integer ?? 0)
+        if acknowledged < self.replicasAck {
+            self.onReplicaShortfall?(
+                "only \(acknowledged) of \(self.replicasAck) Valkey replicas acknowledged a state change within 1 s "
+                    + "(--valkey-replicas-ack \(self.replicasAck)); continuing")
+        }
+    }
+
+    /// Whether `reply` of `script` says something was written (only then is WAIT worth its round trip).
+    static func changedState(_ script: RESPScript, _ reply: RESPValue) -> Bool {
+        let first = reply.elements?.first?.integer
+        switch script {
+        case CoordinatorScripts.register, CoordinatorScripts.retry, CoordinatorScripts.cancel,
+            CoordinatorScripts.delete:
+            return first == 1
+        case CoordinatorScripts.claim: return !(reply.elements?.isEmpty ?? true)
+        case CoordinatorScripts.extend, CoordinatorScripts.complete, CoordinatorScripts.release:
+            return reply.integer == 1
+        case CoordinatorScripts.fail: return first == 1 || first == 2
+        case CoordinatorScripts.promote, CoordinatorScripts.reap: return (first ?? 0) > 0
+        case CoordinatorScripts.expire: return (reply.integer ?? 0) > 0
+        default: return false
         }
     }
 
