@@ -15,8 +15,6 @@ public final class Coordinator: Sendable {
     public let retention: Duration
 
     private let retentionMilliseconds: Int64
-    /// TTL of a finished batch's hash: the retention plus an hour (a safety net; `expire` drops it on time).
-    private let ttlMilliseconds: Int64
     /// Queues already added to `vf:queues` by this process (forgotten after a connection error, in case the
     /// server restarted empty).
     private let knownQueues = Mutex<Set<String>>([])
@@ -52,8 +50,6 @@ public final class Coordinator: Sendable {
         self.replicasAck = max(0, replicasAck)
         self.onReplicaShortfall = onReplicaShortfall
         self.retentionMilliseconds = RetryPolicy.milliseconds(retention)
-        let (ttl, overflow) = self.retentionMilliseconds.addingReportingOverflow(3_600_000)
-        self.ttlMilliseconds = overflow ? Int64.max / 1000 : ttl
     }
 
     // MARK: Registering and claiming
@@ -194,7 +190,7 @@ public final class Coordinator: Sendable {
         let keys = QueueKeys(claim.key.queue)
         let reply = try await self.eval(
             CoordinatorScripts.complete, keys: [keys.batch(claim.key.id)],
-            [keys.prefix, claim.key.id, claim.token, resultKey?.description ?? "", self.ttlMilliseconds])
+            [keys.prefix, claim.key.id, claim.token, resultKey?.description ?? ""])
         return try Self.fence(reply, "complete")
     }
 
@@ -210,7 +206,7 @@ public final class Coordinator: Sendable {
             CoordinatorScripts.fail, keys: [keys.batch(claim.key.id)],
             [
                 keys.prefix, claim.key.id, claim.token, Self.bounded(error, bytes: Self.maxErrorBytes),
-                RetryPolicy.milliseconds(retryDelay), permanent ? "1" : "0", self.ttlMilliseconds,
+                RetryPolicy.milliseconds(retryDelay), permanent ? "1" : "0",
             ])
         guard let values = reply.elements, let flag = values.first?.integer else { throw Self.unexpected("fail", reply) }
         switch flag {
@@ -250,8 +246,7 @@ public final class Coordinator: Sendable {
             let reply = try await self.eval(
                 CoordinatorScripts.reap, keys: [keys.leases],
                 [
-                    keys.prefix, Self.housekeepingBatch, self.ttlMilliseconds,
-                    RetryPolicy.milliseconds(defaults.base), RetryPolicy.milliseconds(defaults.max),
+                    keys.prefix, Self.housekeepingBatch, RetryPolicy.milliseconds(defaults.base), RetryPolicy.milliseconds(defaults.max),
                 ])
             guard let values = reply.elements, values.count == 3, let reaped = values[0].integer,
                 let failed = values[1].integer, let examined = values[2].integer
@@ -310,25 +305,32 @@ public final class Coordinator: Sendable {
         if let queue { queues = [queue] } else { queues = try await self.queues() }
         let states = state.map { [$0] } ?? BatchState.allCases
         var commands: [(command: RESPCommand, key: String)] = []
-        var sources: [String] = []
+        var sources: [(queue: String, state: BatchState)] = []
         for queue in queues {
             let keys = QueueKeys(queue)
             for state in states {
                 let index = keys.index(state)
                 commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
-                sources.append(queue)
+                sources.append((queue, state))
             }
         }
-        var entries: [(score: Double, key: BatchKey)] = []
-        for (queue, result) in zip(sources, try await self.pipeline(commands)) {
+        // Indexes scored by last update are merged by score and cut to `limit`; processing (scored by lease
+        // deadline) and retry_wait (by due time) candidates are all kept. The final order is by updated_at.
+        var byUpdate: [(score: Double, key: BatchKey)] = []
+        var others: [BatchKey] = []
+        for (source, result) in zip(sources, try await self.pipeline(commands)) {
             let reply = try self.value(result)
             for (id, score) in try Self.scoredMembers(reply) {
-                guard let key = try? BatchKey(queue: queue, id: id) else { continue }
-                entries.append((score, key))
+                guard let key = try? BatchKey(queue: source.queue, id: id) else { continue }
+                if source.state == .processing || source.state == .retryWait {
+                    others.append(key)
+                } else {
+                    byUpdate.append((score, key))
+                }
             }
         }
-        entries.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
-        let chosen = entries.prefix(limit).map(\.key)
+        byUpdate.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
+        let chosen = byUpdate.prefix(limit).map(\.key) + others
         let hashes = chosen.map { key in
             let hash = QueueKeys(key.queue).batch(key.id)
             return (command: RESPCommand("HGETALL", hash), key: hash)
@@ -340,7 +342,11 @@ public final class Coordinator: Sendable {
                 statuses.append(status)
             }
         }
-        return statuses
+        statuses.sort {
+            $0.updatedAtMilliseconds != $1.updatedAtMilliseconds
+                ? $0.updatedAtMilliseconds > $1.updatedAtMilliseconds : $0.key > $1.key
+        }
+        return Array(statuses.prefix(limit))
     }
 
     /// Exact counts per queue and state (every state present, zeros included), from the per-state indexes.
@@ -378,7 +384,7 @@ public final class Coordinator: Sendable {
     // MARK: Management
 
     /// failed|cancelled → pending (attempts 0, token and worker cleared, `last_error` kept until the next
-    /// attempt ends, retention TTL removed, a worker woken). Nil if the batch is unknown.
+    /// attempt ends, a worker woken). Nil if the batch is unknown.
     /// - Throws: `NodeError.failedPrecondition` for any other state; `NodeError.unavailable`.
     public func retry(_ key: BatchKey) async throws -> BatchStatus? {
         let keys = QueueKeys(key.queue)
@@ -394,7 +400,7 @@ public final class Coordinator: Sendable {
     public func cancel(_ key: BatchKey) async throws -> BatchStatus? {
         let keys = QueueKeys(key.queue)
         let reply = try await self.eval(
-            CoordinatorScripts.cancel, keys: [keys.batch(key.id)], [keys.prefix, key.id, self.ttlMilliseconds])
+            CoordinatorScripts.cancel, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "cancel") { state in
             "batch \(key) is already \(state); only pending, retry_wait or processing batches can be cancelled"
         }
@@ -591,7 +597,14 @@ struct QueueKeys: Sendable {
     var leases: String { self.prefix + "leases" }
     var delayed: String { self.prefix + "delayed" }
     var wake: String { self.prefix + "wake" }
-    func index(_ state: BatchState) -> String { self.prefix + "idx:" + state.rawValue }
+    /// The zset holding exactly the batches in `state` (see `CoordinatorScripts`).
+    func index(_ state: BatchState) -> String {
+        switch state {
+        case .processing: return self.leases
+        case .retryWait: return self.delayed
+        case .pending, .completed, .failed, .cancelled: return self.prefix + "idx:" + state.rawValue
+        }
+    }
 }
 
 /// One round of `waitForWork`: a BLPOP per group of wake lists, the first wake-up (or all timing out, or the
