@@ -15,8 +15,6 @@ public final class Coordinator: Sendable {
     public let retention: Duration
 
     private let retentionMilliseconds: Int64
-    /// TTL of a finished batch's hash: the retention plus an hour (a safety net; `expire` drops it on time).
-    private let ttlMilliseconds: Int64
     /// Queues already added to `vf:queues` by this process (forgotten after a connection error, in case the
     /// server restarted empty).
     private let knownQueues = Mutex<Set<String>>([])
@@ -35,13 +33,23 @@ public final class Coordinator: Sendable {
     static let housekeepingRounds = 100
     static let queuesKey = "vf:queues"
 
+    /// Replicas every state change must reach (`WAIT`) before a call returns; 0 = no WAIT.
+    public let replicasAck: Int
+    private let onReplicaShortfall: (@Sendable (String) -> Void)?
+
     /// A coordinator on `valkey`; finished batches are dropped `retention` after they finished.
-    public init(valkey: ValkeyConnection, retention: Duration = .seconds(7 * 86400)) {
+    /// With `replicasAck` N > 0 (`--valkey-replicas-ack`), every call that changed state sends `WAIT N 1000`
+    /// on the connection that made the change before it returns; when fewer replicas acknowledged within
+    /// that second, the change still stands and `onReplicaShortfall` gets a one-line warning.
+    public init(
+        valkey: ValkeyConnection, retention: Duration = .seconds(7 * 86400), replicasAck: Int = 0,
+        onReplicaShortfall: (@Sendable (String) -> Void)? = nil
+    ) {
         self.valkey = valkey
         self.retention = retention
+        self.replicasAck = max(0, replicasAck)
+        self.onReplicaShortfall = onReplicaShortfall
         self.retentionMilliseconds = RetryPolicy.milliseconds(retention)
-        let (ttl, overflow) = self.retentionMilliseconds.addingReportingOverflow(3_600_000)
-        self.ttlMilliseconds = overflow ? Int64.max / 1000 : ttl
     }
 
     // MARK: Registering and claiming
@@ -182,7 +190,7 @@ public final class Coordinator: Sendable {
         let keys = QueueKeys(claim.key.queue)
         let reply = try await self.eval(
             CoordinatorScripts.complete, keys: [keys.batch(claim.key.id)],
-            [keys.prefix, claim.key.id, claim.token, resultKey?.description ?? "", self.ttlMilliseconds])
+            [keys.prefix, claim.key.id, claim.token, resultKey?.description ?? ""])
         return try Self.fence(reply, "complete")
     }
 
@@ -198,7 +206,7 @@ public final class Coordinator: Sendable {
             CoordinatorScripts.fail, keys: [keys.batch(claim.key.id)],
             [
                 keys.prefix, claim.key.id, claim.token, Self.bounded(error, bytes: Self.maxErrorBytes),
-                RetryPolicy.milliseconds(retryDelay), permanent ? "1" : "0", self.ttlMilliseconds,
+                RetryPolicy.milliseconds(retryDelay), permanent ? "1" : "0",
             ])
         guard let values = reply.elements, let flag = values.first?.integer else { throw Self.unexpected("fail", reply) }
         switch flag {
@@ -238,8 +246,7 @@ public final class Coordinator: Sendable {
             let reply = try await self.eval(
                 CoordinatorScripts.reap, keys: [keys.leases],
                 [
-                    keys.prefix, Self.housekeepingBatch, self.ttlMilliseconds,
-                    RetryPolicy.milliseconds(defaults.base), RetryPolicy.milliseconds(defaults.max),
+                    keys.prefix, Self.housekeepingBatch, RetryPolicy.milliseconds(defaults.base), RetryPolicy.milliseconds(defaults.max),
                 ])
             guard let values = reply.elements, values.count == 3, let reaped = values[0].integer,
                 let failed = values[1].integer, let examined = values[2].integer
@@ -298,25 +305,32 @@ public final class Coordinator: Sendable {
         if let queue { queues = [queue] } else { queues = try await self.queues() }
         let states = state.map { [$0] } ?? BatchState.allCases
         var commands: [(command: RESPCommand, key: String)] = []
-        var sources: [String] = []
+        var sources: [(queue: String, state: BatchState)] = []
         for queue in queues {
             let keys = QueueKeys(queue)
             for state in states {
                 let index = keys.index(state)
                 commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
-                sources.append(queue)
+                sources.append((queue, state))
             }
         }
-        var entries: [(score: Double, key: BatchKey)] = []
-        for (queue, result) in zip(sources, try await self.pipeline(commands)) {
+        // Indexes scored by last update are merged by score and cut to `limit`; processing (scored by lease
+        // deadline) and retry_wait (by due time) candidates are all kept. The final order is by updated_at.
+        var byUpdate: [(score: Double, key: BatchKey)] = []
+        var others: [BatchKey] = []
+        for (source, result) in zip(sources, try await self.pipeline(commands)) {
             let reply = try self.value(result)
             for (id, score) in try Self.scoredMembers(reply) {
-                guard let key = try? BatchKey(queue: queue, id: id) else { continue }
-                entries.append((score, key))
+                guard let key = try? BatchKey(queue: source.queue, id: id) else { continue }
+                if source.state == .processing || source.state == .retryWait {
+                    others.append(key)
+                } else {
+                    byUpdate.append((score, key))
+                }
             }
         }
-        entries.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
-        let chosen = entries.prefix(limit).map(\.key)
+        byUpdate.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
+        let chosen = byUpdate.prefix(limit).map(\.key) + others
         let hashes = chosen.map { key in
             let hash = QueueKeys(key.queue).batch(key.id)
             return (command: RESPCommand("HGETALL", hash), key: hash)
@@ -328,7 +342,11 @@ public final class Coordinator: Sendable {
                 statuses.append(status)
             }
         }
-        return statuses
+        statuses.sort {
+            $0.updatedAtMilliseconds != $1.updatedAtMilliseconds
+                ? $0.updatedAtMilliseconds > $1.updatedAtMilliseconds : $0.key > $1.key
+        }
+        return Array(statuses.prefix(limit))
     }
 
     /// Exact counts per queue and state (every state present, zeros included), from the per-state indexes.
@@ -366,7 +384,7 @@ public final class Coordinator: Sendable {
     // MARK: Management
 
     /// failed|cancelled → pending (attempts 0, token and worker cleared, `last_error` kept until the next
-    /// attempt ends, retention TTL removed, a worker woken). Nil if the batch is unknown.
+    /// attempt ends, a worker woken). Nil if the batch is unknown.
     /// - Throws: `NodeError.failedPrecondition` for any other state; `NodeError.unavailable`.
     public func retry(_ key: BatchKey) async throws -> BatchStatus? {
         let keys = QueueKeys(key.queue)
@@ -382,7 +400,7 @@ public final class Coordinator: Sendable {
     public func cancel(_ key: BatchKey) async throws -> BatchStatus? {
         let keys = QueueKeys(key.queue)
         let reply = try await self.eval(
-            CoordinatorScripts.cancel, keys: [keys.batch(key.id)], [keys.prefix, key.id, self.ttlMilliseconds])
+            CoordinatorScripts.cancel, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "cancel") { state in
             "batch \(key) is already \(state); only pending, retry_wait or processing batches can be cancelled"
         }
@@ -432,11 +450,44 @@ public final class Coordinator: Sendable {
     private func eval(_ script: RESPScript, keys: [String], _ arguments: [any RESPArgument]) async throws
         -> RESPValue
     {
+        let reply: RESPValue
         do {
-            return try await self.valkey.evalScript(script, keys: keys, arguments: arguments)
+            reply = try await self.valkey.evalScript(script, keys: keys, arguments: arguments)
         } catch {
             self.forgetQueues(after: error)
             throw NodeError(valkey: error, url: self.valkey.displayURL)
+        }
+        if self.replicasAck > 0, let key = keys.first, Self.changedState(script, reply) {
+            try await self.awaitReplicas(key: key)
+        }
+        return reply
+    }
+
+    /// `WAIT replicasAck 1000` on the connection serving `key` (the one that just ran the change).
+    private func awaitReplicas(key: String) async throws {
+        let reply = try await self.send(RESPCommand("WAIT", self.replicasAck, 1000), key: key)
+        let acknowledged = Int(reply.integer ?? 0)
+        if acknowledged < self.replicasAck {
+            self.onReplicaShortfall?(
+                "only \(acknowledged) of \(self.replicasAck) Valkey replicas acknowledged a state change within 1 s "
+                    + "(--valkey-replicas-ack \(self.replicasAck)); continuing")
+        }
+    }
+
+    /// Whether `reply` of `script` says something was written (only then is WAIT worth its round trip).
+    static func changedState(_ script: RESPScript, _ reply: RESPValue) -> Bool {
+        let first = reply.elements?.first?.integer
+        switch script {
+        case CoordinatorScripts.register, CoordinatorScripts.retry, CoordinatorScripts.cancel,
+            CoordinatorScripts.delete:
+            return first == 1
+        case CoordinatorScripts.claim: return !(reply.elements?.isEmpty ?? true)
+        case CoordinatorScripts.extend, CoordinatorScripts.complete, CoordinatorScripts.release:
+            return reply.integer == 1
+        case CoordinatorScripts.fail: return first == 1 || first == 2
+        case CoordinatorScripts.promote, CoordinatorScripts.reap: return (first ?? 0) > 0
+        case CoordinatorScripts.expire: return (reply.integer ?? 0) > 0
+        default: return false
         }
     }
 
@@ -546,7 +597,14 @@ struct QueueKeys: Sendable {
     var leases: String { self.prefix + "leases" }
     var delayed: String { self.prefix + "delayed" }
     var wake: String { self.prefix + "wake" }
-    func index(_ state: BatchState) -> String { self.prefix + "idx:" + state.rawValue }
+    /// The zset holding exactly the batches in `state` (see `CoordinatorScripts`).
+    func index(_ state: BatchState) -> String {
+        switch state {
+        case .processing: return self.leases
+        case .retryWait: return self.delayed
+        case .pending, .completed, .failed, .cancelled: return self.prefix + "idx:" + state.rawValue
+        }
+    }
 }
 
 /// One round of `waitForWork`: a BLPOP per group of wake lists, the first wake-up (or all timing out, or the

@@ -9,25 +9,28 @@ import RESP
 ///                                 last_error result_key created_at updated_at rows bytes retry_base_ms retry_max_ms
 ///     vf:{Q}:ready         list   ids to claim, oldest first (an id may linger after cancel/delete/retry;
 ///                                 claim skips any id whose hash is not `pending`)
-///     vf:{Q}:leases        zset   id → lease deadline (ms)            (processing batches)
-///     vf:{Q}:delayed       zset   id → retry due time (ms)            (retry_wait batches)
-///     vf:{Q}:idx:STATE     zset   id → updated_at (ms), one per state: exact counts (ZCARD), newest-first
-///                                 listing (ZREVRANGE) and retention (finished batches by finish time)
-///     vf:{Q}:wake          list   wake-up tokens; idle workers BLPOP it; trimmed to the newest 256
+///     vf:{Q}:leases        zset   id → lease deadline (ms): exactly the processing batches
+///     vf:{Q}:delayed       zset   id → retry due time (ms): exactly the retry_wait batches
+///     vf:{Q}:idx:STATE     zset   id → updated_at (ms), for pending, completed, failed and cancelled
+///
+/// Every state thus has one index zset (processing: `leases`, retry_wait: `delayed`, the others `idx:STATE`)
+/// holding exactly its batches: counts are exact (ZCARD), listing is newest first (ZREVRANGE; processing by
+/// lease deadline, retry_wait by due time, the others by last update) and retention finds finished batches
+/// by finish time. Sharing leases/delayed as indexes saves two zset writes per claim and per completion.
+///     vf:{Q}:wake          list   wake-up tokens; idle workers BLPOP it; trimmed to 256 once over 512
 ///     vf:{Q}:seq           string counter behind fencing tokens
 ///     vf:queues            set    every queue ever registered; the one cross-slot key, written (SADD) before a
 ///                                 queue's first registration and never part of an atomic step
 ///
 /// Rules every script follows:
 /// - Times come from `TIME` inside Valkey (node clocks do not matter); all times are Unix milliseconds.
-/// - A batch is in exactly one `idx:STATE` zset, the one of its `status`; `leases` holds exactly the
-///   processing batches and `delayed` the retry_wait ones (reap and promote re-check the hash anyway).
+/// - A batch is in exactly one index zset, the one of its `status` (reap and promote re-check the hash anyway).
 /// - Fencing: claim writes a fresh token `SEQ.ATTEMPT` (SEQ from `INCR vf:{Q}:seq`, unique per queue forever);
 ///   extend, complete, fail and release change nothing unless the caller's token equals the stored one, and
 ///   answer "stale" otherwise (the token is removed whenever a batch leaves `processing`).
-/// - Retention: a finished batch (completed, failed, cancelled) is dropped by `expire` once its `updated_at`
-///   is older than the retention; as a safety net for a Valkey nobody runs housekeeping against, its hash also
-///   gets a TTL of retention + 1 h (removed again by retry).
+/// - Retention: a finished batch (completed, failed, cancelled) is dropped by `expire` (housekeeping, which
+///   every coordinator and worker process runs) once its `updated_at` is older than the retention. No key TTL:
+///   a hash vanishing on its own would leave its index entry behind and make the counts inexact.
 /// - Every loop is bounded by an argument (`limit`, `max`); callers repeat while a full batch came back.
 /// - Reap counts an expired lease as a failed attempt: retry_wait after the batch's stored retry policy
 ///   (`min(max, base × 2^(attempt−1))` × a jitter factor in [0.5, 1.0) taken from TIME's microseconds, since
@@ -42,17 +45,23 @@ enum CoordinatorScripts {
           local t = redis.call('TIME')
           return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2])
         end
-        local function move(p, id, old, new, now)
-          if old then redis.call('ZREM', p .. 'idx:' .. old, id) end
-          if new then redis.call('ZADD', p .. 'idx:' .. new, now, id) end
+        local function index(p, st)
+          if st == 'processing' then return p .. 'leases' end
+          if st == 'retry_wait' then return p .. 'delayed' end
+          return p .. 'idx:' .. st
+        end
+        local function move(p, id, old, new, score)
+          if old then redis.call('ZREM', index(p, old), id) end
+          if new then redis.call('ZADD', index(p, new), score, id) end
         end
         local function wake(p, n)
           if n < 1 then return end
           if n > 256 then n = 256 end
           local tokens = {}
           for i = 1, n do tokens[i] = '1' end
-          redis.call('RPUSH', p .. 'wake', unpack(tokens))
-          redis.call('LTRIM', p .. 'wake', -256, -1)
+          if redis.call('RPUSH', p .. 'wake', unpack(tokens)) > 512 then
+            redis.call('LTRIM', p .. 'wake', -256, -1)
+          end
         end
 
         """
@@ -62,11 +71,11 @@ enum CoordinatorScripts {
     static let register = script(
         """
         local p, id = ARGV[1], ARGV[2]
-        if redis.call('EXISTS', KEYS[1]) == 1 then
+        if redis.call('HSETNX', KEYS[1], 'status', 'pending') == 0 then
           return {0, redis.call('HGETALL', KEYS[1])}
         end
         local now = clock()
-        redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'max_attempts', ARGV[6],
+        redis.call('HSET', KEYS[1], 'attempts', 0, 'max_attempts', ARGV[6],
           'location', ARGV[3], 'rows', ARGV[4], 'bytes', ARGV[5], 'created_at', now, 'updated_at', now)
         redis.call('RPUSH', p .. 'ready', id)
         move(p, id, nil, 'pending', now)
@@ -97,8 +106,7 @@ enum CoordinatorScripts {
               local token = redis.call('INCR', p .. 'seq') .. '.' .. attempt
               redis.call('HSET', b, 'status', 'processing', 'token', token, 'lease_until', deadline,
                 'worker', ARGV[2], 'updated_at', now, 'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6])
-              redis.call('ZADD', p .. 'leases', deadline, id)
-              move(p, id, 'pending', 'processing', now)
+              move(p, id, 'pending', 'processing', deadline)
               claimed = claimed + 1
               local n = #out
               out[n + 1] = id
@@ -127,7 +135,7 @@ enum CoordinatorScripts {
         return 1
         """)
 
-    /// KEYS[1] batch hash; ARGV prefix, id, token, result_key ('' = none), ttl_ms. → 1, 0 stale, -1 unknown.
+    /// KEYS[1] batch hash; ARGV prefix, id, token, result_key ('' = none). → 1, 0 stale, -1 unknown.
     static let complete = script(
         """
         local p, id = ARGV[1], ARGV[2]
@@ -138,13 +146,11 @@ enum CoordinatorScripts {
         redis.call('HSET', KEYS[1], 'status', 'completed', 'updated_at', now)
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result_key', ARGV[4]) end
         redis.call('HDEL', KEYS[1], 'token', 'lease_until')
-        redis.call('ZREM', p .. 'leases', id)
         move(p, id, 'processing', 'completed', now)
-        redis.call('PEXPIRE', KEYS[1], ARGV[5])
         return 1
         """)
 
-    /// KEYS[1] batch hash; ARGV prefix, id, token, error, delay_ms, permanent ('1'/'0'), ttl_ms.
+    /// KEYS[1] batch hash; ARGV prefix, id, token, error, delay_ms, permanent ('1'/'0').
     /// → {1} failed, {2, due_at} retry scheduled, {0} stale, {-1} unknown.
     static let fail = script(
         """
@@ -153,18 +159,15 @@ enum CoordinatorScripts {
         if not f[1] then return {-1} end
         if f[1] ~= 'processing' or f[2] ~= ARGV[3] then return {0} end
         local now = clock()
-        redis.call('ZREM', p .. 'leases', id)
         redis.call('HDEL', KEYS[1], 'token', 'lease_until')
         if ARGV[6] == '1' or (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 1) then
           redis.call('HSET', KEYS[1], 'status', 'failed', 'last_error', ARGV[4], 'updated_at', now)
           move(p, id, 'processing', 'failed', now)
-          redis.call('PEXPIRE', KEYS[1], ARGV[7])
           return {1}
         end
         local due = now + tonumber(ARGV[5])
         redis.call('HSET', KEYS[1], 'status', 'retry_wait', 'last_error', ARGV[4], 'due_at', due, 'updated_at', now)
-        redis.call('ZADD', p .. 'delayed', due, id)
-        move(p, id, 'processing', 'retry_wait', now)
+        move(p, id, 'processing', 'retry_wait', due)
         return {2, due}
         """)
 
@@ -179,7 +182,6 @@ enum CoordinatorScripts {
         redis.call('HSET', KEYS[1], 'status', 'pending', 'updated_at', now)
         redis.call('HINCRBY', KEYS[1], 'attempts', -1)
         redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'worker')
-        redis.call('ZREM', p .. 'leases', id)
         redis.call('LPUSH', p .. 'ready', id)
         move(p, id, 'processing', 'pending', now)
         wake(p, 1)
@@ -200,7 +202,7 @@ enum CoordinatorScripts {
             redis.call('HSET', b, 'status', 'pending', 'updated_at', now)
             redis.call('HDEL', b, 'due_at')
             redis.call('RPUSH', p .. 'ready', id)
-            move(p, id, 'retry_wait', 'pending', now)
+            move(p, id, nil, 'pending', now)
             n = n + 1
           end
         end
@@ -208,7 +210,7 @@ enum CoordinatorScripts {
         return {n, #ids}
         """)
 
-    /// KEYS[1] leases zset; ARGV prefix, max, ttl_ms, default retry_base_ms, default retry_max_ms.
+    /// KEYS[1] leases zset; ARGV prefix, max, default retry_base_ms, default retry_max_ms.
     /// Expired leases → a failed attempt. → {reaped, failed, examined}.
     static let reap = script(
         """
@@ -230,18 +232,16 @@ enum CoordinatorScripts {
             local attempts = tonumber(f[2]) or 0
             if attempts >= (tonumber(f[3]) or 1) then
               redis.call('HSET', b, 'status', 'failed', 'last_error', err, 'updated_at', now)
-              move(p, id, 'processing', 'failed', now)
-              redis.call('PEXPIRE', b, ARGV[3])
+              move(p, id, nil, 'failed', now)
               failed = failed + 1
             else
-              local base = tonumber(f[5]) or tonumber(ARGV[4])
-              local cap = tonumber(f[6]) or tonumber(ARGV[5])
+              local base = tonumber(f[5]) or tonumber(ARGV[3])
+              local cap = tonumber(f[6]) or tonumber(ARGV[4])
               local delay = math.min(cap, base * 2 ^ math.max(0, attempts - 1))
               local jitter = 0.5 + ((micros + i * 7919) % 500) / 1000
               local due = now + math.floor(delay * jitter)
               redis.call('HSET', b, 'status', 'retry_wait', 'last_error', err, 'due_at', due, 'updated_at', now)
-              redis.call('ZADD', p .. 'delayed', due, id)
-              move(p, id, 'processing', 'retry_wait', now)
+              move(p, id, nil, 'retry_wait', due)
             end
           end
         end
@@ -282,14 +282,13 @@ enum CoordinatorScripts {
         local now = clock()
         redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'updated_at', now)
         redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'due_at', 'worker')
-        redis.call('PERSIST', KEYS[1])
         redis.call('RPUSH', p .. 'ready', id)
         move(p, id, st, 'pending', now)
         wake(p, 1)
         return {1, redis.call('HGETALL', KEYS[1])}
         """)
 
-    /// KEYS[1] batch hash; ARGV prefix, id, ttl_ms. pending|retry_wait|processing → cancelled.
+    /// KEYS[1] batch hash; ARGV prefix, id. pending|retry_wait|processing → cancelled.
     /// → {1, HGETALL…}, {0, status} not allowed, {-1} unknown.
     static let cancel = script(
         """
@@ -300,10 +299,7 @@ enum CoordinatorScripts {
         local now = clock()
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', now)
         redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'due_at')
-        redis.call('ZREM', p .. 'leases', id)
-        redis.call('ZREM', p .. 'delayed', id)
         move(p, id, st, 'cancelled', now)
-        redis.call('PEXPIRE', KEYS[1], ARGV[3])
         return {1, redis.call('HGETALL', KEYS[1])}
         """)
 
@@ -314,10 +310,8 @@ enum CoordinatorScripts {
         local h = redis.call('HGETALL', KEYS[1])
         if #h == 0 then return {-1} end
         redis.call('DEL', KEYS[1])
-        redis.call('ZREM', p .. 'leases', id)
-        redis.call('ZREM', p .. 'delayed', id)
         for _, st in ipairs({'pending', 'processing', 'retry_wait', 'completed', 'failed', 'cancelled'}) do
-          redis.call('ZREM', p .. 'idx:' .. st, id)
+          redis.call('ZREM', index(p, st), id)
         end
         return {1, h}
         """)
@@ -328,7 +322,7 @@ enum CoordinatorScripts {
         local p = ARGV[1]
         local out = {}
         for i, st in ipairs({'pending', 'processing', 'retry_wait', 'completed', 'failed', 'cancelled'}) do
-          out[i] = redis.call('ZCARD', p .. 'idx:' .. st)
+          out[i] = redis.call('ZCARD', index(p, st))
         end
         return out
         """)

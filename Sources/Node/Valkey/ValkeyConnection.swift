@@ -143,6 +143,37 @@ public final class ValkeyConnection: Sendable {
         }
     }
 
+    /// Replicas of the least-replicated primary: `connected_slaves` of a standalone server, or the minimum
+    /// over the cluster's shards that serve slots of replicas not marked failed (`CLUSTER SHARDS`). For `--valkey-replicas-ack`'s default.
+    /// - Throws: `NodeError.unavailable` when Valkey fails or answers unexpectedly.
+    public func replicaCount() async throws -> Int {
+        do {
+            switch self.backend {
+            case .standalone:
+                let info = try await self.send(RESPCommand("INFO", "replication"), key: nil).string ?? ""
+                for line in info.split(whereSeparator: { $0 == "\r" || $0 == "\n" })
+                where line.hasPrefix("connected_slaves:") {
+                    return Int(line.dropFirst("connected_slaves:".count)) ?? 0
+                }
+                return 0
+            case .cluster:
+                let reply = try await self.send(RESPCommand("CLUSTER", "SHARDS"), key: nil)
+                var fewest: Int?
+                for shard in reply.elements ?? [] {
+                    guard let slots = shard["slots"]?.elements, !slots.isEmpty else { continue }
+                    let online = (shard["nodes"]?.elements ?? []).filter { node in
+                        // Valkey reports a replica that has seen no writes yet (offset 0) as "loading".
+                        node["role"]?.string == "replica" && (node["health"]?.string ?? "online") != "failed"
+                    }.count
+                    fewest = min(fewest ?? online, online)
+                }
+                return fewest ?? 0
+            }
+        } catch {
+            throw NodeError(valkey: error, url: self.displayURL)
+        }
+    }
+
     /// Closes every connection; later calls fail with `RESPError.clientClosed`.
     public func close() {
         switch self.backend {
