@@ -53,7 +53,6 @@ public final class FlightStoreService: FlightService {
         do {
             var decoder = IPCMessageDecoder(options: .untrusted)
             var messages: [StoredMessage] = []
-            var rows = 0
             var next: FlightData? = first
             while let data = next {
                 if data.dataHeader.isEmpty, !data.dataBody.isEmpty {
@@ -61,9 +60,7 @@ public final class FlightStoreService: FlightService {
                 }
                 if !data.dataHeader.isEmpty {
                     try self.store.grow(reservation, by: data.dataHeader.count + data.dataBody.count)
-                    if case let .recordBatch(batch) = try decoder.decode(header: data.dataHeader, body: data.dataBody) {
-                        rows += batch.length
-                    }
+                    _ = try decoder.decode(header: data.dataHeader, body: data.dataBody)
                     messages.append(StoredMessage(header: data.dataHeader, body: data.dataBody))
                 }
                 next = try await requests.next()
@@ -71,7 +68,7 @@ public final class FlightStoreService: FlightService {
             guard let schema = decoder.schema else {
                 throw NodeError.invalidArgument("DoPut stream for \(key) has no schema message")
             }
-            let batch = self.store.commit(reservation, schema: schema, messages: messages, rows: rows)
+            let batch = self.store.commit(reservation, schema: schema, messages: messages, rows: decoder.rowCount)
             let json = "{\"key\":\(JSONText.quote(key.description)),\"rows\":\(batch.rows),\"bytes\":\(batch.bytes),\"status\":\"stored\"}"
             try await responses.send(PutResult(Array(json.utf8)))
         } catch {
