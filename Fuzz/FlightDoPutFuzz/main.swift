@@ -13,13 +13,14 @@
 // Must never trap, hang or grow: every input ends stored-and-served or rejected with an error, and then the
 // store holds nothing (reservations cancelled, the stored batch deleted).
 
-import ArrowIPC
-import FlightProto
-import Glibc
+internal import ArrowIPC
+internal import FlightProto
+internal import Glibc
+internal import Synchronization
 
 private let store = BatchStore(maxMemory: 256 << 20)
 private let seedDirectory: String? = getenv("FLIGHT_DOPUT_SEED_DIR").map { String(cString: $0) }
-private nonisolated(unsafe) var seedCount = 0
+private let seedCount = Mutex(0)
 
 enum DoPutError: Error {
     case rejected(String)
@@ -80,8 +81,11 @@ private func writeSeed(_ messages: [ArraySlice<UInt8>], to directory: String) {
         for shift in [24, 16, 8, 0] { framed.append(UInt8(truncatingIfNeeded: message.count >> shift)) }
         framed.append(contentsOf: message)
     }
-    seedCount += 1
-    guard let file = fopen("\(directory)/doput-\(seedCount)", "wb") else { return }
+    let number = seedCount.withLock { count in
+        count += 1
+        return count
+    }
+    guard let file = fopen("\(directory)/doput-\(number)", "wb") else { return }
     _ = framed.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
     fclose(file)
 }

@@ -26,13 +26,19 @@ public struct IPCMessageDecoder: Sendable {
 
     /// Decodes one message: `header` is the `Message` flatbuffer, `body` its body.
     ///
-    /// - Throws: ``ArrowIPCError`` for malformed metadata or data, a body shorter than the header says, a
+    /// - Throws: ``ArrowIPCError`` for malformed metadata or data, a body shorter than the header says or whose
+    ///   length is not a multiple of 8, a
     ///   first message that is not a Schema, a second Schema, or record batches whose lengths sum beyond `Int.max`.
     public mutating func decode(header: ArraySlice<UInt8>, body: ArraySlice<UInt8>) throws(ArrowIPCError) -> IPCDecodedMessage {
         let message = try Message.decode(header, limits: self.options.limits)
         guard body.count >= message.bodyLength else {
             throw .invalidMessage(what: "\(message.header.kind) message",
                                   reason: "body has \(body.count) bytes, the header says \(message.bodyLength)")
+        }
+        // Writers pad bodies to 8 bytes; an unpadded one could not be re-framed as an aligned stream or file.
+        guard message.bodyLength & 7 == 0 else {
+            throw .invalidMessage(what: "\(message.header.kind) message",
+                                  reason: "body length \(message.bodyLength) is not a multiple of 8 (bodies are padded to 8 bytes)")
         }
         // A longer body (extra padding from some writers) is accepted; only `bodyLength` bytes are used.
         return try self.apply(message, body: ArrowBuffer(body.prefix(message.bodyLength)))
