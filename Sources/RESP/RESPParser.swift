@@ -322,6 +322,7 @@ private struct Cursor {
             try self.enter(depth: depth, offset: typeOffset)
             let elements: [RESPValue]
             if let pairs {
+                // pairs <= maxElements / 2, so doubling it cannot overflow.
                 guard let e = try self.elements(pairs * 2, depth: depth + 1) else { return nil }
                 elements = e
             } else {
@@ -406,9 +407,10 @@ private struct Cursor {
                 let length
             else { return nil }
             if length == 0 { return .bulkString(total) }
-            guard total.count + length <= self.limits.maxBulkLength else {
+            let (grown, overflow) = total.count.addingReportingOverflow(length)
+            guard !overflow, grown <= self.limits.maxBulkLength else {
                 throw .limitExceeded(
-                    what: "streamed string length", limit: self.limits.maxBulkLength, found: total.count + length,
+                    what: "streamed string length", limit: self.limits.maxBulkLength, found: overflow ? .max : grown,
                     offset: at)
             }
             guard let p = try self.payload(length, "streamed string chunk") else { return nil }

@@ -76,7 +76,7 @@ extension ArrayData {
     public static func dictionaryEncoded(_ indices: [Int32?], dictionary: DictionaryValues, encoding: DictionaryEncoding) -> ArrayData {
         precondition(encoding.indexType == .int32, "this builder writes int32 indices")
         let plain = self.primitive(indices)
-        return ArrayData(type: dictionary.chunks[0].type, length: plain.length, nullCount: plain.nullCount,
+        return ArrayData(type: dictionary.valueType, length: plain.length, nullCount: plain.nullCount,
                          buffers: plain.buffers, encoding: encoding, dictionary: dictionary)
     }
 }

@@ -1,3 +1,5 @@
+internal import Synchronization
+
 /// One Arrow array: its type, length, null count, buffers and children. Buffers are zero-copy views
 /// into the bytes the array was read from (or the arrays it was built from).
 ///
@@ -77,45 +79,118 @@ public struct ArrayData: Sendable {
 }
 
 /// Identity of a dictionary across deltas: a replacement gets a new lineage, a delta keeps it.
+///
+/// The lineage also owns the chunks appended to it, in order, so that appending a delta costs O(1)
+/// however many earlier ``DictionaryValues`` (snapshots of a prefix of the chunks) are still alive.
 public final class DictionaryLineage: Sendable {
+    struct Chunks {
+        var arrays: [ArrayData] = []
+        /// `ends[i]`: number of values in chunks 0...i.
+        var ends: [Int] = []
+    }
+
+    private let storage = Mutex(Chunks())
+
     public init() {}
+
+    /// Appends `chunk` if the lineage holds exactly `expectedCount` chunks; false if another snapshot
+    /// appended first (the caller then forks a new lineage).
+    func append(_ chunk: ArrayData, expectedCount: Int, end: Int) -> Bool {
+        self.storage.withLock { chunks in
+            guard chunks.arrays.count == expectedCount else { return false }
+            chunks.arrays.append(chunk)
+            chunks.ends.append(end)
+            return true
+        }
+    }
+
+    func chunk(at index: Int) -> ArrayData {
+        self.storage.withLock { $0.arrays[index] }
+    }
+
+    func chunks(_ range: Range<Int>) -> [ArrayData] {
+        self.storage.withLock { Array($0.arrays[range]) }
+    }
+
+    /// The chunk among the first `count` holding value `index` (`0 <= index < ends[count - 1]`), and the
+    /// index within it: a binary search over the running totals.
+    func locate(_ index: Int, count: Int) -> (chunk: ArrayData, index: Int) {
+        self.storage.withLock { chunks in
+            var low = 0
+            var high = count - 1
+            while low < high {
+                let middle = low + (high - low) / 2
+                if chunks.ends[middle] > index { high = middle } else { low = middle + 1 }
+            }
+            let start = low == 0 ? 0 : chunks.ends[low - 1]
+            return (chunks.arrays[low], index - start)
+        }
+    }
 }
 
 /// The values of a dictionary: the first batch and any deltas appended after it, kept as chunks so
-/// that nothing is copied.
+/// that nothing is copied. A value is a snapshot of the first `chunkCount` chunks of its lineage;
+/// appending a delta is O(1), so a chain of n deltas costs O(n) in all.
 public struct DictionaryValues: Sendable {
-    public let chunks: [ArrayData]
     public let lineage: DictionaryLineage
     /// Total number of values over all chunks.
     public let length: Int
+    /// Number of chunks (the first batch plus the deltas).
+    public let chunkCount: Int
 
     /// A new dictionary (a new lineage) holding `values`.
     public init(_ values: ArrayData) {
-        self.chunks = [values]
         self.lineage = DictionaryLineage()
+        _ = self.lineage.append(values, expectedCount: 0, end: values.length)
         self.length = values.length
+        self.chunkCount = 1
     }
 
-    private init(chunks: [ArrayData], lineage: DictionaryLineage) {
-        self.chunks = chunks
+    private init(lineage: DictionaryLineage, length: Int, chunkCount: Int) {
         self.lineage = lineage
-        self.length = chunks.reduce(0) { $0 + $1.length }
+        self.length = length
+        self.chunkCount = chunkCount
     }
 
-    /// This dictionary with `delta` appended (same lineage).
-    public func appending(_ delta: ArrayData) -> DictionaryValues {
-        DictionaryValues(chunks: self.chunks + [delta], lineage: self.lineage)
+    /// Every chunk in order (a new array: O(chunks); prefer ``chunk(_:)`` in loops).
+    public var chunks: [ArrayData] { self.lineage.chunks(0..<self.chunkCount) }
+
+    /// Chunk `index` (`0 ..< chunkCount`).
+    public func chunk(_ index: Int) -> ArrayData {
+        precondition(index >= 0 && index < self.chunkCount, "chunk \(index) of \(self.chunkCount)")
+        return self.lineage.chunk(at: index)
     }
 
-    /// The chunk holding dictionary index `index`, and the index within that chunk.
-    public func locate(_ index: Int) -> (chunk: ArrayData, index: Int)? {
-        guard index >= 0 else { return nil }
-        var remaining = index
-        for chunk in self.chunks {
-            if remaining < chunk.length { return (chunk, remaining) }
-            remaining -= chunk.length
+    /// The type of the values (that of the first chunk).
+    public var valueType: DataType { self.chunk(0).type }
+
+    /// This dictionary with `delta` appended (same lineage), in O(1) unless this snapshot is not the
+    /// lineage's latest (then its chunks are copied into a new lineage).
+    ///
+    /// - Throws: ``ArrowIPCError/invalidMessage(what:reason:)`` if the total length would overflow `Int`.
+    public func appending(_ delta: ArrayData) throws(ArrowIPCError) -> DictionaryValues {
+        let (total, overflow) = self.length.addingReportingOverflow(delta.length)
+        guard !overflow else {
+            throw .invalidMessage(what: "dictionary delta",
+                                  reason: "\(delta.length) values after \(self.length) overflow the dictionary length")
         }
-        return nil
+        if self.lineage.append(delta, expectedCount: self.chunkCount, end: total) {
+            return DictionaryValues(lineage: self.lineage, length: total, chunkCount: self.chunkCount + 1)
+        }
+        // Another snapshot of this lineage grew first: fork (a different dictionary from here on).
+        let fork = DictionaryLineage()
+        var end = 0
+        for (index, chunk) in (self.chunks + [delta]).enumerated() {
+            end += chunk.length  // no overflow: every prefix sum is at most `total`
+            _ = fork.append(chunk, expectedCount: index, end: end)
+        }
+        return DictionaryValues(lineage: fork, length: total, chunkCount: self.chunkCount + 1)
+    }
+
+    /// The chunk holding dictionary index `index`, and the index within that chunk (O(log chunks)).
+    public func locate(_ index: Int) -> (chunk: ArrayData, index: Int)? {
+        guard index >= 0, index < self.length else { return nil }
+        return self.lineage.locate(index, count: self.chunkCount)
     }
 }
 

@@ -138,7 +138,11 @@ enum FullValidator {
     private static func checkUnion(_ array: ArrayData, mode: UnionMode, typeIDs: [Int32]?, childCount: Int,
                                    name: String) throws(ArrowIPCError) {
         var childForCode = [Int](repeating: -1, count: 128)
-        for child in 0..<childCount { childForCode[Int(typeIDs?[child] ?? Int32(child))] = child }
+        // Decoded schemas hold ids in 0...127; a hand-built type might not, and its codes then match no child.
+        for child in 0..<childCount {
+            let code = Int(typeIDs.flatMap { child < $0.count ? $0[child] : nil } ?? Int32(clamping: child))
+            if code >= 0, code < 128 { childForCode[code] = child }
+        }
         for index in 0..<array.length {
             let code = Int(Int8(bitPattern: array.buffers[0][index]))
             guard code >= 0, childForCode[code] >= 0 else {

@@ -2,9 +2,15 @@
 /// is long enough for the array's length, first and last offsets lie inside their data, children are
 /// long enough. After them, reading any slot of a fixed-width array cannot go out of bounds; what needs
 /// a scan of the data is left to ``FullValidator``.
+///
+/// Every length here may come from the wire (up to Int64.max): sizes are combined with overflow-reporting
+/// arithmetic, so an absurd length fails as "buffer too small" or "overflows", never as a trap.
 enum StructuralValidator {
-    static func check(_ array: ArrayData, against field: Field) throws(ArrowIPCError) {
-        try self.check(array, field: field, depth: 1)
+    /// - Parameter checkDictionaries: also check every chunk of the dictionaries the array refers to
+    ///   (false when they come from a reader's memo, which checked each chunk once when it arrived: checking
+    ///   them again for every batch would cost O(batches × chunks)).
+    static func check(_ array: ArrayData, against field: Field, checkDictionaries: Bool = true) throws(ArrowIPCError) {
+        try self.check(array, field: field, depth: 1, checkDictionaries: checkDictionaries)
     }
 
     private static func fail(_ field: Field, _ reason: String) -> ArrowIPCError {
@@ -36,7 +42,9 @@ enum StructuralValidator {
                                      _ field: Field) throws(ArrowIPCError) -> Int {
         let width = wide ? 8 : 4
         if array.length == 0 && offsets.count == 0 { return 0 }
-        try self.need(offsets, try self.product(array.length + 1, width, field), "offsets", field)
+        let (entries, overflow) = array.length.addingReportingOverflow(1)
+        guard !overflow else { throw self.fail(field, "length \(array.length) leaves no room for its offsets") }
+        try self.need(offsets, try self.product(entries, width, field), "offsets", field)
         let first = wide ? Int(offsets.load(Int64.self, at: 0)) : Int(offsets.load(Int32.self, at: 0))
         let last = wide ? Int(offsets.load(Int64.self, at: array.length * 8)) : Int(offsets.load(Int32.self, at: array.length * 4))
         guard first >= 0, first <= last, last <= limit else {
@@ -46,7 +54,7 @@ enum StructuralValidator {
     }
 
     // swiftlint:disable:next cyclomatic_complexity function_body_length
-    private static func check(_ array: ArrayData, field: Field, depth: Int) throws(ArrowIPCError) {
+    private static func check(_ array: ArrayData, field: Field, depth: Int, checkDictionaries: Bool) throws(ArrowIPCError) {
         guard array.type == field.type else {
             throw self.fail(field, "array of type \(array.type) where the schema says \(field.type)")
         }
@@ -64,7 +72,14 @@ enum StructuralValidator {
             guard let dictionary = array.dictionary else { throw self.fail(field, "dictionary \(encoding.id) is missing") }
             var valueField = field
             valueField.dictionary = nil
-            for chunk in dictionary.chunks { try self.check(chunk, field: valueField, depth: depth) }
+            guard dictionary.chunkCount > 0, dictionary.valueType == valueField.type else {
+                throw self.fail(field, "dictionary \(encoding.id) holds \(dictionary.chunkCount > 0 ? "\(dictionary.valueType)" : "no") values, the schema says \(valueField.type)")
+            }
+            if checkDictionaries {
+                for index in 0..<dictionary.chunkCount {
+                    try self.check(dictionary.chunk(index), field: valueField, depth: depth, checkDictionaries: true)
+                }
+            }
             return
         }
         guard array.encoding == nil, array.dictionary == nil else {
@@ -77,7 +92,7 @@ enum StructuralValidator {
         if !childFields.isEmpty {
             guard depth < 1024 else { throw .limitExceeded(what: "array nesting depth", limit: 1024, found: depth) }
             for (child, childField) in zip(array.children, childFields) {
-                try self.check(child, field: childField, depth: depth + 1)
+                try self.check(child, field: childField, depth: depth + 1, checkDictionaries: checkDictionaries)
             }
         }
         func validity() throws(ArrowIPCError) {

@@ -158,6 +158,8 @@ extension ArrayData {
         }
         switch self.type {
         case .binary, .largeBinary, .utf8, .largeUtf8, .binaryView, .utf8View:
+            // Arrays built by hand have not been through a reader: check their buffer sizes first.
+            try StructuralValidator.check(self, against: Field("column", self.type))
             try FullValidator.validate(self, name: "column", checkDictionaries: false)
             return BinaryColumn(validated: self)
         default:

@@ -140,8 +140,13 @@ struct FlatbufferTable {
     }
 
     /// A vector of tables.
-    func tables(_ id: Int, _ name: String) throws(ArrowIPCError) -> [FlatbufferTable] {
+    ///
+    /// - Parameter maxCount: the most elements accepted (checked before any is read).
+    func tables(_ id: Int, _ name: String, maxCount: Int = .max) throws(ArrowIPCError) -> [FlatbufferTable] {
         guard let (start, count) = try self.vector(id, name, elementSize: 4) else { return [] }
+        guard count <= maxCount else {
+            throw .limitExceeded(what: "number of \(self.what).\(name) entries", limit: max(maxCount, 0), found: count)
+        }
         var result: [FlatbufferTable] = []
         result.reserveCapacity(count)
         for index in 0..<count {

@@ -32,7 +32,7 @@ public struct FileFooter: Sendable, Equatable {
         guard let schemaTable = try root.table(1, "schema") else {
             throw .invalidMessage(what: "Footer", reason: "schema is missing")
         }
-        var decoder = SchemaDecoder(limits: limits)
+        var decoder = SchemaDecoder(limits: limits, flatbufferSize: flatbuffer.count)
         let schema = try decoder.schema(schemaTable)
         func blocks(_ id: Int, _ name: String) throws(ArrowIPCError) -> [FileBlock] {
             guard let (start, count) = try root.vector(id, name, elementSize: 24) else { return [] }
@@ -55,7 +55,7 @@ public struct FileFooter: Sendable, Equatable {
         }
         return FileFooter(schema: schema, dictionaries: try blocks(2, "dictionaries"),
                           recordBatches: try blocks(3, "recordBatches"),
-                          customMetadata: try SchemaDecoder.keyValues(root, id: 4))
+                          customMetadata: try decoder.keyValues(root, id: 4))
     }
 
     func encodeFlatbuffer() -> [UInt8] {

@@ -119,14 +119,14 @@ public struct Message: Sendable, Equatable {
         guard bodyLength64 >= 0, bodyLength64 <= Int64(limits.maxBodySize) else {
             throw .limitExceeded(what: "message body length", limit: limits.maxBodySize, found: Int(clamping: bodyLength64))
         }
-        let customMetadata = try SchemaDecoder.keyValues(root, id: 4)
+        var decoder = SchemaDecoder(limits: limits, flatbufferSize: flatbuffer.count)
+        let customMetadata = try decoder.keyValues(root, id: 4)
         guard let table = try root.table(2, "header") else {
             throw .invalidMessage(what: "Message", reason: "header is missing")
         }
         let header: MessageHeader
         switch headerType {
         case 1:
-            var decoder = SchemaDecoder(limits: limits)
             header = .schema(try decoder.schema(table))
         case 2:
             let id = try table.scalar(0, "id", default: Int64(0))

@@ -1,10 +1,37 @@
 /// Decoding of Schema.fbs tables into ``Schema`` / ``Field`` / ``DataType``.
+///
+/// Flatbuffer tables and strings may be shared: a million fields can all point at one 100 MB name. What the
+/// decoder copies out (strings, metadata, type ids) is therefore counted against a budget proportional to
+/// the flatbuffer's size, so hostile sharing cannot turn a small message into unbounded memory.
 struct SchemaDecoder {
     let limits: IPCReadLimits
     private(set) var fieldCount = 0
+    /// Bytes copied out of the flatbuffer so far, and the most allowed.
+    private(set) var copiedBytes = 0
+    let copyBudget: Int
 
-    init(limits: IPCReadLimits) {
+    /// - Parameter flatbufferSize: size of the flatbuffer being decoded; copies may total twice that plus 64 KiB.
+    init(limits: IPCReadLimits, flatbufferSize: Int) {
         self.limits = limits
+        let (doubled, overflowed) = flatbufferSize.multipliedReportingOverflow(by: 2)
+        let (budget, overflowedAgain) = doubled.addingReportingOverflow(65536)
+        self.copyBudget = overflowed || overflowedAgain ? .max : budget
+    }
+
+    /// Counts `bytes` copied out of the flatbuffer against the budget.
+    mutating func charge(_ bytes: Int) throws(ArrowIPCError) {
+        let (total, overflow) = self.copiedBytes.addingReportingOverflow(bytes)
+        guard !overflow, total <= self.copyBudget else {
+            throw .limitExceeded(what: "bytes decoded from shared flatbuffer strings and vectors", limit: self.copyBudget,
+                                 found: overflow ? .max : total)
+        }
+        self.copiedBytes = total
+    }
+
+    private mutating func string(_ table: FlatbufferTable, _ id: Int, _ name: String) throws(ArrowIPCError) -> String? {
+        guard let bytes = try table.byteString(id, name) else { return nil }
+        try self.charge(bytes.count)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     mutating func schema(_ table: FlatbufferTable) throws(ArrowIPCError) -> Schema {
@@ -13,19 +40,22 @@ struct SchemaDecoder {
             throw .invalidMessage(what: "Schema.endianness", reason: "unknown value \(endiannessValue)")
         }
         var fields: [Field] = []
-        for fieldTable in try table.tables(1, "fields") {
+        for fieldTable in try table.tables(1, "fields", maxCount: self.limits.maxFieldCount - self.fieldCount) {
             fields.append(try self.field(fieldTable, depth: 1))
         }
-        let metadata = try Self.keyValues(table, id: 2)
+        let metadata = try self.keyValues(table, id: 2)
         let features = try table.scalars(3, "features", as: Int64.self)
+        try self.charge(features.count * 8)
         return Schema(fields, metadata: metadata, endianness: endianness, features: features)
     }
 
-    static func keyValues(_ table: FlatbufferTable, id: Int) throws(ArrowIPCError) -> [KeyValue] {
+    mutating func keyValues(_ table: FlatbufferTable, id: Int) throws(ArrowIPCError) -> [KeyValue] {
         var result: [KeyValue] = []
         for entry in try table.tables(id, "custom_metadata") {
             let key = try entry.byteString(0, "key") ?? []
             let value = try entry.byteString(1, "value") ?? []
+            // 16: what an entry costs even when every key and value is empty (and shared).
+            try self.charge(key.count + value.count + 16)
             result.append(KeyValue(key: Array(key), value: Array(value)))
         }
         return result
@@ -39,20 +69,20 @@ struct SchemaDecoder {
         guard depth <= self.limits.maxNestingDepth else {
             throw .limitExceeded(what: "field nesting depth", limit: self.limits.maxNestingDepth, found: depth)
         }
-        let name = try table.string(0, "name") ?? ""
+        let name = try self.string(table, 0, "name") ?? ""
         let nullable = try table.bool(1, "nullable", default: false)
         let typeID = try table.scalar(2, "type_type", default: UInt8(0))
         let typeTable = try table.table(3, "type")
         var children: [Field] = []
-        for childTable in try table.tables(5, "children") {
+        for childTable in try table.tables(5, "children", maxCount: self.limits.maxFieldCount - self.fieldCount) {
             children.append(try self.field(childTable, depth: depth + 1))
         }
         var dictionary: DictionaryEncoding?
         if let encoding = try table.table(4, "dictionary") {
             dictionary = try Self.dictionaryEncoding(encoding, field: name)
         }
-        let metadata = try Self.keyValues(table, id: 6)
-        let type = try Self.dataType(typeID, typeTable, children: children, field: name)
+        let metadata = try self.keyValues(table, id: 6)
+        let type = try self.dataType(typeID, typeTable, children: children, field: name)
         return Field(name, type, nullable: nullable, dictionary: dictionary, metadata: metadata)
     }
 
@@ -90,7 +120,7 @@ struct SchemaDecoder {
     }
 
     // swiftlint:disable:next cyclomatic_complexity function_body_length
-    static func dataType(_ id: UInt8, _ table: FlatbufferTable?, children: [Field], field: String) throws(ArrowIPCError) -> DataType {
+    mutating func dataType(_ id: UInt8, _ table: FlatbufferTable?, children: [Field], field: String) throws(ArrowIPCError) -> DataType {
         // A missing table means every parameter takes its default.
         func scalar<T: FixedWidthInteger>(_ slot: Int, _ name: String, _ defaultValue: T) throws(ArrowIPCError) -> T {
             guard let table else { return defaultValue }
@@ -140,7 +170,7 @@ struct SchemaDecoder {
             }
             return .date(unit)
         case 9:
-            let unit = try timeUnit(try scalar(0, "unit", Int16(1)), field: field)
+            let unit = try Self.timeUnit(try scalar(0, "unit", Int16(1)), field: field)
             let bitWidth = try scalar(1, "bitWidth", Int32(32))
             let expected: Int32 = (unit == .second || unit == .millisecond) ? 32 : 64
             guard bitWidth == expected else {
@@ -148,8 +178,9 @@ struct SchemaDecoder {
             }
             return .time(unit, bitWidth: bitWidth)
         case 10:
-            let unit = try timeUnit(try scalar(0, "unit", Int16(0)), field: field)
-            return .timestamp(unit, timezone: try table?.string(1, "timezone"))
+            let unit = try Self.timeUnit(try scalar(0, "unit", Int16(0)), field: field)
+            guard let table else { return .timestamp(unit, timezone: nil) }
+            return .timestamp(unit, timezone: try self.string(table, 1, "timezone"))
         case 11:
             let value = try scalar(0, "unit", Int16(0))
             guard let unit = IntervalUnit(rawValue: value) else {
@@ -157,7 +188,7 @@ struct SchemaDecoder {
             }
             return .interval(unit)
         case 12:
-            try expectChildren(children, 1, "list", field: field)
+            try Self.expectChildren(children, 1, "list", field: field)
             return .list(children[0])
         case 13: return .structType(children)
         case 14:
@@ -166,7 +197,11 @@ struct SchemaDecoder {
                 throw .invalidMessage(what: "Union.mode of field '\(field)'", reason: "unknown value \(value)")
             }
             var typeIDs: [Int32]?
-            if let table, try table.has(1) { typeIDs = try table.scalars(1, "typeIds", as: Int32.self) }
+            if let table, try table.has(1) {
+                let ids = try table.scalars(1, "typeIds", as: Int32.self)
+                try self.charge(ids.count * 4)
+                typeIDs = ids
+            }
             if let typeIDs {
                 guard typeIDs.count == children.count else {
                     throw .invalidMessage(what: "Union.typeIds of field '\(field)'",
@@ -186,27 +221,27 @@ struct SchemaDecoder {
             }
             return .fixedSizeBinary(byteWidth: width)
         case 16:
-            try expectChildren(children, 1, "fixed_size_list", field: field)
+            try Self.expectChildren(children, 1, "fixed_size_list", field: field)
             let size = try scalar(0, "listSize", Int32(0))
             guard size >= 0 else {
                 throw .invalidMessage(what: "FixedSizeList.listSize of field '\(field)'", reason: "negative size \(size)")
             }
             return .fixedSizeList(children[0], listSize: size)
         case 17:
-            try expectChildren(children, 1, "map", field: field)
+            try Self.expectChildren(children, 1, "map", field: field)
             guard case let .structType(entries) = children[0].type, entries.count == 2, children[0].dictionary == nil else {
                 throw .invalidMessage(what: "map field '\(field)'", reason: "the child must be a struct of key and value")
             }
             return .map(children[0], keysSorted: try scalar(0, "keysSorted", UInt8(0)) != 0)
         case 18:
-            return .duration(try timeUnit(try scalar(0, "unit", Int16(1)), field: field))
+            return .duration(try Self.timeUnit(try scalar(0, "unit", Int16(1)), field: field))
         case 19: return .largeBinary
         case 20: return .largeUtf8
         case 21:
-            try expectChildren(children, 1, "large_list", field: field)
+            try Self.expectChildren(children, 1, "large_list", field: field)
             return .largeList(children[0])
         case 22:
-            try expectChildren(children, 2, "run_end_encoded", field: field)
+            try Self.expectChildren(children, 2, "run_end_encoded", field: field)
             guard case let .int(runEndType) = children[0].type, runEndType.isSigned, runEndType.bitWidth >= 16,
                   children[0].dictionary == nil
             else {
@@ -216,10 +251,10 @@ struct SchemaDecoder {
         case 23: return .binaryView
         case 24: return .utf8View
         case 25:
-            try expectChildren(children, 1, "list_view", field: field)
+            try Self.expectChildren(children, 1, "list_view", field: field)
             return .listView(children[0])
         case 26:
-            try expectChildren(children, 1, "large_list_view", field: field)
+            try Self.expectChildren(children, 1, "large_list_view", field: field)
             return .largeListView(children[0])
         case 0:
             throw .invalidMessage(what: "field '\(field)'", reason: "type is missing")

@@ -26,7 +26,8 @@ struct ArrayLoader {
         columns.reserveCapacity(fields.count)
         for field in fields {
             let column = try self.load(field, depth: 1)
-            try StructuralValidator.check(column, against: field)
+            // Dictionaries come from the reader's memo, whose chunks were checked once when they arrived.
+            try StructuralValidator.check(column, against: field, checkDictionaries: false)
             columns.append(column)
         }
         guard self.nodeIndex == self.header.nodes.count else {
@@ -51,6 +52,12 @@ struct ArrayLoader {
             throw .invalidMessage(what: "RecordBatch", reason: "too few buffers (\(self.header.buffers.count)) at field '\(field.name)'")
         }
         let location = self.header.buffers[self.bufferIndex]
+        // Arrow requires 8-byte aligned buffers (pyarrow refuses others): storing one would hand every
+        // reader bytes it cannot read.
+        guard location.offset & 7 == 0 else {
+            throw .invalidMessage(what: "RecordBatch.buffers[\(self.bufferIndex)] of field '\(field.name)'",
+                                  reason: "offset \(location.offset) is not a multiple of 8 (buffers must be 8-byte aligned)")
+        }
         guard location.offset <= self.body.count, location.length <= self.body.count - location.offset else {
             throw .invalidMessage(what: "RecordBatch.buffers[\(self.bufferIndex)] of field '\(field.name)'",
                                   reason: "bytes \(location.offset)..<\(location.offset + location.length) outside the body of \(self.body.count) bytes")

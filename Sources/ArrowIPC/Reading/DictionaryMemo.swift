@@ -31,7 +31,8 @@ struct DictionaryMemo {
         let values = try loader.load([valueField])[0]
         if fullValidation { try FullValidator.validate(values, name: "dictionary \(header.id)") }
         if header.isDelta, let existing = self.dictionaries[header.id] {
-            self.dictionaries[header.id] = existing.appending(values)
+            // O(1): the lineage grows in place (a chain of deltas costs O(total size)).
+            self.dictionaries[header.id] = try existing.appending(values)
         } else {
             if self.dictionaries[header.id] != nil, !self.allowReplacement {
                 throw .invalidMessage(what: "DictionaryBatch \(header.id)", reason: "IPC files cannot replace a dictionary")

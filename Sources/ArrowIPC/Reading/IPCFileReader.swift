@@ -55,6 +55,10 @@ public struct IPCFileReader: Sendable {
         guard block.offset >= 8, block.offset < bytes.count else {
             throw .invalidMessage(what: what, reason: "offset \(block.offset) lies outside the file's messages")
         }
+        // As Arrow C++ requires: messages start 8-byte aligned, so that their bodies and buffers are.
+        guard block.offset & 7 == 0, block.bodyLength & 7 == 0 else {
+            throw .invalidMessage(what: what, reason: "offset \(block.offset) or body length \(block.bodyLength) is not a multiple of 8")
+        }
         var scanner = MessageScanner(bytes, position: block.offset, limits: limits)
         guard let encapsulated = try scanner.next() else {
             throw .invalidMessage(what: what, reason: "no message at offset \(block.offset)")
@@ -89,9 +93,19 @@ public struct IPCFileReader: Sendable {
     }
 
     /// Every record batch in order.
+    ///
+    /// - Throws: as ``recordBatch(at:)``, and ``ArrowIPCError/invalidMessage(what:reason:)`` if the batches'
+    ///   lengths sum beyond `Int.max` (so the caller may add them up).
     public func readAll() throws(ArrowIPCError) -> [RecordBatch] {
         var batches: [RecordBatch] = []
-        for index in 0..<self.recordBatchCount { batches.append(try self.recordBatch(at: index)) }
+        var rows = 0
+        for index in 0..<self.recordBatchCount {
+            let batch = try self.recordBatch(at: index)
+            let (sum, overflow) = rows.addingReportingOverflow(batch.length)
+            guard !overflow else { throw .invalidMessage(what: "file", reason: "record batch lengths sum beyond \(Int.max) rows") }
+            rows = sum
+            batches.append(batch)
+        }
         return batches
     }
 }

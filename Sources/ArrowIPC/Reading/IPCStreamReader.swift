@@ -51,6 +51,9 @@ public struct IPCStreamReader: Sendable {
     /// The dictionaries read so far, by id.
     public var dictionaries: [Int64: DictionaryValues] { self.decoder.dictionaries }
 
+    /// Rows of the record batches read so far.
+    public var rowCount: Int { self.decoder.rowCount }
+
     /// Byte offset just past the last message read.
     public var position: Int { self.scanner.position }
 

@@ -63,6 +63,11 @@ struct MessageScanner {
         let metadata = self.bytes[(base + metadataStart)..<(base + metadataStart + metadataLength)]
         let message = try Message.decode(metadata, limits: self.limits)
         let bodyStart = metadataStart + metadataLength
+        // Bodies start 8-byte aligned (writers pad the metadata), so that aligned buffer offsets are aligned.
+        guard message.bodyLength == 0 || bodyStart & 7 == 0 else {
+            throw .invalidMessage(what: "\(message.header.kind) message at byte \(start)",
+                                  reason: "its body starts at byte \(bodyStart), not a multiple of 8 (unpadded metadata)")
+        }
         guard message.bodyLength <= self.bytes.count - bodyStart else {
             throw .truncated(what: "\(message.header.kind) body", offset: bodyStart, needed: message.bodyLength,
                              available: self.bytes.count - bodyStart)

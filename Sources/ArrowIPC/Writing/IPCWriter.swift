@@ -62,7 +62,6 @@ public struct IPCWriter: Sendable {
 
     private mutating func writeDictionaries(of array: ArrayData) throws(ArrowIPCError) {
         if let encoding = array.encoding, let dictionary = array.dictionary {
-            for chunk in dictionary.chunks { try self.writeDictionaries(of: chunk) }
             var start = 0
             if let previous = self.written[encoding.id] {
                 if previous.lineage === dictionary.lineage {
@@ -71,13 +70,15 @@ public struct IPCWriter: Sendable {
                     throw .invalidMessage(what: "dictionary \(encoding.id)", reason: "IPC files cannot replace a dictionary")
                 }
             }
-            guard start < dictionary.chunks.count else { return }
-            for index in start..<dictionary.chunks.count {
-                let block = self.append(EncodedMessage.dictionaryBatch(
-                    id: encoding.id, values: dictionary.chunks[index], isDelta: index > 0))
+            guard start < dictionary.chunkCount else { return }
+            // Only the chunks not yet written (and the dictionaries nested in them): O(new chunks) per batch.
+            for index in start..<dictionary.chunkCount {
+                let chunk = dictionary.chunk(index)
+                try self.writeDictionaries(of: chunk)
+                let block = self.append(EncodedMessage.dictionaryBatch(id: encoding.id, values: chunk, isDelta: index > 0))
                 self.dictionaryBlocks.append(block)
             }
-            self.written[encoding.id] = (dictionary.lineage, dictionary.chunks.count)
+            self.written[encoding.id] = (dictionary.lineage, dictionary.chunkCount)
             return
         }
         for child in array.children { try self.writeDictionaries(of: child) }

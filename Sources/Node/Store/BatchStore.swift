@@ -33,7 +33,14 @@ public struct StoredBatch: Sendable {
         self.schema = schema
         self.messages = messages
         self.rows = rows
-        self.bytes = messages.reduce(0) { $0 + $1.header.count + $1.body.count }
+        // Counts of slices that exist in memory: their sum fits an Int, but say so rather than trap.
+        var bytes = 0
+        for message in messages {
+            let (withHeader, headerOverflow) = bytes.addingReportingOverflow(message.header.count)
+            let (total, bodyOverflow) = withHeader.addingReportingOverflow(message.body.count)
+            bytes = headerOverflow || bodyOverflow ? .max : total
+        }
+        self.bytes = bytes
         self.createdAtMilliseconds = createdAtMilliseconds
         self.expiresAt = expiresAt
     }
@@ -103,6 +110,8 @@ public final class BatchStore: Sendable {
             guard let pending = state.pending[reservation.key], pending.token == reservation.token else {
                 return .failure(.invalidArgument("no reservation for \(reservation.key)"))
             }
+            guard bytes >= 0 else { return .failure(.invalidArgument("cannot grow a reservation by \(bytes) bytes")) }
+            // storedBytes + reservedBytes never exceeds maxMemory, an Int.
             let (total, overflow) = (state.storedBytes + state.reservedBytes).addingReportingOverflow(bytes)
             guard !overflow, total <= self.maxMemory else {
                 return .failure(.resourceExhausted(
