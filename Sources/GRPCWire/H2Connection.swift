@@ -136,13 +136,19 @@ class H2Connection: LoopHandler {
         }
     }
 
-    /// A TLS handshake that has not finished after this long closes the connection.
+    /// A TLS handshake (or, on servers, the HTTP/2 preface) not finished after this long closes the connection.
     var handshakeTimeout: Duration = .seconds(10)
-    private let createdAt = ContinuousClock.now
+    /// Servers: no frame received from the client yet (its preface is still missing).
+    var awaitingPreface = false
+    let createdAt = ContinuousClock.now
 
     func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
         if let tls = self.tls, !tls.isEstablished, !self.isClosed, now - self.createdAt > self.handshakeTimeout {
             self.close(runner: runner, reason: GRPCStatus(.unavailable, "TLS handshake timed out"))
+            return
+        }
+        if self.awaitingPreface, !self.isClosed, now - self.createdAt > self.handshakeTimeout {
+            self.close(runner: runner, reason: GRPCStatus(.unavailable, "no HTTP/2 preface within the handshake timeout"))
             return
         }
         guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else {
@@ -164,10 +170,12 @@ class H2Connection: LoopHandler {
     /// Hook after each `mem_recv` (subclasses process work queued by callbacks).
     func afterReceive(runner: LoopRunner) {}
 
-    /// A malformed peer: try to send GOAWAY, then close.
+    /// A malformed or flooding peer: try to send GOAWAY (PROTOCOL_ERROR, or ENHANCE_YOUR_CALM for floods), then
+    /// close.
     func protocolFailure(code: Int32, runner: LoopRunner) {
         if let session = self.session {
-            NGHTTP2Calls.terminate(session, errorCode: NGHTTP2Calls.errorProtocol)
+            let error = code == NGHTTP2Calls.errFlooded ? NGHTTP2Calls.errorEnhanceYourCalm : NGHTTP2Calls.errorProtocol
+            NGHTTP2Calls.terminate(session, errorCode: error)
             self.flush(runner: runner, closing: true)
         }
         self.close(runner: runner, reason: GRPCStatus(.unavailable, "HTTP/2 error: \(NGHTTP2Calls.errorText(code))"))
@@ -354,6 +362,7 @@ class H2Connection: LoopHandler {
     func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 { 0 }
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 { 0 }
     func onFrameSend(type: UInt8, flags: UInt8, streamID: Int32) {}
+    func onFrameNotSent(type: UInt8, streamID: Int32, errorCode: Int32) {}
     func readData(streamID: Int32, maxLength: Int, flags: inout UInt32) -> Int { NGHTTP2Calls.errDeferred }
     func sendData(streamID: Int32, frameHeader: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
         NGHTTP2Calls.errCallbackFailure
