@@ -79,6 +79,7 @@ struct FlightCommand: AsyncParsableCommand {
         let service = FlightStoreService(store: store, location: location)
         var configuration = GRPCServerConfiguration(host: listen.host, port: listen.port, tls: tls)
         configuration.maxReceiveMessageSize = Int(Int32.max)
+        configuration.admission = FlightMemoryAdmission(store: store)
         let flight: FlightServer
         do {
             flight = try FlightServer(service: service, configuration: configuration, auth: auth)

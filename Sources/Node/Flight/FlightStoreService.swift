@@ -45,7 +45,7 @@ public final class FlightStoreService: FlightService {
 
     public func doPut(_ requests: FlightRequestStream<FlightData>, _ responses: FlightResponseStream<PutResult>,
                       _ context: FlightCallContext) async throws {
-        guard let first = try await requests.next() else {
+        guard let (first, firstSize) = try await requests.nextWithSize() else {
             throw NodeError.invalidArgument("DoPut stream is empty: the first message must carry the descriptor and schema")
         }
         let key = try Self.key(for: first.flightDescriptor)
@@ -54,19 +54,20 @@ public final class FlightStoreService: FlightService {
             var decoder = IPCMessageDecoder(options: .untrusted)
             var messages: [StoredMessage] = []
             var rows = 0
-            var next: FlightData? = first
-            while let data = next {
+            var next: (message: FlightData, size: Int)? = (first, firstSize)
+            while let (data, size) = next {
                 if data.dataHeader.isEmpty, !data.dataBody.isEmpty {
                     throw NodeError.invalidArgument("DoPut message with a data_body but no data_header")
                 }
                 if !data.dataHeader.isEmpty {
-                    try self.store.grow(reservation, by: data.dataHeader.count + data.dataBody.count)
+                    // The header and body are slices of the whole received message: charge all of it.
+                    try self.store.grow(reservation, by: size)
                     if case let .recordBatch(batch) = try decoder.decode(header: data.dataHeader, body: data.dataBody) {
                         rows += batch.length
                     }
-                    messages.append(StoredMessage(header: data.dataHeader, body: data.dataBody))
+                    messages.append(StoredMessage(header: data.dataHeader, body: data.dataBody, heldBytes: size))
                 }
-                next = try await requests.next()
+                next = try await requests.nextWithSize()
             }
             guard let schema = decoder.schema else {
                 throw NodeError.invalidArgument("DoPut stream for \(key) has no schema message")

@@ -7,10 +7,13 @@ internal import Synchronization
 public struct StoredMessage: Sendable {
     public let header: ArraySlice<UInt8>
     public let body: ArraySlice<UInt8>
+    /// Bytes this message keeps alive: the whole received gRPC message its slices share (default: header + body).
+    public let heldBytes: Int
 
-    public init(header: ArraySlice<UInt8>, body: ArraySlice<UInt8>) {
+    public init(header: ArraySlice<UInt8>, body: ArraySlice<UInt8>, heldBytes: Int? = nil) {
         self.header = header
         self.body = body
+        self.heldBytes = heldBytes ?? header.count + body.count
     }
 }
 
@@ -21,8 +24,10 @@ public struct StoredBatch: Sendable {
     public let schema: Schema
     public let messages: [StoredMessage]
     public let rows: Int
-    /// Bytes held: every header and body.
+    /// Bytes of the IPC stream: every header and body.
     public let bytes: Int
+    /// Bytes kept alive (charged against `maxMemory`): every received message the headers and bodies are slices of.
+    public let heldBytes: Int
     /// Wall-clock creation time, milliseconds since the Unix epoch.
     public let createdAtMilliseconds: Int64
     let expiresAt: ContinuousClock.Instant
@@ -34,6 +39,7 @@ public struct StoredBatch: Sendable {
         self.messages = messages
         self.rows = rows
         self.bytes = messages.reduce(0) { $0 + $1.header.count + $1.body.count }
+        self.heldBytes = messages.reduce(0) { $0 + $1.heldBytes }
         self.createdAtMilliseconds = createdAtMilliseconds
         self.expiresAt = expiresAt
     }
@@ -122,7 +128,7 @@ public final class BatchStore: Sendable {
                 state.reservedBytes -= pending.bytes
             }
             state.batches[reservation.key] = batch
-            state.storedBytes += batch.bytes
+            state.storedBytes += batch.heldBytes
         }
         return batch
     }
@@ -191,6 +197,6 @@ public final class BatchStore: Sendable {
     }
 
     private static func remove(_ key: BatchKey, from state: inout State) {
-        if let batch = state.batches.removeValue(forKey: key) { state.storedBytes -= batch.bytes }
+        if let batch = state.batches.removeValue(forKey: key) { state.storedBytes -= batch.heldBytes }
     }
 }
