@@ -103,6 +103,8 @@ final class ServerShared: Sendable {
     let tlsContext: TLSContext?
     /// Buffered request bytes of all connections.
     let receiveBudget: ByteBudget
+    /// `maxConnections`, lowered to fit the descriptor limit (so the caps, not EMFILE, decide who is served).
+    let connectionCap: Int
 
     /// One open connection as the registry sees it.
     struct Entry {
@@ -132,6 +134,7 @@ final class ServerShared: Sendable {
         self.router = router
         self.tlsContext = tlsContext
         self.receiveBudget = ByteBudget(limit: configuration.serverReceiveBudget)
+        self.connectionCap = min(configuration.maxConnections, SocketCalls.connectionsForOpenFileLimit())
     }
 
     /// Outcome of a new connection at the listener.
@@ -149,8 +152,8 @@ final class ServerShared: Sendable {
             let live = r.entries.count - r.evictedOpen
             let fromPeer = r.perPeer[peer, default: 0]
             var evict: (loop: EventLoop, handlerID: UInt64)?
-            if live >= config.maxConnections || fromPeer >= config.maxConnectionsPerPeer {
-                let peerOnly = live < config.maxConnections
+            if live >= self.connectionCap || fromPeer >= config.maxConnectionsPerPeer {
+                let peerOnly = live < self.connectionCap
                 var victim: (key: Int, opened: ContinuousClock.Instant)?
                 for (key, e) in r.entries where e.handshaking && !e.evicted && e.loop != nil {
                     if peerOnly && e.peer != peer { continue }

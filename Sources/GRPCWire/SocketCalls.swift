@@ -119,6 +119,18 @@ enum SocketCalls {
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
+    /// Descriptors kept free of connections (listener, epoll sets, eventfds, files, the spare accept descriptor).
+    static let reservedDescriptors = 64
+
+    /// How many connections fit the soft `RLIMIT_NOFILE` beside ``reservedDescriptors`` (at least 16).
+    static func connectionsForOpenFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int.max) else {
+            return Int.max
+        }
+        return max(16, Int(limit.rlim_cur) - self.reservedDescriptors)
+    }
+
     /// Tells an h2c client why it is refused before closing: the server preface (empty SETTINGS) and
     /// GOAWAY(last stream 0, ENHANCE_YOUR_CALM, `reason`), in one non-blocking write (best effort).
     static func refuseHTTP2(_ fd: Int32, reason: String) {
