@@ -50,7 +50,6 @@ class H2Connection: LoopHandler {
         self.fd = fd
         self.loop = loop
         self.outHighWater = outHighWater
-        self.scratch.reserveCapacity(64 << 10)
     }
 
     static let readEvents = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
@@ -185,6 +184,8 @@ class H2Connection: LoopHandler {
 
     /// Appends bytes produced by nghttp2 (copied: nghttp2 reuses its buffer).
     func appendCopy(_ bytes: UnsafeRawBufferPointer) {
+        // Allocated on first use: an idle connection holds no output buffer.
+        if self.scratch.capacity == 0 { self.scratch.reserveCapacity(16 << 10) }
         self.scratch.append(contentsOf: bytes)
         if self.scratch.count >= 64 << 10 { self.flushScratch() }
     }
@@ -194,13 +195,13 @@ class H2Connection: LoopHandler {
         self.outBytes += self.scratch.count
         self.outQueue.append(self.scratch[...])
         self.scratch = []
-        self.scratch.reserveCapacity(16 << 10)
     }
 
     /// Appends a slice without copying, after everything queued so far.
     func appendSlice(_ slice: ArraySlice<UInt8>) {
         guard !slice.isEmpty else { return }
         if slice.count <= 1024 {
+            if self.scratch.capacity == 0 { self.scratch.reserveCapacity(16 << 10) }
             self.scratch.append(contentsOf: slice)
             return
         }

@@ -129,4 +129,19 @@ import Testing
         withUnsafeMutableBytes(of: &sm) { dst in withUnsafeBytes(of: m) { dst.copyMemory(from: $0) } }
         #expect(PeerAddress(sm) == PeerAddress(sa), "::ffff:127.0.0.1 is the same peer as 127.0.0.1")
     }
+
+    /// A server needs a descriptor per connection: it raises the soft RLIMIT_NOFILE to the hard limit at start.
+    @Test func startRaisesTheSoftDescriptorLimit() async throws {
+        var limit = rlimit()
+        #expect(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0)
+        let hard = limit.rlim_max
+        guard hard > 256 else { return }
+        limit.rlim_cur = 256
+        #expect(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0)
+        let server = try ServerBehaviourTests.server(Probe())
+        var after = rlimit()
+        #expect(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &after) == 0)
+        #expect(after.rlim_cur == hard)
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }

@@ -120,4 +120,30 @@ import Testing
         }
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    /// A peer that floods SETTINGS (each needs an ACK) is answered GOAWAY(ENHANCE_YOUR_CALM), not PROTOCOL_ERROR;
+    /// other connections are served.
+    @Test func settingsFloodIsAnsweredWithEnhanceYourCalm() async throws {
+        let server = try Self.server()
+        let raw = try RawConnection(port: server.port)
+        raw.handshake()
+        let one = RawConnection.frame(type: 0x4, flags: 0, stream: 0, [])
+        raw.send(Array([[UInt8]](repeating: one, count: 20_000).joined()))
+        var code: UInt32?
+        _ = raw.readFrames { type, _, _, payload in
+            guard type == 0x7, payload.count >= 8 else { return false }
+            code = UInt32(payload[4]) << 24 | UInt32(payload[5]) << 16 | UInt32(payload[6]) << 8 | UInt32(payload[7])
+            return true
+        }
+        #expect(code == 0xB, "GOAWAY(ENHANCE_YOUR_CALM) for a SETTINGS flood")
+        raw.close()
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        do {
+            _ = try await channel.unary(path: Self.hugeTrailersPath, request: [[][...]], timeout: .seconds(20))
+        } catch {
+            #expect(error.code == .invalidArgument, "\(error)")
+        }
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }

@@ -159,6 +159,10 @@ public final class FlightStoreService: FlightService {
         case "stats":
             json = self.statsJSON()
         case "delete":
+            // A key is short: refuse a huge body before copying it into a string.
+            guard action.body.count <= 4096 else {
+                throw NodeError.invalidArgument("delete: the body must be a batch key QUEUE/ID, got \(action.body.count) bytes")
+            }
             let text = String(decoding: action.body, as: UTF8.self)
             let key = try BatchKey(parsing: text)
             guard self.store.delete(key) else { throw NodeError.notFound("no batch '\(key)' to delete") }
