@@ -172,13 +172,24 @@ struct HardeningBudgetTests {
         return child
     }
 
+    /// The binary under test: `$HARDENING_BINARY` (e.g. an older build, to reproduce the defects), else ours.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["HARDENING_BINARY"], !path.isEmpty { return path }
+        return CLI.binary.path
+    }
+
+    /// Prints a measured figure (docs/SECURITY.md quotes these lines).
+    static func report(_ test: String, _ text: String) {
+        print("hardening \(test): \(text)")
+    }
+
     /// `valkeyflight flight` started through `/bin/sh` with `limits` (e.g. `ulimit -v 3000000`).
     final class LimitedServer {
         let child: TestChildProcess
         let url: String
 
         init(limits: String, _ arguments: [String] = []) throws {
-            let command = "\(limits) && exec '\(CLI.binary.path)' flight --listen 127.0.0.1:0 \(arguments.joined(separator: " "))"
+            let command = "\(limits) && exec '\(HardeningBudgetTests.binary)' flight --listen 127.0.0.1:0 \(arguments.joined(separator: " "))"
             let child = try TestChildProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", command])
             guard let line = child.nextLine(timeout: 20),
                   let match = line.wholeMatch(of: /listening on (grpc:\/\/[0-9.]+:[0-9]+)/)
@@ -248,6 +259,7 @@ struct HardeningBudgetTests {
             #expect(legit["kept_rows"] == 5000)
             #expect(server.alive, "64 prefixes of 2 GiB under a 3 GB address-space limit; stderr:\n\(server.child.stderr)")
             let hwm = server.memory("VmHWM")
+            Self.report("2 GiB prefixes", "64 streams under ulimit -v 3000000: alive, VmHWM \(hwm) kB")
             #expect(hwm > 0 && hwm < 150_000, "VmHWM \(hwm) kB")
             attacker.closeInput()
             _ = attacker.waitForExit(timeout: 10)
@@ -265,6 +277,7 @@ struct HardeningBudgetTests {
             let legit = try Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000)
             let rss = server.memory("VmRSS")
+            Self.report("half messages", "40 × 4 MB of 50 MB announced, --max-memory 100MB: VmRSS +\(rss - before) kB, VmHWM \(server.memory("VmHWM")) kB")
             #expect(rss > 0 && rss - before < 60_000, "RSS grew by \(rss - before) kB under 40 half messages")
             attacker.closeInput()
             _ = attacker.waitForExit(timeout: 10)
@@ -283,6 +296,7 @@ struct HardeningBudgetTests {
                 #expect(r["message"].string?.contains("memory limit") == true, "\(r)")
             }
             let hwm = server.memory("VmHWM")
+            Self.report("concurrent puts", "10 × 40 MB, --max-memory 100MB: \(outcomes.count - refused.count) stored, \(refused.count) refused, VmHWM \(hwm) kB")
             #expect(hwm > 0 && hwm < 250_000, "VmHWM \(hwm) kB with --max-memory 100MB")
         }
     }
@@ -294,6 +308,7 @@ struct HardeningBudgetTests {
             defer { attacker.terminate() }
             let legit = try Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000, "served beside 5,000 idle connections")
+            Self.report("idle connections", "5,000 idle: legitimate client served, VmRSS \(server.memory("VmRSS")) kB")
             attacker.closeInput()
             _ = attacker.waitForExit(timeout: 20)
         }
@@ -311,6 +326,7 @@ struct HardeningBudgetTests {
             while ContinuousClock.now - started < .seconds(2) { usleep(100_000) }
             let elapsed = ContinuousClock.now - started
             let used = server.cpuSeconds - cpuBefore
+            Self.report("descriptor exhaustion", "600 idle over ulimit -n 200: served, \(used) CPU s over \(elapsed)")
             #expect(used >= 0 && used < 0.3, "server used \(used) CPU s in \(elapsed) (a spinning loop uses one per s)")
             attacker.closeInput()
             _ = attacker.waitForExit(timeout: 20)
@@ -329,6 +345,7 @@ struct HardeningBudgetTests {
                 #expect((error["seconds"].double ?? 99) < 10, "\(call) answered before its deadline: \(error)")
                 #expect(error["message"].string?.contains("metadata size") == false, "\(call): \(error)")
                 #expect((error["length"].int ?? .max) < 16384, "\(call): \(error)")
+                Self.report("oversized errors", "\(call): \(error["class"]) after \(error["seconds"]) s, \(error["length"]) characters")
             }
         }
     }
