@@ -25,6 +25,14 @@ public struct FlightRequestStream<Message: ProtoMessage>: Sendable {
         guard let bytes = try await self.call.receive() else { return nil }
         return try Message(serializedBytes: bytes[...])
     }
+
+    /// The next message and the size of the received bytes its fields are slices of, or nil at the end.
+    ///
+    /// - Throws: as ``next()``.
+    public func nextWithSize() async throws -> (message: Message, size: Int)? {
+        guard let bytes = try await self.call.receive() else { return nil }
+        return (try Message(serializedBytes: bytes[...]), bytes.count)
+    }
 }
 
 /// Sends the response messages of a streaming call.

@@ -2,7 +2,8 @@ internal import CEpoll
 internal import Glibc
 import Synchronization
 
-/// Server settings. Defaults suit loopback Flight traffic; every limit is enforced per connection or stream.
+/// Server settings. Defaults suit loopback Flight traffic; every limit is enforced per stream, per connection or
+/// for the whole server, and each one is listed with its default in the README ("Limits").
 public struct GRPCServerConfiguration: Sendable {
     /// Address to bind (numeric IPv4/IPv6 or a name from /etc/hosts); `::` or `0.0.0.0` for all.
     public var host: String
@@ -17,8 +18,30 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxReceiveMessageSize: Int
     /// SETTINGS_MAX_CONCURRENT_STREAMS announced to clients.
     public var maxConcurrentStreams: UInt32
-    /// Accepted connections beyond this are closed at once.
+    /// Most open connections (default 10,000). At the cap, the oldest connection still in its handshake (no
+    /// HTTP/2 preface or TLS handshake yet) is closed to make room; when there is none, the new connection gets
+    /// GOAWAY(ENHANCE_YOUR_CALM) and is closed, and the established ones keep being served.
     public var maxConnections: Int
+    /// Most open connections from one peer IP address (default 10,000), with the same policy as `maxConnections`.
+    public var maxConnectionsPerPeer: Int
+    /// A connection that has not sent its HTTP/2 preface (or finished its TLS handshake) within this is closed.
+    /// Default 10 s.
+    public var handshakeTimeout: Duration
+    /// A connection without open streams for this long gets GOAWAY(NO_ERROR) and is closed (nil: never).
+    /// Default 5 minutes.
+    public var idleTimeout: Duration?
+    /// Request bytes one connection may hold buffered: partial messages (their buffers as allocated) plus
+    /// complete messages its handlers have not taken. A message that does not fit ends its call with
+    /// RESOURCE_EXHAUSTED. Default 2 GiB (one message of `maxReceiveMessageSize` fits).
+    public var connectionReceiveBudget: Int
+    /// Request bytes all connections together may hold buffered, as for `connectionReceiveBudget`.
+    /// Default: half the physical memory, clamped to 256 MiB ... 8 GiB.
+    public var serverReceiveBudget: Int
+    /// Unsent response bytes of all streams of one connection; beyond it, a handler's `send` waits until its own
+    /// stream's queue is empty. Default 32 MiB.
+    public var connectionSendBufferLimit: Int
+    /// Asked for every announced request message before it is buffered (e.g. a memory limit); nil admits all.
+    public var admission: (any GRPCMessageAdmission)?
     /// Largest request header block (bytes, HPACK-decoded + 32 per field); larger streams are reset.
     public var maxHeaderListSize: Int
     /// Per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -45,15 +68,31 @@ public struct GRPCServerConfiguration: Sendable {
         self.tls = tls
         self.maxReceiveMessageSize = Int(Int32.max)
         self.maxConcurrentStreams = 4096
-        self.maxConnections = 4096
+        self.maxConnections = 10_000
+        self.maxConnectionsPerPeer = 10_000
+        self.handshakeTimeout = .seconds(10)
+        self.idleTimeout = .seconds(300)
+        self.connectionReceiveBudget = 2 << 30
+        self.serverReceiveBudget = Self.defaultServerReceiveBudget
+        self.connectionSendBufferLimit = 32 << 20
+        self.admission = nil
         self.maxHeaderListSize = 16 << 10
         self.streamWindowSize = 8 << 20
         self.connectionWindowSize = 256 << 20
         self.maxFrameSize = 4 << 20
         self.streamSendBufferLimit = 4 << 20
         self.streamReceiveBufferLimit = 8 << 20
-        self.keepaliveInterval = .seconds(7200)
+        self.keepaliveInterval = .seconds(60)
         self.keepaliveTimeout = .seconds(20)
+    }
+
+    /// Half the physical memory, clamped to 256 MiB ... 8 GiB.
+    static var defaultServerReceiveBudget: Int {
+        let pages = Int(sysconf(Int32(_SC_PHYS_PAGES)))
+        let size = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let (total, overflow) = pages.multipliedReportingOverflow(by: size)
+        let half = overflow || pages <= 0 || size <= 0 ? 8 << 30 : total / 2
+        return min(max(half, 256 << 20), 8 << 30)
     }
 }
 
@@ -62,38 +101,110 @@ final class ServerShared: Sendable {
     let configuration: GRPCServerConfiguration
     let router: GRPCRouter
     let tlsContext: TLSContext?
-    private let connections = Mutex<[Int: (loop: EventLoop, handlerID: UInt64)]>([:])
-    private let count = Atomic<Int>(0)
-    private let nextKey = Atomic<Int>(1)
+    /// Buffered request bytes of all connections.
+    let receiveBudget: ByteBudget
+    /// `maxConnections`, lowered to fit the descriptor limit (so the caps, not EMFILE, decide who is served).
+    let connectionCap: Int
+
+    /// One open connection as the registry sees it.
+    struct Entry {
+        var peer: PeerAddress
+        var loop: EventLoop?
+        var handlerID: UInt64 = 0
+        /// Still waiting for the HTTP/2 preface or the TLS handshake.
+        var handshaking = true
+        var evicted = false
+        let opened: ContinuousClock.Instant
+    }
+
+    struct Registry {
+        var entries: [Int: Entry] = [:]
+        var perPeer: [PeerAddress: Int] = [:]
+        var nextKey = 1
+        var refused = 0
+        var evicted = 0
+        /// Entries marked evicted whose connection has not closed yet (they no longer count against the caps).
+        var evictedOpen = 0
+    }
+
+    private let registry = Mutex(Registry())
 
     init(configuration: GRPCServerConfiguration, router: GRPCRouter, tlsContext: TLSContext?) {
         self.configuration = configuration
         self.router = router
         self.tlsContext = tlsContext
+        self.receiveBudget = ByteBudget(limit: configuration.serverReceiveBudget)
+        self.connectionCap = min(configuration.maxConnections, SocketCalls.connectionsForOpenFileLimit())
     }
 
-    /// Reserves a connection slot; nil when at the limit.
-    func reserve() -> Int? {
-        let now = self.count.wrappingAdd(1, ordering: .relaxed).newValue
-        if now > self.configuration.maxConnections {
-            self.count.wrappingSubtract(1, ordering: .relaxed)
-            return nil
+    /// Outcome of a new connection at the listener.
+    enum Admission {
+        /// Serve it under `key`; first close `evict` (the oldest connection still in its handshake) if set.
+        case admitted(key: Int, evict: (loop: EventLoop, handlerID: UInt64)?)
+        /// Over a cap with no handshaking connection to close: refuse the newcomer.
+        case refused
+    }
+
+    /// Registers a new connection from `peer`, applying the total and per-peer caps.
+    func reserve(peer: PeerAddress) -> Admission {
+        let config = self.configuration
+        return self.registry.withLock { r -> Admission in
+            let live = r.entries.count - r.evictedOpen
+            let fromPeer = r.perPeer[peer, default: 0]
+            var evict: (loop: EventLoop, handlerID: UInt64)?
+            if live >= self.connectionCap || fromPeer >= config.maxConnectionsPerPeer {
+                let peerOnly = live < self.connectionCap
+                var victim: (key: Int, opened: ContinuousClock.Instant)?
+                for (key, e) in r.entries where e.handshaking && !e.evicted && e.loop != nil {
+                    if peerOnly && e.peer != peer { continue }
+                    if victim == nil || e.opened < victim!.opened { victim = (key, e.opened) }
+                }
+                guard let victim, let entry = r.entries[victim.key], let loop = entry.loop else {
+                    r.refused += 1
+                    return .refused
+                }
+                r.entries[victim.key]?.evicted = true
+                r.evicted += 1
+                r.evictedOpen += 1
+                evict = (loop, entry.handlerID)
+            }
+            let key = r.nextKey
+            r.nextKey += 1
+            r.entries[key] = Entry(peer: peer, opened: .now)
+            r.perPeer[peer] = fromPeer + 1
+            return .admitted(key: key, evict: evict)
         }
-        return self.nextKey.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     func connectionStarted(key: Int, loop: EventLoop, handlerID: UInt64) {
-        self.connections.withLock { $0[key] = (loop, handlerID) }
+        self.registry.withLock { r in
+            r.entries[key]?.loop = loop
+            r.entries[key]?.handlerID = handlerID
+        }
+    }
+
+    /// The connection sent its preface (and finished TLS): it is no longer first in line for eviction.
+    func connectionEstablished(key: Int) {
+        self.registry.withLock { $0.entries[key]?.handshaking = false }
     }
 
     func connectionEnded(key: Int) {
-        self.connections.withLock { $0[key] = nil }
-        self.count.wrappingSubtract(1, ordering: .relaxed)
+        self.registry.withLock { r in
+            guard let e = r.entries.removeValue(forKey: key) else { return }
+            if e.evicted { r.evictedOpen -= 1 }
+            let n = r.perPeer[e.peer, default: 1] - 1
+            r.perPeer[e.peer] = n > 0 ? n : nil
+        }
     }
 
-    var openConnections: Int { self.count.load(ordering: .relaxed) }
+    var openConnections: Int { self.registry.withLock { $0.entries.count } }
 
-    var liveConnections: [(loop: EventLoop, handlerID: UInt64)] { self.connections.withLock { Array($0.values) } }
+    /// Connections refused and evicted at the caps so far.
+    var capCounts: (refused: Int, evicted: Int) { self.registry.withLock { ($0.refused, $0.evicted) } }
+
+    var liveConnections: [(loop: EventLoop, handlerID: UInt64)] {
+        self.registry.withLock { r in r.entries.values.compactMap { e in e.loop.map { ($0, e.handlerID) } } }
+    }
 }
 
 func closeFD(_ fd: Int32) -> Int32 { Glibc.close(fd) }
@@ -111,27 +222,76 @@ final class Listener: LoopHandler {
         self.group = group
     }
 
+    /// Out of descriptors: accepting is paused until then (the level-triggered listener would spin otherwise).
+    private var pausedUntil: ContinuousClock.Instant?
+    /// A descriptor kept in reserve: freed to accept-and-close one connection when the process is out of them.
+    private var spareFD: Int32 = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+    /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM.
+    static let exhaustionBackoff: Duration = .milliseconds(100)
+
     func handleEvents(_ events: UInt32, runner: LoopRunner) {
+        guard self.pausedUntil == nil else { return }
         for _ in 0..<256 {
-            let client = accept(self.fd, nil, nil)
-            if client < 0 { return }
+            var peer = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &peer) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(self.fd, $0, &length) }
+            }
+            if client < 0 {
+                switch errno {
+                case EINTR, ECONNABORTED, EPROTO, EPERM: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    self.backOff(runner: runner)
+                    return
+                default: return  // EAGAIN: nothing more pending
+                }
+            }
             _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             SocketCalls.setNoDelay(client)
-            guard let key = self.shared.reserve() else {
+            switch self.shared.reserve(peer: PeerAddress(peer)) {
+            case .refused:
+                if self.shared.tlsContext == nil { SocketCalls.refuseHTTP2(client, reason: "connection limit reached") }
                 _ = Glibc.close(client)
-                continue
-            }
-            let shared = self.shared
-            self.group.nextLoop().execute { runner in
-                ServerConnection.start(fd: client, runner: runner, shared: shared, key: key)
+            case .admitted(let key, let evict):
+                if let evict {
+                    let id = evict.handlerID
+                    evict.loop.execute { runner in
+                        (runner.handler(id) as? ServerConnection)?.evict(runner: runner)
+                    }
+                }
+                let shared = self.shared
+                self.group.nextLoop().execute { runner in
+                    ServerConnection.start(fd: client, runner: runner, shared: shared, key: key)
+                }
             }
         }
+    }
+
+    /// Out of descriptors or memory: refuse the connection at the head of the queue with the spare descriptor
+    /// (so its client learns at once), then stop polling the listener for a moment.
+    private func backOff(runner: LoopRunner) {
+        if self.spareFD >= 0 {
+            _ = Glibc.close(self.spareFD)
+            let c = accept(self.fd, nil, nil)
+            if c >= 0 { _ = Glibc.close(c) }
+            self.spareFD = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        }
+        self.pausedUntil = ContinuousClock.now.advanced(by: Self.exhaustionBackoff)
+        runner.modify(fd: self.fd, id: self.id, events: 0)
+    }
+
+    func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
+        guard let until = self.pausedUntil, now >= until else { return }
+        self.pausedUntil = nil
+        runner.modify(fd: self.fd, id: self.id, events: EPOLLIN.rawValue)
     }
 
     func closeForShutdown(runner: LoopRunner) {
         runner.unregister(fd: self.fd, id: self.id)
         _ = Glibc.close(self.fd)
+        if self.spareFD >= 0 { _ = Glibc.close(self.spareFD) }
+        self.spareFD = -1
     }
 }
 
@@ -153,6 +313,7 @@ public final class GRPCServer: Sendable {
         let tls = try configuration.tls.map { c throws(GRPCWireError) in
             try TLSContext(configuration: c, isServer: true)
         }
+        SocketCalls.raiseOpenFileLimit()
         let shared = ServerShared(configuration: configuration, router: router, tlsContext: tls)
         let (fd, port) = try SocketCalls.listen(host: configuration.host, port: configuration.port)
         let group: EventLoopGroup
@@ -178,6 +339,12 @@ public final class GRPCServer: Sendable {
 
     /// Number of open client connections.
     public var connectionCount: Int { self.shared.openConnections }
+
+    /// Connections refused at the caps and connections closed to make room for new ones, so far.
+    public var connectionCapCounts: (refused: Int, evicted: Int) { self.shared.capCounts }
+
+    /// Request bytes buffered by all connections now (charged against `serverReceiveBudget`).
+    public var bufferedRequestBytes: Int { self.shared.receiveBudget.inUse }
 
     /// Serves until the calling task is cancelled, then shuts down gracefully (see ``shutdown(gracePeriod:)``).
     public func run(gracePeriod: Duration = .seconds(5)) async {

@@ -114,13 +114,33 @@ public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// Percent-encoding of `grpc-message` values (PROTOCOLS.md §3).
 public enum GRPCMessageEncoding {
+    /// Longest encoded `grpc-message` a server sends (bytes): gRPC clients reject header blocks over 8–16 KiB, and
+    /// a status that cannot be sent leaves the call hanging.
+    public static let maxEncodedLength = 4096
+
+    /// The marker that ends a message cut at `limit`.
+    public static let truncationMarker = " ...(truncated)"
+
     /// Encodes UTF-8 text: bytes 0x20 ... 0x7E except `%` pass through, all others become `%XX` (uppercase hex).
-    public static func encode(_ message: String) -> String {
+    /// The result is at most `limit` bytes: a longer message is cut at a character boundary and ends with
+    /// ``truncationMarker``.
+    public static func encode(_ message: String, limit: Int = maxEncodedLength) -> String {
         let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
+        let marker = Array(Self.truncationMarker.utf8)
+        let budget = max(0, limit - marker.count)
         var out: [UInt8] = []
-        out.reserveCapacity(message.utf8.count)
+        out.reserveCapacity(min(message.utf8.count, limit))
+        var lastBoundary = 0
+        var truncated = false
         for b in message.utf8 {
-            if b >= 0x20 && b <= 0x7E && b != 0x25 {
+            // A scalar starts at every byte that is not a continuation byte.
+            if b & 0xC0 != 0x80 { lastBoundary = out.count }
+            let width = b >= 0x20 && b <= 0x7E && b != 0x25 ? 1 : 3
+            if out.count + width > budget {
+                truncated = true
+                break
+            }
+            if width == 1 {
                 out.append(b)
             } else {
                 out.append(0x25)
@@ -128,7 +148,21 @@ public enum GRPCMessageEncoding {
                 out.append(hex[Int(b & 0xF)])
             }
         }
+        if truncated {
+            // Short messages that merely exceed the budget by the marker still fit whole.
+            if message.utf8.count * 3 <= limit || Self.encodedLength(message) <= limit {
+                return Self.encode(message, limit: Int.max)
+            }
+            out.removeLast(out.count - lastBoundary)
+            out += marker
+        }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func encodedLength(_ message: String) -> Int {
+        var n = 0
+        for b in message.utf8 { n += b >= 0x20 && b <= 0x7E && b != 0x25 ? 1 : 3 }
+        return n
     }
 
     /// Decodes a received value. Never fails: broken escapes are kept as-is, invalid UTF-8 is replaced.

@@ -16,6 +16,10 @@ public enum GRPCWireError: Error, Equatable, Sendable, CustomStringConvertible {
     case messageTooLarge(length: Int, limit: Int)
     /// A gRPC message was flagged compressed although no `grpc-encoding` was negotiated.
     case unexpectedCompression(offset: Int)
+    /// The server's message admission hook refused an announced message (`code` is the gRPC status code).
+    case messageRefused(code: Int, message: String)
+    /// A receive buffer step of `requested` bytes did not fit the stream, connection or server budget.
+    case receiveBudgetExhausted(requested: Int)
     /// The server is not running or already shut down.
     case notRunning
 
@@ -32,6 +36,9 @@ public enum GRPCWireError: Error, Equatable, Sendable, CustomStringConvertible {
             return "gRPC message of \(length) bytes exceeds the receive limit of \(limit) bytes"
         case .unexpectedCompression(let offset):
             return "gRPC message at byte \(offset) is flagged compressed without grpc-encoding"
+        case .messageRefused(_, let message): return message
+        case .receiveBudgetExhausted(let requested):
+            return "the server's receive budget cannot take \(requested) more bytes now; retry later"
         case .notRunning: return "the gRPC server is not running"
         }
     }

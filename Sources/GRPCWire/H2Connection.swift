@@ -50,7 +50,6 @@ class H2Connection: LoopHandler {
         self.fd = fd
         self.loop = loop
         self.outHighWater = outHighWater
-        self.scratch.reserveCapacity(64 << 10)
     }
 
     static let readEvents = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
@@ -136,13 +135,19 @@ class H2Connection: LoopHandler {
         }
     }
 
-    /// A TLS handshake that has not finished after this long closes the connection.
+    /// A TLS handshake (or, on servers, the HTTP/2 preface) not finished after this long closes the connection.
     var handshakeTimeout: Duration = .seconds(10)
-    private let createdAt = ContinuousClock.now
+    /// Servers: no frame received from the client yet (its preface is still missing).
+    var awaitingPreface = false
+    let createdAt = ContinuousClock.now
 
     func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
         if let tls = self.tls, !tls.isEstablished, !self.isClosed, now - self.createdAt > self.handshakeTimeout {
             self.close(runner: runner, reason: GRPCStatus(.unavailable, "TLS handshake timed out"))
+            return
+        }
+        if self.awaitingPreface, !self.isClosed, now - self.createdAt > self.handshakeTimeout {
+            self.close(runner: runner, reason: GRPCStatus(.unavailable, "no HTTP/2 preface within the handshake timeout"))
             return
         }
         guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else {
@@ -164,10 +169,12 @@ class H2Connection: LoopHandler {
     /// Hook after each `mem_recv` (subclasses process work queued by callbacks).
     func afterReceive(runner: LoopRunner) {}
 
-    /// A malformed peer: try to send GOAWAY, then close.
+    /// A malformed or flooding peer: try to send GOAWAY (PROTOCOL_ERROR, or ENHANCE_YOUR_CALM for floods), then
+    /// close.
     func protocolFailure(code: Int32, runner: LoopRunner) {
         if let session = self.session {
-            NGHTTP2Calls.terminate(session, errorCode: NGHTTP2Calls.errorProtocol)
+            let error = code == NGHTTP2Calls.errFlooded ? NGHTTP2Calls.errorEnhanceYourCalm : NGHTTP2Calls.errorProtocol
+            NGHTTP2Calls.terminate(session, errorCode: error)
             self.flush(runner: runner, closing: true)
         }
         self.close(runner: runner, reason: GRPCStatus(.unavailable, "HTTP/2 error: \(NGHTTP2Calls.errorText(code))"))
@@ -177,6 +184,8 @@ class H2Connection: LoopHandler {
 
     /// Appends bytes produced by nghttp2 (copied: nghttp2 reuses its buffer).
     func appendCopy(_ bytes: UnsafeRawBufferPointer) {
+        // Allocated on first use: an idle connection holds no output buffer.
+        if self.scratch.capacity == 0 { self.scratch.reserveCapacity(16 << 10) }
         self.scratch.append(contentsOf: bytes)
         if self.scratch.count >= 64 << 10 { self.flushScratch() }
     }
@@ -186,13 +195,13 @@ class H2Connection: LoopHandler {
         self.outBytes += self.scratch.count
         self.outQueue.append(self.scratch[...])
         self.scratch = []
-        self.scratch.reserveCapacity(16 << 10)
     }
 
     /// Appends a slice without copying, after everything queued so far.
     func appendSlice(_ slice: ArraySlice<UInt8>) {
         guard !slice.isEmpty else { return }
         if slice.count <= 1024 {
+            if self.scratch.capacity == 0 { self.scratch.reserveCapacity(16 << 10) }
             self.scratch.append(contentsOf: slice)
             return
         }
@@ -354,6 +363,7 @@ class H2Connection: LoopHandler {
     func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 { 0 }
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 { 0 }
     func onFrameSend(type: UInt8, flags: UInt8, streamID: Int32) {}
+    func onFrameNotSent(type: UInt8, streamID: Int32, errorCode: Int32) {}
     func readData(streamID: Int32, maxLength: Int, flags: inout UInt32) -> Int { NGHTTP2Calls.errDeferred }
     func sendData(streamID: Int32, frameHeader: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
         NGHTTP2Calls.errCallbackFailure

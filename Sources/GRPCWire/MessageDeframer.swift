@@ -1,26 +1,62 @@
 /// Reassembles gRPC length-prefixed messages (`u8 compressed`, `u32 big-endian length`, bytes) from DATA chunks.
 ///
-/// Each message is copied once, from nghttp2's chunk into one `[UInt8]` sized from the length prefix.
+/// Each message is copied once from nghttp2's chunks into one `[UInt8]`. The buffer is never sized from the
+/// prefix alone: it starts at `min(announced, initialCapacity)` and doubles as bytes arrive, never beyond the
+/// announced size, so its capacity stays at most `max(initialCapacity, 2 × received)` and a prefix announcing
+/// 2 GiB with nothing behind it costs 64 KiB. The final array is exactly the announced size; while growing, the
+/// peak is 1.5 × the message (the half-size buffer and its successor).
+///
+/// Every capacity step is charged through the `charge` closure before it is allocated (the stream, connection
+/// and server budgets); a refused charge ends the message with ``GRPCWireError/receiveBudgetExhausted``.
 struct MessageDeframer {
     /// Largest accepted message.
     let maxMessageSize: Int
+    /// First capacity of a message buffer (smaller messages get their exact size).
+    let initialCapacity: Int
     private var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
     private var headerFill = 0
     private var message: [UInt8] = []
     private var expected = 0
     private var inMessage = false
+    /// Capacity of the current buffer that was charged (released by the owner with `takeCharged`).
+    private(set) var charged = 0
     /// Bytes consumed so far (for error offsets).
     private(set) var offset = 0
 
-    init(maxMessageSize: Int) { self.maxMessageSize = maxMessageSize }
+    init(maxMessageSize: Int, initialCapacity: Int = 64 << 10) {
+        self.maxMessageSize = maxMessageSize
+        self.initialCapacity = max(1, initialCapacity)
+    }
 
     /// Whether a message is partially received (an error if the stream ends now).
     var hasPartialMessage: Bool { self.headerFill > 0 || self.inMessage }
 
-    /// Feeds a chunk; calls `emit` with each completed message and its wire size (prefix included).
+    /// Bytes of the current partial message received so far.
+    var partialBytes: Int { self.inMessage ? self.message.count : 0 }
+
+    /// Drops a partial message; returns the charged capacity the caller must release.
+    mutating func reset() -> Int {
+        let c = self.charged
+        self.charged = 0
+        self.message = []
+        self.inMessage = false
+        self.headerFill = 0
+        return c
+    }
+
+    /// Feeds a chunk.
+    /// - Parameters:
+    ///   - admit: called with each announced length (after the size check, before any buffering); a status refuses
+    ///     the message.
+    ///   - charge: asked for each capacity step in bytes; false refuses it.
+    ///   - emit: each completed message with the capacity charged for it (now owned by the receiver).
     /// - Throws: `.messageTooLarge` when a prefix announces more than `maxMessageSize`; `.unexpectedCompression`
-    ///   when the compressed flag is set (no `grpc-encoding` is ever negotiated).
-    mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, emit: ([UInt8], Int) -> Void) throws(GRPCWireError) {
+    ///   when the compressed flag is set (no `grpc-encoding` is ever negotiated); `.messageRefused` when `admit`
+    ///   refuses; `.receiveBudgetExhausted` when `charge` refuses.
+    mutating func feed(
+        _ chunk: UnsafeBufferPointer<UInt8>, admit: (Int) -> GRPCStatus? = { _ in nil },
+        charge: (Int) -> Bool = { _ in true }, emit: ([UInt8], Int) -> Void
+    ) throws(GRPCWireError) {
         var i = 0
         let count = chunk.count
         while i < count {
@@ -45,25 +81,41 @@ struct MessageDeframer {
                     guard length <= self.maxMessageSize else {
                         throw .messageTooLarge(length: length, limit: self.maxMessageSize)
                     }
+                    if let refusal = admit(length) {
+                        throw .messageRefused(code: refusal.code.rawValue, message: refusal.message)
+                    }
                     if length == 0 {
-                        emit([], 5)
+                        emit([], 0)
                     } else {
+                        let first = min(length, self.initialCapacity)
+                        guard charge(first) else { throw .receiveBudgetExhausted(requested: first) }
+                        self.charged = first
                         self.expected = length
                         self.message = []
-                        self.message.reserveCapacity(length)
+                        self.message.reserveCapacity(first)
                         self.inMessage = true
                     }
                 }
             } else {
-                let take = min(count - i, self.expected - self.message.count)
+                if self.message.count == self.charged {
+                    // Full: double (never past the announced size), charging the step first.
+                    let next = min(self.expected, self.charged &* 2)
+                    let step = next - self.charged
+                    guard charge(step) else { throw .receiveBudgetExhausted(requested: step) }
+                    self.charged = next
+                    self.message.reserveCapacity(next)
+                }
+                let take = min(count - i, self.charged - self.message.count)
                 self.message.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[i..<(i + take)]))
                 i += take
                 self.offset += take
                 if self.message.count == self.expected {
                     let done = self.message
+                    let c = self.charged
                     self.message = []
+                    self.charged = 0
                     self.inMessage = false
-                    emit(done, done.count + 5)
+                    emit(done, c)
                 }
             }
         }

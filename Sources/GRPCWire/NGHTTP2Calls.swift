@@ -22,6 +22,9 @@ enum NGHTTP2Calls {
     static let errorInternal = NGHTTP2_INTERNAL_ERROR.rawValue
     static let errorProtocol = NGHTTP2_PROTOCOL_ERROR.rawValue
     static let errorRefusedStream = NGHTTP2_REFUSED_STREAM.rawValue
+    static let errorEnhanceYourCalm = NGHTTP2_ENHANCE_YOUR_CALM.rawValue
+    /// `mem_recv`: the peer floods us (too many SETTINGS/PING acks pending, rapid resets, empty frames).
+    static let errFlooded = Int32(NGHTTP2_ERR_FLOODED.rawValue)
 
     /// nghttp2's text for a library error code.
     static func errorText(_ code: Int32) -> String {
@@ -57,6 +60,7 @@ enum NGHTTP2Calls {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, nghttp2OnDataChunkRecv)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, nghttp2OnStreamClose)
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, nghttp2OnFrameSend)
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, nghttp2OnFrameNotSend)
         nghttp2_session_callbacks_set_send_data_callback(callbacks, nghttp2SendData)
         nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, nghttp2ReadLength)
 
@@ -251,6 +255,11 @@ enum NGHTTP2Calls {
         _ = nghttp2_session_terminate_session(session, errorCode)
     }
 
+    /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE (UInt32.max until it announces one).
+    static func remoteMaxHeaderListSize(_ session: OpaquePointer) -> Int {
+        Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE))
+    }
+
     /// Whether the peer has ended its side of the stream.
     static func remoteClosed(_ session: OpaquePointer, streamID: Int32) -> Bool {
         nghttp2_session_get_stream_remote_close(session, streamID) == 1
@@ -321,6 +330,15 @@ private func nghttp2OnFrameSend(
 ) -> Int32 {
     guard let conn = owner(ud), let frame else { return 0 }
     conn.onFrameSend(type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+    return 0
+}
+
+private func nghttp2OnFrameNotSend(
+    _ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ errorCode: Int32,
+    _ ud: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let conn = owner(ud), let frame else { return 0 }
+    conn.onFrameNotSent(type: frame.pointee.hd.type, streamID: frame.pointee.hd.stream_id, errorCode: errorCode)
     return 0
 }
 

@@ -20,10 +20,21 @@ final class ServerStream {
     var owed = 0
     /// Answered without a handler (or failed): further DATA is dropped.
     var rejected = false
+    /// Length of the partial message the admission hook admitted (released if the message never completes).
+    var partialAdmitted: Int?
 
     init(id: Int32, maxMessageSize: Int) {
         self.id = id
         self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
+    }
+
+    /// Drops a partial message and returns its budget charge and admission.
+    func dropPartial() {
+        let charged = self.deframer.reset()
+        let admitted = self.partialAdmitted
+        self.partialAdmitted = nil
+        guard let rc = self.channel?.receiveCharges else { return }
+        rc.release(charged: charged, length: admitted ?? 0, admitted: admitted != nil)
     }
 }
 
@@ -33,10 +44,18 @@ final class ServerConnection: H2Connection {
     let key: Int
     private var streams: [Int32: ServerStream] = [:]
     private var draining = false
+    /// Buffered request bytes of this connection's streams.
+    let receiveBudget: ByteBudget
+    /// Queued response bytes of this connection's streams.
+    let sendBudget: ByteBudget
+    /// Since when the connection has had no open stream (idle timeout).
+    private var idleSince: ContinuousClock.Instant? = .now
 
     init(fd: Int32, loop: EventLoop, shared: ServerShared, key: Int) {
         self.shared = shared
         self.key = key
+        self.receiveBudget = ByteBudget(limit: shared.configuration.connectionReceiveBudget)
+        self.sendBudget = ByteBudget(limit: shared.configuration.connectionSendBufferLimit)
         super.init(fd: fd, loop: loop)
     }
 
@@ -46,6 +65,8 @@ final class ServerConnection: H2Connection {
         let config = shared.configuration
         conn.keepaliveInterval = config.keepaliveInterval
         conn.keepaliveTimeout = config.keepaliveTimeout
+        conn.handshakeTimeout = config.handshakeTimeout
+        conn.awaitingPreface = true
         do {
             if let ctx = shared.tlsContext {
                 conn.tls = try TLSSession(context: ctx, fd: fd, hostForClient: nil)
@@ -74,9 +95,27 @@ final class ServerConnection: H2Connection {
         let all = self.streams.values
         self.streams = [:]
         for s in all {
+            s.dropPartial()
             s.channel?.fail(GRPCStatus(.cancelled, "connection closed: \(reason.message)"), cancelTask: true)
         }
         self.shared.connectionEnded(key: self.key)
+    }
+
+    /// Closed to make room for a new connection (this one is the oldest still in its handshake).
+    func evict(runner: LoopRunner) {
+        self.close(runner: runner, reason: GRPCStatus(.unavailable, "closed at the connection limit before its handshake"))
+    }
+
+    override func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
+        super.tick(now: now, runner: runner)
+        guard !self.isClosed, let timeout = self.shared.configuration.idleTimeout, let since = self.idleSince,
+            !self.awaitingPreface, now - since > timeout, let session = self.session
+        else { return }
+        self.idleSince = nil
+        self.draining = true
+        NGHTTP2Calls.terminate(session, errorCode: NGHTTP2Calls.errorNoError)
+        self.mustClose = true
+        self.flush(runner: runner)
     }
 
     /// Sends GOAWAY; the connection closes once its streams are done.
@@ -93,6 +132,7 @@ final class ServerConnection: H2Connection {
         if category == NGHTTP2Calls.hcatRequest {
             self.streams[streamID] = ServerStream(
                 id: streamID, maxMessageSize: self.shared.configuration.maxReceiveMessageSize)
+            self.idleSince = nil
         }
         return 0
     }
@@ -120,6 +160,11 @@ final class ServerConnection: H2Connection {
     }
 
     override func onFrameRecv(_ frame: H2FrameInfo) -> Int32 {
+        if self.awaitingPreface {
+            // nghttp2 checked the client magic; this is its first frame (SETTINGS).
+            self.awaitingPreface = false
+            self.shared.connectionEstablished(key: self.key)
+        }
         guard let stream = self.streams[frame.streamID] else { return 0 }
         if frame.type == NGHTTP2Calls.frameHeaders && frame.category == NGHTTP2Calls.hcatRequest {
             self.dispatch(stream)
@@ -134,6 +179,7 @@ final class ServerConnection: H2Connection {
         stream.remoteClosed = true
         guard !stream.rejected, let channel = stream.channel else { return }
         if stream.deframer.hasPartialMessage {
+            stream.dropPartial()
             self.failStream(stream, GRPCStatus(.internal, "request stream ended inside a message"))
         } else {
             channel.finishInbound()
@@ -147,21 +193,41 @@ final class ServerConnection: H2Connection {
             return 0
         }
         let typed = data.bindMemory(to: UInt8.self)
+        let admission = self.shared.configuration.admission
+        let charges = channel.receiveCharges
         do {
-            try stream.deframer.feed(typed) { message, _ in channel.deliver(message) }
+            try stream.deframer.feed(
+                typed,
+                admit: { length in
+                    if let refusal = admission?.admit(path: stream.path, metadata: stream.metadata, length: length) {
+                        return refusal
+                    }
+                    if admission != nil { stream.partialAdmitted = length }
+                    return nil
+                },
+                charge: { bytes in charges?.tryCharge(bytes) ?? true },
+                emit: { message, charge in
+                    stream.partialAdmitted = nil
+                    channel.deliver(message, charge: charge)
+                })
         } catch {
             NGHTTP2Calls.consume(session, streamID: streamID, bytes: data.count)
+            stream.dropPartial()
             switch error {
             case .messageTooLarge(let length, let limit):
                 self.failStream(
                     stream, GRPCStatus(.resourceExhausted, "received message larger than max (\(length) vs. \(limit))"))
+            case .messageRefused(let code, let message):
+                self.failStream(stream, GRPCStatus(GRPCStatus.Code(rawValue: code) ?? .resourceExhausted, message))
+            case .receiveBudgetExhausted:
+                self.failStream(stream, GRPCStatus(.resourceExhausted, error.description))
             default:
                 self.failStream(stream, GRPCStatus(.internal, error.description))
             }
             return 0
         }
         stream.owed += data.count
-        if channel.queuedInboundBytes < channel.inboundLimit {
+        if channel.windowMayReopen(partial: stream.deframer.partialBytes) {
             NGHTTP2Calls.consume(session, streamID: streamID, bytes: stream.owed)
             stream.owed = 0
         }
@@ -183,6 +249,8 @@ final class ServerConnection: H2Connection {
 
     override func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = self.streams.removeValue(forKey: streamID) else { return 0 }
+        if self.streams.isEmpty { self.idleSince = .now }
+        stream.dropPartial()
         if !stream.trailersSubmitted, let channel = stream.channel {
             let status =
                 errorCode == NGHTTP2Calls.errorNoError
@@ -201,6 +269,19 @@ final class ServerConnection: H2Connection {
         if !stream.remoteClosed && !NGHTTP2Calls.remoteClosed(session, streamID: streamID) {
             NGHTTP2Calls.submitReset(session, streamID: streamID, errorCode: NGHTTP2Calls.errorNoError)
         }
+    }
+
+    override func onFrameNotSent(type: UInt8, streamID: Int32, errorCode: Int32) {
+        // Response headers or trailers nghttp2 could not send (e.g. over its header block limit): without a reset
+        // the client would wait for its deadline, forever without one.
+        guard type == NGHTTP2Calls.frameHeaders, let session = self.session, let stream = self.streams[streamID] else {
+            return
+        }
+        stream.rejected = true
+        stream.trailersSubmitted = true
+        NGHTTP2Calls.submitReset(session, streamID: streamID, errorCode: NGHTTP2Calls.errorInternal)
+        stream.channel?.fail(
+            GRPCStatus(.internal, "response headers not sent: \(NGHTTP2Calls.errorText(errorCode))"), cancelTask: true)
     }
 
     // MARK: - Dispatch
@@ -251,19 +332,24 @@ final class ServerConnection: H2Connection {
         }
         if let encoding = stream.encoding, encoding != "identity" {
             self.respondImmediately(
-                stream, GRPCStatus(.unimplemented, "grpc-encoding '\(encoding)' is not supported; use identity"))
+                stream,
+                GRPCStatus(.unimplemented, "grpc-encoding '\(Self.quoted(encoding))' is not supported; use identity"))
             return
         }
         guard let handler = self.shared.router.handlers[stream.path] else {
-            self.respondImmediately(stream, GRPCStatus(.unimplemented, "Method not found: \(stream.path)"))
+            self.respondImmediately(stream, GRPCStatus(.unimplemented, "Method not found: \(Self.quoted(stream.path))"))
             return
         }
         let loop = self.loop
         let connID = self.id
         let streamID = stream.id
         let config = self.shared.configuration
+        let charges = ReceiveCharges(
+            connection: self.receiveBudget, server: self.shared.receiveBudget, admission: config.admission,
+            path: stream.path)
         let channel = StreamChannel(
-            outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit
+            outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit,
+            receiveCharges: charges, sendBudget: self.sendBudget
         ) {
             loop.execute { runner in
                 (runner.handler(connID) as? ServerConnection)?.serviceStream(streamID, runner: runner)
@@ -323,11 +409,11 @@ final class ServerConnection: H2Connection {
 
     private func service(_ stream: ServerStream) {
         guard let session = self.session, let channel = stream.channel else { return }
-        let (hasOutbound, headersRequested, initial, trailers, queued) = channel.state.withLock { s in
+        let (hasOutbound, headersRequested, initial, trailers) = channel.state.withLock { s in
             s.wakePending = false
-            return (s.outboundBytes > 0, s.headersRequested, s.initialMetadata, s.trailers, s.inboundBytes)
+            return (s.outboundBytes > 0, s.headersRequested, s.initialMetadata, s.trailers)
         }
-        if stream.owed > 0 && queued < channel.inboundLimit {
+        if stream.owed > 0 && channel.windowMayReopen(partial: stream.deframer.partialBytes) {
             NGHTTP2Calls.consume(session, streamID: stream.id, bytes: stream.owed)
             stream.owed = 0
         }
@@ -337,7 +423,7 @@ final class ServerConnection: H2Connection {
                 stream.responseStarted = true
                 stream.trailersSubmitted = true
                 var headers = [(":status", "200"), ("content-type", "application/grpc")]
-                headers += Self.statusHeaders(status, metadata)
+                headers += self.statusHeaders(status, metadata)
                 self.submitResponse(stream, headers: headers, endStream: true)
             } else if hasOutbound || headersRequested || trailers != nil {
                 stream.responseStarted = true
@@ -353,10 +439,42 @@ final class ServerConnection: H2Connection {
         }
     }
 
-    static func statusHeaders(_ status: GRPCStatus, _ metadata: GRPCMetadata) -> [(String, String)] {
+    /// Client input quoted in a status message: at most 256 bytes of it.
+    static func quoted(_ text: String) -> String {
+        text.utf8.count <= 256 ? text : String(decoding: text.utf8.prefix(256), as: UTF8.self) + "..."
+    }
+
+    /// Largest status header block we send: the client's SETTINGS_MAX_HEADER_LIST_SIZE, at most 8 KiB (gRPC's
+    /// suggested limit), counted as HPACK does (name + value + 32 per field), with room for `:status` and
+    /// `content-type`.
+    private var statusHeaderLimit: Int {
+        let peer = self.session.map(NGHTTP2Calls.remoteMaxHeaderListSize) ?? Int(UInt32.max)
+        return min(peer, 8 << 10) - 128
+    }
+
+    /// `grpc-status`, a capped `grpc-message` and the trailing metadata that fits the status header limit (the
+    /// rest is dropped, so the status always reaches the client).
+    func statusHeaders(_ status: GRPCStatus, _ metadata: GRPCMetadata) -> [(String, String)] {
+        Self.statusHeaders(status, metadata, limit: self.statusHeaderLimit)
+    }
+
+    static func statusHeaders(_ status: GRPCStatus, _ metadata: GRPCMetadata, limit: Int = 8 << 10)
+        -> [(String, String)]
+    {
         var headers = [("grpc-status", String(status.code.rawValue))]
-        if !status.message.isEmpty { headers.append(("grpc-message", GRPCMessageEncoding.encode(status.message))) }
-        headers += metadata.wirePairs
+        var size = 11 + headers[0].1.utf8.count + 32
+        if !status.message.isEmpty {
+            let room = max(64, min(GRPCMessageEncoding.maxEncodedLength, limit - size - 12 - 32))
+            let encoded = GRPCMessageEncoding.encode(status.message, limit: room)
+            headers.append(("grpc-message", encoded))
+            size += 12 + encoded.utf8.count + 32
+        }
+        for pair in metadata.wirePairs {
+            let cost = pair.0.utf8.count + pair.1.utf8.count + 32
+            if size + cost > limit { continue }
+            size += cost
+            headers.append(pair)
+        }
         return headers
     }
 
@@ -372,7 +490,7 @@ final class ServerConnection: H2Connection {
                 // Without trailers the stream would hang: a failure resets it (TEMPORAL_CALLBACK_FAILURE).
                 guard
                     NGHTTP2Calls.submitTrailer(
-                        session, streamID: streamID, headers: Self.statusHeaders(status, metadata)) == .submitted
+                        session, streamID: streamID, headers: self.statusHeaders(status, metadata)) == .submitted
                 else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
                 flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream
                 stream.trailersSubmitted = true
@@ -381,7 +499,7 @@ final class ServerConnection: H2Connection {
         }
         if let (status, metadata) = trailers {
             guard
-                NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: Self.statusHeaders(status, metadata))
+                NGHTTP2Calls.submitTrailer(session, streamID: streamID, headers: self.statusHeaders(status, metadata))
                     == .submitted
             else { return Int(NGHTTP2Calls.errTemporalCallbackFailure) }
             flags |= NGHTTP2Calls.dataFlagEOF | NGHTTP2Calls.dataFlagNoEndStream

@@ -109,4 +109,67 @@ enum SocketCalls {
         _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
         return err
     }
+
+    /// Raises the soft `RLIMIT_NOFILE` to the hard limit (a server needs one descriptor per connection; 1024 is a
+    /// common soft default). Failures are ignored: the caps and the accept backoff still apply.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    /// Descriptors kept free of connections (listener, epoll sets, eventfds, files, the spare accept descriptor).
+    static let reservedDescriptors = 64
+
+    /// How many connections fit the soft `RLIMIT_NOFILE` beside ``reservedDescriptors`` (at least 16).
+    static func connectionsForOpenFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int.max) else {
+            return Int.max
+        }
+        return max(16, Int(limit.rlim_cur) - self.reservedDescriptors)
+    }
+
+    /// Tells an h2c client why it is refused before closing: the server preface (empty SETTINGS) and
+    /// GOAWAY(last stream 0, ENHANCE_YOUR_CALM, `reason`), in one non-blocking write (best effort).
+    static func refuseHTTP2(_ fd: Int32, reason: String) {
+        let debug = Array(reason.utf8.prefix(200))
+        var bytes: [UInt8] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0]
+        let length = 8 + debug.count
+        bytes += [0, UInt8(length >> 8), UInt8(length & 0xFF), 0x7, 0, 0, 0, 0, 0]
+        bytes += [0, 0, 0, 0, 0, 0, 0, 0x0B]
+        bytes += debug
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    }
+}
+
+/// A peer's IP address (without the port), the key of the per-peer connection cap.
+struct PeerAddress: Hashable, Sendable {
+    /// 4 bytes (IPv4), 16 bytes (IPv6; IPv4-mapped addresses are reduced to their 4 bytes), or empty (other).
+    let bytes: [UInt8]
+
+    init(_ storage: sockaddr_storage) {
+        var s = storage
+        switch Int32(s.ss_family) {
+        case AF_INET:
+            self.bytes = withUnsafeBytes(of: &s) { raw in
+                raw.baseAddress.map { base in
+                    let sin = base.assumingMemoryBound(to: sockaddr_in.self).pointee
+                    return withUnsafeBytes(of: sin.sin_addr) { Array($0) }
+                } ?? []
+            }
+        case AF_INET6:
+            let all: [UInt8] = withUnsafeBytes(of: &s) { raw in
+                raw.baseAddress.map { base in
+                    let sin6 = base.assumingMemoryBound(to: sockaddr_in6.self).pointee
+                    return withUnsafeBytes(of: sin6.sin6_addr) { Array($0) }
+                } ?? []
+            }
+            let mapped = all.count == 16 && all[0..<10].allSatisfy { $0 == 0 } && all[10] == 0xFF && all[11] == 0xFF
+            self.bytes = mapped ? Array(all[12..<16]) : all
+        default:
+            self.bytes = []
+        }
+    }
 }

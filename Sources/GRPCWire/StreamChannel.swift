@@ -8,7 +8,11 @@ import Synchronization
 final class StreamChannel: Sendable {
     struct State {
         var inbound: [[UInt8]] = []
+        /// Budget bytes charged for each queued inbound message (server streams), parallel to `inbound`.
+        var inboundCharges: [Int] = []
         var inboundHead = 0
+        /// The loop held back window for this stream: wake it when the task takes a message.
+        var windowWaiting = false
         var inboundBytes = 0
         var inboundFinished = false
         var inboundWaiter: CheckedContinuation<Result<[UInt8]?, GRPCStatus>, Never>?
@@ -42,13 +46,49 @@ final class StreamChannel: Sendable {
     let state: Mutex<State>
     let outboundLimit: Int
     let inboundLimit: Int
+    /// Server streams: the budgets and admission their received messages are charged to.
+    let receiveCharges: ReceiveCharges?
+    /// Server streams: the connection's send budget (queued response bytes of all its streams).
+    let sendBudget: ByteBudget?
     private let wakeLoop: @Sendable () -> Void
 
-    init(outboundLimit: Int, inboundLimit: Int, wake: @escaping @Sendable () -> Void) {
+    init(
+        outboundLimit: Int, inboundLimit: Int, receiveCharges: ReceiveCharges? = nil, sendBudget: ByteBudget? = nil,
+        wake: @escaping @Sendable () -> Void
+    ) {
         self.state = Mutex(State())
         self.outboundLimit = outboundLimit
         self.inboundLimit = inboundLimit
+        self.receiveCharges = receiveCharges
+        self.sendBudget = sendBudget
         self.wakeLoop = wake
+    }
+
+    deinit {
+        let (messages, charges, unsent) = self.state.withLock { s in
+            (Array(s.inbound[s.inboundHead...]), Array(s.inboundCharges[s.inboundHead...]), s.outboundBytes)
+        }
+        self.releaseDropped(messages, charges)
+        self.sendBudget?.release(unsent)
+    }
+
+    /// Returns the budget charges and admissions of inbound messages that will never be taken.
+    private func releaseDropped(_ messages: [[UInt8]], _ charges: [Int]) {
+        guard let rc = self.receiveCharges else { return }
+        for (m, c) in zip(messages, charges) { rc.release(charged: c, length: m.count, admitted: true) }
+    }
+
+    /// Returns the charge of one message the task took.
+    private func releaseTaken(_ length: Int, _ charge: Int) {
+        self.receiveCharges?.release(charged: charge, length: length, admitted: true)
+    }
+
+    /// Whether the sender may go on: its stream is within its limit and, while the connection's send budget is
+    /// exceeded, its own queue is empty (so every stream always makes progress).
+    private func sendRoom(_ s: State) -> Bool {
+        guard s.outboundBytes <= self.outboundLimit else { return false }
+        guard let budget = self.sendBudget, budget.inUse > budget.limit else { return true }
+        return s.outboundBytes == 0
     }
 
     /// Schedules the loop job unless one is pending. Call outside the lock.
@@ -69,11 +109,12 @@ final class StreamChannel: Sendable {
         let step = self.state.withLock { s -> Step in
             if let t = s.terminal { return .failed(t) }
             if s.inboundHead < s.inbound.count { return Self.pop(&s, limit: self.inboundLimit) }
-            if s.inboundFinished { return .value(nil, false) }
+            if s.inboundFinished { return .value(nil, false, 0) }
             return .wait
         }
         switch step {
-        case .value(let m, let mustWake):
+        case .value(let m, let mustWake, let charge):
+            if let m { self.releaseTaken(m.count, charge) }
             if mustWake { self.wake() }
             return m
         case .failed(let status): throw status
@@ -82,24 +123,25 @@ final class StreamChannel: Sendable {
         let result: Result<[UInt8]?, GRPCStatus> = await withTaskCancellationHandler {
             await withCheckedContinuation { cont in
                 enum Now {
-                    case resume(Result<[UInt8]?, GRPCStatus>, Bool)
+                    case resume(Result<[UInt8]?, GRPCStatus>, Bool, Int)
                     case parked
                 }
                 let now = self.state.withLock { s -> Now in
-                    if let t = s.terminal { return .resume(.failure(t), false) }
+                    if let t = s.terminal { return .resume(.failure(t), false, 0) }
                     // Read under the lock: a cancellation either sees the parked waiter or is seen here.
-                    if Task.isCancelled { return .resume(.failure(Self.taskCancelled), false) }
+                    if Task.isCancelled { return .resume(.failure(Self.taskCancelled), false, 0) }
                     if s.inboundHead < s.inbound.count {
                         switch Self.pop(&s, limit: self.inboundLimit) {
-                        case .value(let m, let w): return .resume(.success(m), w)
-                        default: return .resume(.success(nil), false)
+                        case .value(let m, let w, let c): return .resume(.success(m), w, c)
+                        default: return .resume(.success(nil), false, 0)
                         }
                     }
-                    if s.inboundFinished { return .resume(.success(nil), false) }
+                    if s.inboundFinished { return .resume(.success(nil), false, 0) }
                     s.inboundWaiter = cont
                     return .parked
                 }
-                if case .resume(let r, let w) = now {
+                if case .resume(let r, let w, let c) = now {
+                    if case .success(let m?) = r { self.releaseTaken(m.count, c) }
                     if w { self.wake() }
                     cont.resume(returning: r)
                 }
@@ -120,19 +162,24 @@ final class StreamChannel: Sendable {
 
     private static func pop(_ s: inout State, limit: Int) -> Step {
         let m = s.inbound[s.inboundHead]
+        let charge = s.inboundCharges[s.inboundHead]
         s.inbound[s.inboundHead] = []
         s.inboundHead += 1
         if s.inboundHead == s.inbound.count {
             s.inbound.removeAll(keepingCapacity: true)
+            s.inboundCharges.removeAll(keepingCapacity: true)
             s.inboundHead = 0
         }
         let before = s.inboundBytes
         s.inboundBytes -= m.count
-        return .value(m, before >= limit && s.inboundBytes < limit)
+        let wake = (before >= limit && s.inboundBytes < limit) || s.windowWaiting
+        s.windowWaiting = false
+        return .value(m, wake, charge)
     }
 
     enum Step {
-        case value([UInt8]?, Bool)
+        /// A message (nil: end), whether the loop must be woken, and the budget charge to return.
+        case value([UInt8]?, Bool, Int)
         case failed(GRPCStatus)
         case wait
     }
@@ -151,9 +198,10 @@ final class StreamChannel: Sendable {
 
     /// Client: records the final status (first one wins) and releases status and header waiters.
     func setFinalStatus(_ status: GRPCStatus, _ metadata: GRPCMetadata) {
-        let (sw, hw, final, headers, timer, ow) = self.state.withLock { s in
+        let (sw, hw, final, headers, timer, ow, unsent) = self.state.withLock { s in
             if s.finalStatus == nil { s.finalStatus = (status, metadata) }
             // Nothing more will be sent on this stream: release a writer waiting for room.
+            let unsent = s.outboundBytes
             s.outbound = []
             s.outboundHead = 0
             s.outboundBytes = 0
@@ -164,8 +212,11 @@ final class StreamChannel: Sendable {
             let hw = s.headersWaiters
             s.statusWaiters = []
             s.headersWaiters = []
-            return (sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer, ow)
+            return (
+                sw, hw, s.finalStatus ?? (status, metadata), s.responseHeaders ?? GRPCMetadata(), s.timer, ow, unsent
+            )
         }
+        self.sendBudget?.release(unsent)
         timer?.cancel()
         ow?.resume(returning: .success(()))
         for w in sw { w.resume(returning: final) }
@@ -196,8 +247,9 @@ final class StreamChannel: Sendable {
             if s.outboundFinished { return .failure(GRPCStatus(.internal, "send after the stream was closed")) }
             for p in parts where !p.isEmpty { s.outbound.append(p) }
             s.outboundBytes += byteCount
+            self.sendBudget?.charge(byteCount)
             if last { s.outboundFinished = true }
-            return .success(s.outboundBytes > self.outboundLimit)
+            return .success(!self.sendRoom(s))
         }
         let mustWait = try outcome.get()
         self.wake()
@@ -206,7 +258,7 @@ final class StreamChannel: Sendable {
             await withCheckedContinuation { cont in
                 let now = self.state.withLock { s -> Result<Void, GRPCStatus>? in
                     if let t = s.terminal { return .failure(t) }
-                    if s.outboundBytes <= self.outboundLimit { return .success(()) }
+                    if self.sendRoom(s) { return .success(()) }
                     if Task.isCancelled { return .failure(Self.taskCancelled) }
                     s.outboundWaiter = cont
                     return nil
@@ -226,19 +278,43 @@ final class StreamChannel: Sendable {
 
     // MARK: - Loop side
 
-    /// Appends a received message (loop thread).
-    func deliver(_ message: [UInt8]) {
-        let waiter = self.state.withLock { s -> CheckedContinuation<Result<[UInt8]?, GRPCStatus>, Never>? in
-            if s.terminal != nil { return nil }
+    /// Appends a received message (loop thread) with the budget bytes charged for it (returned when the task
+    /// takes it or it is dropped).
+    func deliver(_ message: [UInt8], charge: Int = 0) {
+        enum Outcome {
+            case handed(CheckedContinuation<Result<[UInt8]?, GRPCStatus>, Never>)
+            case queued
+            case dropped
+        }
+        let outcome = self.state.withLock { s -> Outcome in
+            if s.terminal != nil { return .dropped }
             if let w = s.inboundWaiter {
                 s.inboundWaiter = nil
-                return w
+                return .handed(w)
             }
             s.inbound.append(message)
+            s.inboundCharges.append(charge)
             s.inboundBytes += message.count
-            return nil
+            return .queued
         }
-        waiter?.resume(returning: .success(message))
+        switch outcome {
+        case .handed(let w):
+            self.releaseTaken(message.count, charge)
+            w.resume(returning: .success(message))
+        case .dropped: self.releaseDropped([message], [charge])
+        case .queued: break
+        }
+    }
+
+    /// Loop side: whether received bytes may reopen the window now (`partial` bytes of an incomplete message are
+    /// held besides the queued ones). When not, the task's next `receive` wakes the loop.
+    func windowMayReopen(partial: Int) -> Bool {
+        self.state.withLock { s in
+            let held = s.inboundBytes &+ partial
+            if s.inboundBytes == 0 || held < self.inboundLimit { return true }
+            s.windowWaiting = true
+            return false
+        }
     }
 
     /// Marks the end of inbound messages (loop thread).
@@ -257,17 +333,27 @@ final class StreamChannel: Sendable {
 
     /// Fails the call: waiters resume with `status`, the task is cancelled (unless `cancelTask` is false).
     func fail(_ status: GRPCStatus, cancelTask: Bool) {
-        let (iw, ow, task, timer) = self.state.withLock { s in
+        let (iw, ow, task, timer, messages, charges, unsent) = self.state.withLock { s in
             if s.terminal == nil { s.terminal = status }
             let iw = s.inboundWaiter
             let ow = s.outboundWaiter
             s.inboundWaiter = nil
             s.outboundWaiter = nil
+            let unsent = s.outboundBytes
             s.outbound = []
             s.outboundHead = 0
             s.outboundBytes = 0
-            return (iw, ow, cancelTask ? s.task : nil, s.timer)
+            // Queued requests will never be taken (receive reports the terminal status first).
+            let messages = Array(s.inbound[s.inboundHead...])
+            let charges = Array(s.inboundCharges[s.inboundHead...])
+            s.inbound = []
+            s.inboundCharges = []
+            s.inboundHead = 0
+            s.inboundBytes = 0
+            return (iw, ow, cancelTask ? s.task : nil, s.timer, messages, charges, unsent)
         }
+        self.releaseDropped(messages, charges)
+        self.sendBudget?.release(unsent)
         iw?.resume(returning: .failure(status))
         ow?.resume(returning: .failure(status))
         task?.cancel()
@@ -301,9 +387,11 @@ final class StreamChannel: Sendable {
                     s.outbound.removeFirst(s.outboundHead)
                     s.outboundHead = 0
                 }
-                s.outboundBytes = Swift.max(0, s.outboundBytes - (max - left))
+                let sent = Swift.min(s.outboundBytes, max - left)
+                s.outboundBytes -= sent
+                self.sendBudget?.release(sent)
                 var w: CheckedContinuation<Result<Void, GRPCStatus>, Never>?
-                if s.outboundBytes <= self.outboundLimit, let ow = s.outboundWaiter {
+                if self.sendRoom(s), let ow = s.outboundWaiter {
                     s.outboundWaiter = nil
                     w = ow
                 }

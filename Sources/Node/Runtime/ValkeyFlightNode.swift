@@ -81,6 +81,8 @@ public enum ValkeyFlightNode {
             var grpc = GRPCServerConfiguration(host: configuration.listen.host, port: configuration.listen.port,
                                                tls: configuration.tls)
             grpc.maxReceiveMessageSize = Int(Int32.max)
+            // --max-memory is checked against each request message's announced size before it is buffered.
+            grpc.admission = FlightMemoryAdmission(store: store)
             do {
                 flight = try FlightServer(service: service, configuration: grpc, auth: configuration.auth)
             } catch {

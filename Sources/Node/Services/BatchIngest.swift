@@ -22,15 +22,19 @@ public struct BatchIngest: Sendable {
     ///
     /// - Throws: ``NodeError/invalidArgument(_:)`` for a body without a header or rows beyond `Int.max`;
     ///   `ArrowIPCError` for malformed IPC; whatever `charge` throws.
-    public mutating func add(_ data: FlightData, charge: (Int) throws -> Void = { _ in }) throws {
+    ///
+    /// - Parameter heldBytes: the size of the whole received message `data` is a slice of (it stays alive with
+    ///   the stored batch); nil when only the header and body are held.
+    public mutating func add(_ data: FlightData, heldBytes: Int? = nil, charge: (Int) throws -> Void = { _ in }) throws {
         if data.dataHeader.isEmpty {
             guard data.dataBody.isEmpty else {
                 throw NodeError.invalidArgument("\(self.what): a FlightData message has a data_body but no data_header")
             }
             return
         }
-        let (size, sizeOverflow) = data.dataHeader.count.addingReportingOverflow(data.dataBody.count)
+        let (slices, sizeOverflow) = data.dataHeader.count.addingReportingOverflow(data.dataBody.count)
         guard !sizeOverflow else { throw NodeError.invalidArgument("\(self.what): message size overflows") }
+        let size = max(slices, heldBytes ?? 0)
         try charge(size)
         if case let .recordBatch(batch) = try self.decoder.decode(header: data.dataHeader, body: data.dataBody) {
             let (rows, overflow) = self.rows.addingReportingOverflow(batch.length)
@@ -38,7 +42,7 @@ public struct BatchIngest: Sendable {
             self.rows = rows
         }
         self.bytes += size
-        self.messages.append(StoredMessage(header: data.dataHeader, body: data.dataBody))
+        self.messages.append(StoredMessage(header: data.dataHeader, body: data.dataBody, heldBytes: size))
     }
 
     /// The schema of the stream.

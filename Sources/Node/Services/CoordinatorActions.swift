@@ -62,6 +62,10 @@ struct CoordinatorActions: Sendable {
     }
 
     private func key(_ action: FlightAction) throws(NodeError) -> BatchKey {
+        // A key is short: refuse a huge body before copying it into a string.
+        guard action.body.count <= 4096 else {
+            throw .invalidArgument("action '\(action.type)' needs a batch key QUEUE/ID as its body, got \(action.body.count) bytes")
+        }
         let text = String(decoding: action.body, as: UTF8.self)
         do {
             return try BatchKey(parsing: text)

@@ -67,15 +67,16 @@ public final class FlightStoreService: FlightService {
     }
 
     /// Receives a whole IPC stream into the store under `key` (nothing of it visible until it is complete).
-    func receive(_ first: FlightData, _ requests: FlightRequestStream<FlightData>, key: BatchKey,
+    func receive(_ first: (message: FlightData, size: Int), _ requests: FlightRequestStream<FlightData>, key: BatchKey,
                  replacing: Bool = false) async throws -> StoredBatch {
         let reservation = try self.store.reserve(key, replacing: replacing)
         do {
             var ingest = BatchIngest(what: "batch \(key)")
-            var next: FlightData? = first
-            while let data = next {
-                try ingest.add(data) { size in try self.store.grow(reservation, by: size) }
-                next = try await requests.next()
+            var next: (message: FlightData, size: Int)? = first
+            while let (data, size) = next {
+                // The header and body are slices of the whole received message: charge all of it.
+                try ingest.add(data, heldBytes: size) { charged in try self.store.grow(reservation, by: charged) }
+                next = try await requests.nextWithSize()
             }
             return self.store.commit(reservation, schema: try ingest.schema(), messages: ingest.messages, rows: ingest.rows)
         } catch {
@@ -86,10 +87,10 @@ public final class FlightStoreService: FlightService {
 
     public func doPut(_ requests: FlightRequestStream<FlightData>, _ responses: FlightResponseStream<PutResult>,
                       _ context: FlightCallContext) async throws {
-        guard let first = try await requests.next() else {
+        guard let first = try await requests.nextWithSize() else {
             throw NodeError.invalidArgument("DoPut stream is empty: the first message must carry the descriptor and schema")
         }
-        let key = try Self.key(for: first.flightDescriptor, method: "DoPut")
+        let key = try Self.key(for: first.message.flightDescriptor, method: "DoPut")
         let status: String
         let batch: StoredBatch
         if key.isResult, let coordinator = self.coordinator {
@@ -127,7 +128,7 @@ public final class FlightStoreService: FlightService {
 
     /// A worker's result: accepted only with the batch's current fencing token, replacing what an earlier attempt
     /// stored.
-    func receiveResult(_ first: FlightData, _ requests: FlightRequestStream<FlightData>, key: BatchKey,
+    func receiveResult(_ first: (message: FlightData, size: Int), _ requests: FlightRequestStream<FlightData>, key: BatchKey,
                        coordinator: Coordinator, context: FlightCallContext) async throws -> StoredBatch {
         guard let token = context.metadata[Self.fencingTokenHeader], !token.isEmpty else {
             throw NodeError.failedPrecondition(
@@ -149,10 +150,10 @@ public final class FlightStoreService: FlightService {
         guard let coordinator = self.coordinator else {
             throw GRPCStatus(.unimplemented, "DoExchange needs a coordinator: start the node with --valkey (or run 'all')")
         }
-        guard let first = try await requests.next() else {
+        guard let first = try await requests.nextWithSize() else {
             throw NodeError.invalidArgument("DoExchange stream is empty: the first message must carry the descriptor and schema")
         }
-        let key = try Self.key(for: first.flightDescriptor, method: "DoExchange")
+        let key = try Self.key(for: first.message.flightDescriptor, method: "DoExchange")
         guard !key.isResult else { throw NodeError.invalidArgument("DoExchange takes [QUEUE] or [QUEUE, ID], not a result key") }
         let batch = try await self.receive(first, requests, key: key)
         _ = try await self.register(batch)
@@ -267,6 +268,10 @@ public final class FlightStoreService: FlightService {
         case "stats":
             json = self.store.statsJSON()
         case "delete":
+            // A key is short: refuse a huge body before copying it into a string.
+            guard action.body.count <= 4096 else {
+                throw NodeError.invalidArgument("delete: the body must be a batch key QUEUE/ID, got \(action.body.count) bytes")
+            }
             let key = try BatchKey(parsing: String(decoding: action.body, as: UTF8.self))
             guard self.store.delete(key) else { throw NodeError.notFound("no batch '\(key)' to delete") }
             self.store.delete(key.resultKey)

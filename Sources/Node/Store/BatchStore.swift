@@ -7,10 +7,13 @@ internal import Synchronization
 public struct StoredMessage: Sendable {
     public let header: ArraySlice<UInt8>
     public let body: ArraySlice<UInt8>
+    /// Bytes this message keeps alive: the whole received gRPC message its slices share (default: header + body).
+    public let heldBytes: Int
 
-    public init(header: ArraySlice<UInt8>, body: ArraySlice<UInt8>) {
+    public init(header: ArraySlice<UInt8>, body: ArraySlice<UInt8>, heldBytes: Int? = nil) {
         self.header = header
         self.body = body
+        self.heldBytes = heldBytes ?? header.count + body.count
     }
 }
 
@@ -21,8 +24,10 @@ public struct StoredBatch: Sendable {
     public let schema: Schema
     public let messages: [StoredMessage]
     public let rows: Int
-    /// Bytes held: every header and body.
+    /// Bytes of the IPC stream: every header and body.
     public let bytes: Int
+    /// Bytes kept alive (charged against `maxMemory`): every received message the headers and bodies are slices of.
+    public let heldBytes: Int
     /// Wall-clock creation time, milliseconds since the Unix epoch.
     public let createdAtMilliseconds: Int64
     let expiresAt: ContinuousClock.Instant
@@ -35,12 +40,16 @@ public struct StoredBatch: Sendable {
         self.rows = rows
         // Counts of slices that exist in memory: their sum fits an Int, but say so rather than trap.
         var bytes = 0
+        var held = 0
         for message in messages {
             let (withHeader, headerOverflow) = bytes.addingReportingOverflow(message.header.count)
             let (total, bodyOverflow) = withHeader.addingReportingOverflow(message.body.count)
             bytes = headerOverflow || bodyOverflow ? .max : total
+            let (heldTotal, heldOverflow) = held.addingReportingOverflow(message.heldBytes)
+            held = heldOverflow ? .max : heldTotal
         }
         self.bytes = bytes
+        self.heldBytes = held
         self.createdAtMilliseconds = createdAtMilliseconds
         self.expiresAt = expiresAt
     }
@@ -135,7 +144,7 @@ public final class BatchStore: Sendable {
             }
             Self.remove(reservation.key, from: &state)
             state.batches[reservation.key] = batch
-            state.storedBytes += batch.bytes
+            state.storedBytes += batch.heldBytes
         }
         return batch
     }
@@ -204,6 +213,6 @@ public final class BatchStore: Sendable {
     }
 
     private static func remove(_ key: BatchKey, from state: inout State) {
-        if let batch = state.batches.removeValue(forKey: key) { state.storedBytes -= batch.bytes }
+        if let batch = state.batches.removeValue(forKey: key) { state.storedBytes -= batch.heldBytes }
     }
 }

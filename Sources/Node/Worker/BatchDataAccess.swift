@@ -63,7 +63,7 @@ public final class NodeDataAccess: BatchDataAccess {
             }
             let reservation = try store.reserve(resultKey, replacing: true)
             do {
-                for message in output.messages { try store.grow(reservation, by: message.header.count + message.body.count) }
+                for message in output.messages { try store.grow(reservation, by: message.heldBytes) }
             } catch {
                 store.cancel(reservation)
                 throw error
