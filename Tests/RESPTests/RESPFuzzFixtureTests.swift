@@ -39,7 +39,7 @@ import Testing
             // The harness's checks: nil, a RESPError, or a value of at most the input's length that re-encodes to
             // bytes parsing back to the same value. Inputs named after what they reach must still reach it
             // (crash-* files, named by libFuzzer, only must not trap).
-            let outcome: String
+            var outcome = ""
             do throws(RESPError) {
                 if let (value, length) = try RESPParser(limits: Self.fuzzLimits).parse(bytes) {
                     outcome = "value"
