@@ -71,24 +71,25 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     }
 
     @Test func connectFailuresAreRetriedThenReported() async throws {
-        let port = freePort()
-        var configuration = RESPConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
-        configuration.reconnect = .init(maxAttempts: 3, baseDelay: .milliseconds(10), maxDelay: .milliseconds(20))
-        let client = RESPClient(configuration: configuration)
-        await #expect(
-            throws: RESPError.reconnectFailed(
-                endpoint: "127.0.0.1:\(port)", attempts: 3,
-                lastError: RESPError.io(operation: "connect", endpoint: "127.0.0.1:\(port)", errno: ECONNREFUSED)
-                    .description)
-        ) {
-            _ = try await client.send("PING")
+        try await withRefusingPort { port async throws in
+            var configuration = RESPConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
+            configuration.reconnect = .init(maxAttempts: 3, baseDelay: .milliseconds(10), maxDelay: .milliseconds(20))
+            let client = RESPClient(configuration: configuration)
+            await #expect(
+                throws: RESPError.reconnectFailed(
+                    endpoint: "127.0.0.1:\(port)", attempts: 3,
+                    lastError: RESPError.io(operation: "connect", endpoint: "127.0.0.1:\(port)", errno: ECONNREFUSED)
+                        .description)
+            ) {
+                _ = try await client.send("PING")
+            }
+            let tls = RESPClient(configuration: try RESPConfiguration(url: "valkeys://127.0.0.1:\(port)"))
+            await #expect(throws: RESPError.tlsUnavailable(endpoint: "127.0.0.1:\(port)")) {
+                _ = try await tls.send("PING")
+            }
+            client.close()
+            await #expect(throws: RESPError.clientClosed) { _ = try await client.send("PING") }
         }
-        let tls = RESPClient(configuration: try RESPConfiguration(url: "valkeys://127.0.0.1:\(port)"))
-        await #expect(throws: RESPError.tlsUnavailable(endpoint: "127.0.0.1:\(port)")) {
-            _ = try await tls.send("PING")
-        }
-        client.close()
-        await #expect(throws: RESPError.clientClosed) { _ = try await client.send("PING") }
     }
 
     @Test(arguments: ServerKind.allCases)

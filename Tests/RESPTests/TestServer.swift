@@ -63,6 +63,23 @@ func freePort() -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// Runs `body` with a loopback port nothing listens on: a socket bound to it (never listening) is held for the
+/// whole scope, so connections are refused and no other process can take the port meanwhile.
+func withRefusingPort<T>(_ body: (Int) async throws -> T) async throws -> T {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard fd >= 0, bound else { throw TestServerError(description: "cannot bind a loopback port: errno \(errno)") }
+    return try await body(Int(UInt16(bigEndian: address.sin_port)))
+}
+
 /// Whether a Unix-domain socket at `path` accepts connections.
 func unixSocketAccepts(_ path: String) -> Bool {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
