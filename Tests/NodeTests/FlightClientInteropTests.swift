@@ -566,8 +566,8 @@ struct FlightClientInteropTestsSecurity {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vf-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (cert, key) = try Reference.selfSignedCertificate(in: directory, name: "server")
-        let (otherCert, _) = try Reference.selfSignedCertificate(in: directory, name: "other")
+        let (cert, key) = try await Reference.selfSignedCertificate(in: directory, name: "server")
+        let (otherCert, _) = try await Reference.selfSignedCertificate(in: directory, name: "other")
         try await ReferenceServer.with(["--tls", cert, key]) { server in
             #expect(server.url.hasPrefix("grpc+tls://127.0.0.1:"))
             let location = try FlightLocation(parsing: server.url)
@@ -793,8 +793,13 @@ private enum Reference {
         return try await body(Int(UInt16(bigEndian: address.sin_port)))
     }
 
-    /// A self-signed certificate for localhost and 127.0.0.1 made with `openssl req`; returns (cert, key) paths.
-    static func selfSignedCertificate(in directory: URL, name: String) throws -> (String, String) {
+    /// A self-signed certificate for localhost and 127.0.0.1 made with `openssl req` (waited for off the
+    /// cooperative pool); returns (cert, key) paths.
+    static func selfSignedCertificate(in directory: URL, name: String) async throws -> (String, String) {
+        try await offPool { try self.selfSignedCertificateBlocking(in: directory, name: name) }
+    }
+
+    private static func selfSignedCertificateBlocking(in directory: URL, name: String) throws -> (String, String) {
         let cert = directory.appendingPathComponent("\(name).pem").path
         let key = directory.appendingPathComponent("\(name)-key.pem").path
         let process = Process()
