@@ -326,7 +326,7 @@ final class Probe: Sendable {
         waiter.cancel()
         let start = ContinuousClock.now
         let result = await waiter.value
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(10), "a cancelled receive must not wait for the 30 s deadline")
         switch result {
         case .success: Issue.record("receive returned although its task was cancelled")
         case .failure(let status): #expect(status.code == .cancelled)
