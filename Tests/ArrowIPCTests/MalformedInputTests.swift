@@ -112,14 +112,16 @@ import Testing
                                                                             BufferLocation(offset: 0, length: 8)])),
                            bodyLength: 1 << 40)
         var reader = try IPCStreamReader(schemaMessage + Self.frame(huge.encodeFlatbuffer()))
-        #expect(throws: ArrowIPCError.self) { _ = try reader.next() }
+        #expect(throws: ArrowIPCError.limitExceeded(what: "message body length", limit: 34_359_738_352, found: 1 << 40)) { _ = try reader.next() }
         // A buffer offset past the body.
         let outside = Message(header: .recordBatch(RecordBatchHeader(length: 1, nodes: [FieldNode(length: 1, nullCount: 0)],
                                                                      buffers: [BufferLocation(offset: 0, length: 0),
                                                                                BufferLocation(offset: 1 << 50, length: 8)])),
                               bodyLength: 8)
         reader = try IPCStreamReader(schemaMessage + Self.frame(outside.encodeFlatbuffer(), body: [UInt8](repeating: 0, count: 8)))
-        #expect(throws: ArrowIPCError.self) { _ = try reader.next() }
+        #expect(throws: ArrowIPCError.invalidMessage(
+            what: "RecordBatch.buffers[1] of field 'x'",
+            reason: "bytes 1125899906842624..<1125899906842632 outside the body of 8 bytes")) { _ = try reader.next() }
         // A node length that the values buffer cannot hold.
         let long = Message(header: .recordBatch(RecordBatchHeader(length: Int(Int32.max), nodes: [FieldNode(length: Int(Int32.max), nullCount: 0)],
                                                                   buffers: [BufferLocation(offset: 0, length: 0),
@@ -168,13 +170,13 @@ import Testing
         #expect(throws: ArrowIPCError.invalidData(field: "s", reason: "offset 2 is negative, decreasing or beyond the data (6)")) {
             try batch.validateFull()
         }
-        #expect(throws: ArrowIPCError.self) { _ = try column.strings() }
+        #expect(throws: ArrowIPCError.invalidData(field: "column", reason: "offset 2 is negative, decreasing or beyond the data (6)")) { _ = try column.strings() }
         // The same bytes through the reader: structural reading passes, full validation rejects.
         let bytes = try TestSupport.write(batch.schema, [batch], format: .stream)
         var structural = try IPCStreamReader(bytes)
         #expect(throws: Never.self) { _ = try structural.next() }
         var full = try IPCStreamReader(bytes, options: .untrusted)
-        #expect(throws: ArrowIPCError.self) { _ = try full.next() }
+        #expect(throws: ArrowIPCError.invalidData(field: "s", reason: "offset 2 is negative, decreasing or beyond the data (6)")) { _ = try full.next() }
     }
 
     @Test func invalidUTF8AndDictionaryIndicesAreCaught() throws {
@@ -186,6 +188,7 @@ import Testing
         let encoding = DictionaryEncoding(id: 0)
         let indices = ArrayData.dictionaryEncoded([0, 7], dictionary: dictionary, encoding: encoding)
         let encoded = try RecordBatch(schema: Schema([Field("d", .utf8, dictionary: encoding)]), columns: [indices])
-        #expect(throws: ArrowIPCError.self) { try encoded.validateFull() }
+        #expect(throws: ArrowIPCError.invalidData(
+            field: "d", reason: "dictionary index 7 at slot 1 outside the dictionary of 2 values (width 4)")) { try encoded.validateFull() }
     }
 }

@@ -217,60 +217,65 @@ import Testing
         }
     }
 
-    @Test func hugeLengthsAreRejectedWithoutAllocation() {
+    @Test func hugeLengthsAreRejectedWithoutAllocation() throws {
         // Field 2, length 2^63 - 1 then 3 bytes.
         var bytes: [UInt8] = [0x12]
         var w = ProtoWriter()
         w.writeVarint(UInt64(Int64.max))
         bytes += w.bytes + [1, 2, 3]
         var r = ProtoReader(bytes)
-        let k = try? r.nextField()
-        #expect(k != nil)
-        if let k {
+        do {
+            let k = try #require(try r.nextField())
             #expect(throws: FlightProtoError.lengthOutOfRange(offset: 1, length: UInt64(Int64.max), available: 3)) {
                 try r.readBytes(k)
             }
             #expect(r.readerIndex == 1)
         }
         var r2 = ProtoReader([0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
-        if let k2 = try? r2.nextField() {
+        do {
+            let k2 = try #require(try r2.nextField())
             #expect(throws: FlightProtoError.lengthOutOfRange(offset: 1, length: UInt64.max, available: 0)) {
                 try r2.readBytes(k2)
             }
         }
     }
 
-    @Test func invalidTagsAreRejected() {
+    @Test func invalidTagsAreRejected() throws {
         var r = ProtoReader([0x0E, 0x00])  // wire type 6
         #expect(throws: FlightProtoError.invalidWireType(offset: 0, found: 6)) { try r.nextField() }
         var r2 = ProtoReader([0x00, 0x00])  // field 0
         #expect(throws: FlightProtoError.invalidFieldNumber(offset: 0, found: 0)) { try r2.nextField() }
         var r3 = ProtoReader([0x0C])  // stray end-group of field 1
-        if let k = try? r3.nextField() {
+        do {
+            let k = try #require(try r3.nextField())
             #expect(throws: FlightProtoError.invalidWireType(offset: 0, found: 4)) { try r3.skip(k) }
         }
     }
 
-    @Test func wrongWireTypeAndBadValuesAreReported() {
+    @Test func wrongWireTypeAndBadValuesAreReported() throws {
         var r = ProtoReader([0x10, 0x01])  // field 2 as varint
-        if let k = try? r.nextField() {
+        do {
+            let k = try #require(try r.nextField())
             #expect(
                 throws: FlightProtoError.wireTypeMismatch(
                     field: 2, offset: 0, expected: .lengthDelimited, found: .varint)
             ) { try r.readString(k) }
         }
         var r2 = ProtoReader([0x12, 0x02, 0xC3, 0x28])  // invalid UTF-8
-        if let k = try? r2.nextField() {
+        do {
+            let k = try #require(try r2.nextField())
             #expect(throws: FlightProtoError.invalidUTF8(field: 2, offset: 1)) { try r2.readString(k) }
         }
         var r3 = ProtoReader([0x08, 0x80, 0x80, 0x80, 0x80, 0x10])  // 2^32 as uint32
-        if let k = try? r3.nextField() {
+        do {
+            let k = try #require(try r3.nextField())
             #expect(throws: FlightProtoError.valueOutOfRange(field: 1, offset: 1, value: 1 << 32)) {
                 try r3.readUInt32(k)
             }
         }
         var r4 = ProtoReader([0x2A, 0x02, 0x01, 0x80])  // packed varints with a cut element
-        if let k = try? r4.nextField() {
+        do {
+            let k = try #require(try r4.nextField())
             var values: [UInt64] = []
             #expect(throws: FlightProtoError.truncated(field: "packed field 5", offset: 3, needed: 2, available: 1)) {
                 try r4.readPackedVarints(k, into: &values)
@@ -279,25 +284,53 @@ import Testing
         }
     }
 
-    @Test func deeplyNestedGroupsHitTheLimit() {
+    @Test func deeplyNestedGroupsHitTheLimit() throws {
         let depth = 100
         var bytes: [UInt8] = []
         for _ in 0..<depth { bytes.append(0x0B) }  // start group, field 1
         for _ in 0..<depth { bytes.append(0x0C) }
         var r = ProtoReader(bytes)
-        if let k = try? r.nextField() {
+        do {
+            let k = try #require(try r.nextField())
             #expect(throws: FlightProtoError.nestingTooDeep(offset: 64, limit: 64)) { try r.skip(k) }
         }
     }
 
+    /// The byte offset an error names (where the bad field, tag or length starts).
+    static func offset(of error: FlightProtoError) -> Int {
+        switch error {
+        case .truncated(_, let offset, _, _), .malformedVarint(let offset), .invalidWireType(let offset, _),
+            .invalidFieldNumber(let offset, _), .lengthOutOfRange(let offset, _, _),
+            .wireTypeMismatch(_, let offset, _, _), .invalidUTF8(_, let offset), .valueOutOfRange(_, let offset, _),
+            .nestingTooDeep(let offset, _):
+            return offset
+        }
+    }
+
     @Test func flippedBytesNeverTrap() {
-        // Every single-byte corruption either decodes or throws a FlightProtoError; it never traps.
+        // Every single-byte corruption either decodes or throws a FlightProtoError naming an offset inside the
+        // message; it never traps. The last 200 bytes are field 1000's payload: a flip there changes a value,
+        // never the structure, so those messages must still decode into all six fields.
+        let payload = (Self.sample.count - 200)..<Self.sample.count
+        var decoded = 0
+        var rejected = 0
         for i in 0..<Self.sample.count {
             for flip: UInt8 in [0x01, 0x80, 0xFF] {
                 var bytes = Self.sample
                 bytes[i] ^= flip
-                _ = try? Self.readAll(bytes[...])
+                do {
+                    let fields = try Self.readAll(bytes[...])
+                    decoded += 1
+                    if payload.contains(i) { #expect(fields == 6, "flip \(flip) at \(i) in the payload") }
+                } catch {
+                    rejected += 1
+                    #expect(!payload.contains(i), "flip \(flip) at \(i) in the payload was rejected: \(error)")
+                    #expect((0...bytes.count).contains(Self.offset(of: error)), "flip at \(i): \(error)")
+                    #expect(!error.description.isEmpty)
+                }
             }
         }
+        // Both outcomes occur: tags and lengths are damaged by some flips, values only by others.
+        #expect(decoded >= 600 && rejected > 0, "decoded \(decoded), rejected \(rejected)")
     }
 }

@@ -22,7 +22,7 @@ import Testing
         let server = try TestSupport.startServer(tls: tls)
         var args = [TestSupport.fixtures.appendingPathComponent("interop_client.py").path, String(server.port)]
         if tls { args += ["--tls", TestSupport.certificates.ca, "localhost"] }
-        let (code, output) = try TestSupport.run(
+        let (code, output) = try await TestSupport.run(
             TestSupport.python, args, directory: TestSupport.fixtures, timeout: .seconds(120))
         await server.shutdown(gracePeriod: .seconds(1))
         let results = Self.parseResults(output)
@@ -34,15 +34,15 @@ import Testing
 
     @Test(arguments: [false, true])
     func ourClientAgainstGrpcioServer(tls: Bool) async throws {
-        let server = try TestSupport.PythonServer(tls: tls)
-        defer { server.stop() }
-        let channel = try TestSupport.channel(port: server.port, tls: tls)
-        defer { channel.close() }
-        for name in InteropClientCases.all {
-            do {
-                try await InteropClientCases.run(name, channel: channel)
-            } catch {
-                Issue.record("case \(name) (tls: \(tls)): \(error)")
+        try await TestSupport.withPythonServer(tls: tls) { server in
+            let channel = try TestSupport.channel(port: server.port, tls: tls)
+            defer { channel.close() }
+            for name in InteropClientCases.all {
+                do {
+                    try await InteropClientCases.run(name, channel: channel)
+                } catch {
+                    Issue.record("case \(name) (tls: \(tls)): \(error)")
+                }
             }
         }
     }

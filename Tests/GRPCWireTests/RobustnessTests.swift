@@ -28,8 +28,16 @@ struct RawConnection {
         _ = bytes.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Reads until the peer closes; true when it closed within the receive timeout (5 s).
-    func readsUntilClosed() -> Bool {
+    /// Reads until the peer closes; true when it closed within the receive timeout (5 s). The blocking reads run
+    /// off the cooperative pool.
+    func readsUntilClosed() async -> Bool {
+        let fd = self.fd
+        return await TestSupport.offPool { RawConnection(fd: fd).readsUntilClosedBlocking() }
+    }
+
+    private init(fd: Int32) { self.fd = fd }
+
+    private func readsUntilClosedBlocking() -> Bool {
         var buf = [UInt8](repeating: 0, count: 65536)
         for _ in 0..<10_000 {
             let n = recv(self.fd, &buf, buf.count, 0)
@@ -139,11 +147,9 @@ struct RawConnection {
         raw.send(out)
         // The handler wants to send 200 MiB; it must stall once the bounded buffers are full.
         #expect(await ServerBehaviourTests.waitUntil { probe.sent.load(ordering: .relaxed) > 0 })
-        try await Task.sleep(for: .milliseconds(1500))
-        let stalled = probe.sent.load(ordering: .relaxed)
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(probe.sent.load(ordering: .relaxed) == stalled, "sender kept going")
-        #expect(stalled < 48, "\(stalled) MiB accepted for a client that reads nothing")
+        let stalled = await ServerBehaviourTests.waitUntilStalled { probe.sent.load(ordering: .relaxed) }
+        #expect(stalled != nil, "the sender never stalled: \(probe.sent.load(ordering: .relaxed)) MiB sent")
+        #expect((stalled ?? .max) < 48, "\(stalled ?? -1) MiB accepted for a client that reads nothing")
         // The server still serves others meanwhile.
         let channel = try TestSupport.channel(port: server.port, tls: false)
         #expect(
@@ -182,7 +188,7 @@ struct RawConnection {
         for (name, bytes) in Self.garbage {
             let raw = try RawConnection(port: server.port)
             raw.send(bytes)
-            #expect(raw.readsUntilClosed(), "server kept the connection after \(name)")
+            #expect(await raw.readsUntilClosed(), "server kept the connection after \(name)")
             raw.close()
             #expect(
                 try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[2][...]], timeout: .seconds(10))
@@ -194,7 +200,7 @@ struct RawConnection {
             let valid = RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, [0, 4, 0, 1, 0, 0])
             raw.send(Array(valid.prefix(cut)))
             shutdown(raw.fd, Int32(SHUT_WR))
-            #expect(raw.readsUntilClosed(), "truncated at \(cut)")
+            #expect(await raw.readsUntilClosed(), "truncated at \(cut)")
             raw.close()
         }
         #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 1 })
@@ -215,8 +221,10 @@ struct RawConnection {
         // A raw peer that never answers PINGs (it never reads) is closed by the server.
         let raw = try RawConnection(port: server.port)
         raw.send(RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, []))
-        try await Task.sleep(for: .milliseconds(1000))
-        #expect(await ServerBehaviourTests.waitUntil(.seconds(5)) { server.connectionCount == 1 })
+        #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 2 }, "the raw peer was not accepted")
+        // It is sent PINGs (which it reads here, never answering) and then closed.
+        #expect(await raw.readsUntilClosed(), "the server kept a peer that answers no PING")
+        #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 1 })
         // Our idle channel answered every PING and is still connected.
         #expect(server.connectionCount == 1)
         #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[2][...]]) == [2])
@@ -311,7 +319,7 @@ struct RawConnection {
         let server = try TestSupport.startServer(tls: true)
         let raw = try RawConnection(port: server.port)
         raw.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-        #expect(raw.readsUntilClosed())
+        #expect(await raw.readsUntilClosed())
         raw.close()
         let channel = try TestSupport.channel(port: server.port, tls: true)
         #expect(

@@ -72,13 +72,37 @@ final class Probe: Sendable {
         return try GRPCServer(configuration: config, router: Self.router(probe))
     }
 
+    /// Polls `condition` until it holds; false if it did not within `limit` (checked once more after the
+    /// deadline, since a starved task may wake only then).
     static func waitUntil(_ limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now.advanced(by: limit)
         while !condition() {
-            if ContinuousClock.now > deadline { return false }
+            if ContinuousClock.now > deadline { return condition() }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return true
+    }
+
+    /// Waits until `progress` (a count a sender increases) stops changing for `quiet`, and returns where it
+    /// stopped; nil if it kept changing for `limit`. A sender held back by flow control stops for good, so the
+    /// caller then checks how far it got: without backpressure it would run to its end long before.
+    static func waitUntilStalled(
+        quiet: Duration = .milliseconds(400), limit: Duration = .seconds(30), _ progress: () -> Int
+    ) async -> Int? {
+        let deadline = ContinuousClock.now.advanced(by: limit)
+        var last = progress()
+        var since = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+            let now = progress()
+            if now != last {
+                last = now
+                since = ContinuousClock.now
+            } else if ContinuousClock.now - since >= quiet {
+                return now
+            }
+        }
+        return nil
     }
 
     @Test func oversizedRequestIsResourceExhausted() async throws {
@@ -273,9 +297,9 @@ final class Probe: Sendable {
         try await call.send([[UInt8(100)][...]], last: true)
         // Not reading: the server can only get ahead by our window, our receive queue and its own buffers.
         #expect(await Self.waitUntil { probe.sent.load(ordering: .relaxed) > 0 })
-        try await Task.sleep(for: .milliseconds(1000))
-        let stalled = probe.sent.load(ordering: .relaxed)
-        #expect(stalled < 48, "\(stalled) MiB sent to a client that reads nothing")
+        let stalled = await Self.waitUntilStalled { probe.sent.load(ordering: .relaxed) }
+        #expect(stalled != nil, "the sender never stalled: \(probe.sent.load(ordering: .relaxed)) MiB sent")
+        #expect((stalled ?? .max) < 48, "\(stalled ?? -1) MiB sent to a client that reads nothing")
         var received = 0
         while let m = try await call.receive() {
             #expect(m.count == 1 << 20)
@@ -297,11 +321,12 @@ final class Probe: Sendable {
         let waiter = Task { () async -> Result<[UInt8]?, GRPCStatus> in
             do throws(GRPCStatus) { return .success(try await call.receive()) } catch { return .failure(error) }
         }
-        try await Task.sleep(for: .milliseconds(50))
+        // The waiter may be cancelled before or after its receive started waiting: either way the receive must
+        // end at once with CANCELLED.
         waiter.cancel()
         let start = ContinuousClock.now
         let result = await waiter.value
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(10), "a cancelled receive must not wait for the 30 s deadline")
         switch result {
         case .success: Issue.record("receive returned although its task was cancelled")
         case .failure(let status): #expect(status.code == .cancelled)

@@ -18,14 +18,19 @@ enum CLI {
         return packageRoot.appendingPathComponent(".build/debug/valkeyflight")
     }
 
-    struct Result {
+    struct Result: Sendable {
         var status: Int32
         var stdout: [UInt8]
         var stderr: String
         var text: String { String(decoding: self.stdout, as: UTF8.self) }
     }
 
-    static func run(_ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]) throws -> Result {
+    /// Runs the binary to completion with `stdin`; the blocking waits run off the cooperative pool.
+    static func run(_ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]) async throws -> Result {
+        try await offPool { try self.runBlocking(arguments, stdin: stdin, environment: environment) }
+    }
+
+    private static func runBlocking(_ arguments: [String], stdin: [UInt8], environment: [String: String]) throws -> Result {
         let process = Process()
         process.executableURL = self.binary
         process.arguments = arguments
@@ -47,9 +52,9 @@ enum CLI {
 }
 
 @Suite struct IPCCommandTests {
-    @Test func inspectPrintsSchemaBatchesRowsAndBytes() throws {
+    @Test func inspectPrintsSchemaBatchesRowsAndBytes() async throws {
         let file = CLI.golden.appendingPathComponent("generated_dictionary.stream")
-        let result = try CLI.run(["ipc", "inspect", file.path])
+        let result = try await CLI.run(["ipc", "inspect", file.path])
         #expect(result.status == 0, "\(result.stderr)")
         let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int
         #expect(result.text == """
@@ -66,8 +71,8 @@ enum CLI {
             """)
     }
 
-    @Test func inspectJSONIsMachineReadable() throws {
-        let result = try CLI.run(["ipc", "inspect", "--json", CLI.golden.appendingPathComponent("generated_primitive.arrow_file").path])
+    @Test func inspectJSONIsMachineReadable() async throws {
+        let result = try await CLI.run(["ipc", "inspect", "--json", CLI.golden.appendingPathComponent("generated_primitive.arrow_file").path])
         #expect(result.status == 0, "\(result.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout)) as? [String: Any])
         #expect(object["format"] as? String == "file")
@@ -76,13 +81,13 @@ enum CLI {
         #expect(object["record_batches"] as? Int == 2)
     }
 
-    @Test func convertThroughStdinAndStdoutRoundTrips() throws {
+    @Test func convertThroughStdinAndStdoutRoundTrips() async throws {
         let original = [UInt8](try Data(contentsOf: CLI.golden.appendingPathComponent("generated_nested.stream")))
-        let asFile = try CLI.run(["ipc", "convert", "-", "-", "--to", "file"], stdin: original)
+        let asFile = try await CLI.run(["ipc", "convert", "-", "-", "--to", "file"], stdin: original)
         #expect(asFile.status == 0, "\(asFile.stderr)")
         #expect(IPCFormat.detect(asFile.stdout) == .file)
         // The output format may also come from the environment.
-        let backToStream = try CLI.run(["ipc", "convert", "-", "-"], stdin: asFile.stdout, environment: ["VALKEYFLIGHT_TO": "stream"])
+        let backToStream = try await CLI.run(["ipc", "convert", "-", "-"], stdin: asFile.stdout, environment: ["VALKEYFLIGHT_TO": "stream"])
         #expect(backToStream.status == 0, "\(backToStream.stderr)")
         var ours = try IPCStreamReader(backToStream.stdout)
         var theirs = try IPCStreamReader(original)
@@ -90,10 +95,10 @@ enum CLI {
         #expect(try ours.readAll().map(\.length) == (try theirs.readAll().map(\.length)))
     }
 
-    @Test func convertWritesFiles() throws {
+    @Test func convertWritesFiles() async throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("vf-\(UUID().uuidString).arrow")
         defer { try? FileManager.default.removeItem(at: output) }
-        let result = try CLI.run(["ipc", "convert", CLI.golden.appendingPathComponent("generated_map.stream").path, output.path, "--to", "file"])
+        let result = try await CLI.run(["ipc", "convert", CLI.golden.appendingPathComponent("generated_map.stream").path, output.path, "--to", "file"])
         #expect(result.status == 0, "\(result.stderr)")
         let reader = try IPCFileReader([UInt8](try Data(contentsOf: output)))
         #expect(reader.recordBatchCount == 2)
@@ -104,25 +109,25 @@ enum CLI {
         (["ipc", "convert", "a", "b", "--to", "parquet"], "valkeyflight: error: The value 'parquet' is invalid for '--to <to>'\n"),
         (["ipc", "frobnicate"], "valkeyflight: error: Unexpected argument 'frobnicate'\n"),
     ])
-    func badInputGivesOneLineAndNonZeroExit(arguments: [String], message: String) throws {
-        let result = try CLI.run(arguments)
+    func badInputGivesOneLineAndNonZeroExit(arguments: [String], message: String) async throws {
+        let result = try await CLI.run(arguments)
         #expect(result.status != 0)
         #expect(result.stderr == message)
         #expect(result.stdout.isEmpty)
     }
 
-    @Test func malformedDataIsRejectedWithTheReason() throws {
+    @Test func malformedDataIsRejectedWithTheReason() async throws {
         let garbage = [UInt8]("this is not arrow at all, just text".utf8)
-        let result = try CLI.run(["ipc", "inspect", "-"], stdin: garbage)
+        let result = try await CLI.run(["ipc", "inspect", "-"], stdin: garbage)
         #expect(result.status != 0)
         #expect(result.stderr.hasPrefix("valkeyflight: error: "))
         #expect(result.stderr.filter { $0 == "\n" }.count == 1)
     }
 
-    @Test func helpAndVersion() throws {
-        let help = try CLI.run(["--help"])
+    @Test func helpAndVersion() async throws {
+        let help = try await CLI.run(["--help"])
         #expect(help.status == 0 && help.text.contains("USAGE: valkeyflight"))
-        let version = try CLI.run(["--version"])
+        let version = try await CLI.run(["--version"])
         #expect(version.status == 0 && version.text.contains("libnghttp2 1."))
     }
 }

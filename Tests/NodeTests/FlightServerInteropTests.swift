@@ -17,10 +17,10 @@ struct FlightServerInteropTests {
 
     // MARK: every RPC
 
-    @Test func everyRPCFromPyArrow() throws {
-        try FlightServerProcess.with { server in
+    @Test func everyRPCFromPyArrow() async throws {
+        try await FlightServerProcess.with { server in
             #expect(server.scheme == "grpc")
-            let facts = try PyArrow.run(["rpcs", server.url])
+            let facts = try await PyArrow.run(["rpcs", server.url])
 
             #expect(facts["handshake_reply"] == "ping", "Handshake without auth answers the client's payload")
 
@@ -90,11 +90,11 @@ struct FlightServerInteropTests {
     /// pyarrow reads each file, puts it, gets it back and compares (metadata included, floats bit-exact); the
     /// file's own IPC messages also go through raw DoPut/DoGet and come back byte for byte.
     @Test(arguments: Corpus.allCases)
-    func everyTypeRoundTrips(corpus: Corpus) throws {
+    func everyTypeRoundTrips(corpus: Corpus) async throws {
         let files = corpus.files
         #expect(files.count >= corpus.minimumCount, "fixtures missing under \(corpus.rawValue)")
-        try FlightServerProcess.with { server in
-            let facts = try PyArrow.run(["roundtrip", server.url] + files.map(\.path))
+        try await FlightServerProcess.with { server in
+            let facts = try await PyArrow.run(["roundtrip", server.url] + files.map(\.path))
             let results = facts["files"].array
             #expect(results.count == files.count)
             for (file, result) in zip(files, results) {
@@ -104,10 +104,10 @@ struct FlightServerInteropTests {
         }
     }
 
-    @Test func dictionaryDeltasAreStoredByteForByte() throws {
+    @Test func dictionaryDeltasAreStoredByteForByte() async throws {
         let file = PyArrow.fixtures.appendingPathComponent("ArrowIPC/generated/dictionary_delta.arrows")
-        try FlightServerProcess.with { server in
-            let facts = try PyArrow.run(["delta", server.url, file.path])
+        try await FlightServerProcess.with { server in
+            let facts = try await PyArrow.run(["delta", server.url, file.path])
             let deltas = try #require(facts["file_deltas"].int)
             #expect(deltas > 0)
             #expect(facts["raw_get_deltas"] == .int(deltas), "the stream got back keeps its dictionary deltas")
@@ -121,10 +121,10 @@ struct FlightServerInteropTests {
     /// 1 GiB of int64 + float64 in 64K-row batches, put and got back; pyarrow checks every value against
     /// regenerated data and by checksum.
     @Test(.timeLimit(.minutes(2)))
-    func oneGibibyteTableRoundTrips() throws {
-        try FlightServerProcess.with { server in
+    func oneGibibyteTableRoundTrips() async throws {
+        try await FlightServerProcess.with { server in
             let started = Date()
-            let facts = try PyArrow.run(["big", server.url, "--rows", "65536", "--batches", "1024", "--timeout", "90"], timeout: 100)
+            let facts = try await PyArrow.run(["big", server.url, "--rows", "65536", "--batches", "1024", "--timeout", "90"], timeout: 100)
             let wall = Date().timeIntervalSince(started)
             #expect(facts["batches"] == 1024)
             #expect(facts["rows"] == .int(65536 * 1024))
@@ -138,9 +138,9 @@ struct FlightServerInteropTests {
         }
     }
 
-    @Test func sixteenConcurrentClients() throws {
-        try FlightServerProcess.with { server in
-            let facts = try PyArrow.run(["concurrent", server.url, "--clients", "16"])
+    @Test func sixteenConcurrentClients() async throws {
+        try await FlightServerProcess.with { server in
+            let facts = try await PyArrow.run(["concurrent", server.url, "--clients", "16"])
             let clients = facts["clients"].array
             #expect(clients.count == 16)
             for (index, client) in clients.enumerated() {
@@ -152,7 +152,7 @@ struct FlightServerInteropTests {
 
     // MARK: TLS and auth
 
-    @Test func tlsWithASelfSignedCertificate() throws {
+    @Test func tlsWithASelfSignedCertificate() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vf-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -163,12 +163,12 @@ struct FlightServerInteropTests {
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert,
         ])
         openssl.closeInput()
-        #expect(openssl.waitForExit(timeout: 30))
+        #expect(await openssl.waitForExit(timeout: 30))
         try #require(openssl.exitStatus == 0, "openssl failed: \(openssl.stderr)")
 
-        try FlightServerProcess.with(["--tls-cert", cert, "--tls-key", key]) { server in
+        try await FlightServerProcess.with(["--tls-cert", cert, "--tls-key", key]) { server in
             #expect(server.scheme == "grpc+tls", "the listening line says grpc+tls")
-            let facts = try PyArrow.run(["tls", server.url, "--root-certs", cert])
+            let facts = try await PyArrow.run(["tls", server.url, "--root-certs", cert])
             #expect(facts["put"]["key"] == "secure/one")
             #expect(facts["put"]["rows"] == 3000)
             #expect(facts["location"] == .string(server.url), "FlightInfo advertises the grpc+tls location")
@@ -177,9 +177,9 @@ struct FlightServerInteropTests {
         }
     }
 
-    @Test func basicAuthGivesABearerToken() throws {
-        try FlightServerProcess.with(["--auth-basic", "alice:secret"]) { server in
-            let facts = try PyArrow.run(["auth", server.url, "--user", "alice", "--password", "secret"])
+    @Test func basicAuthGivesABearerToken() async throws {
+        try await FlightServerProcess.with(["--auth-basic", "alice:secret"]) { server in
+            let facts = try await PyArrow.run(["auth", server.url, "--user", "alice", "--password", "secret"])
             #expect(facts["pair_name"] == "authorization")
             #expect(facts["pair_value_prefix"] == "Bearer ")
             #expect(Self.raised(facts["wrong_password"], "FlightUnauthenticatedError"), "\(facts["wrong_password"])")
@@ -211,9 +211,9 @@ struct FlightServerInteropTests {
 
     // MARK: bad input
 
-    @Test func badRequestsGetFlightStatusCodes() throws {
-        try FlightServerProcess.with { server in
-            let facts = try PyArrow.run(["bad", server.url])
+    @Test func badRequestsGetFlightStatusCodes() async throws {
+        try await FlightServerProcess.with { server in
+            let facts = try await PyArrow.run(["bad", server.url])
             let pyarrow = facts["pyarrow"]
             for name in ["get_unknown_ticket", "get_garbage_ticket", "info_unknown", "schema_unknown", "delete_unknown"] {
                 #expect(Self.raised(pyarrow[name], "ArrowKeyError"), "\(name) → NOT_FOUND: \(pyarrow[name])")
@@ -245,9 +245,9 @@ struct FlightServerInteropTests {
         "descriptor_only", "dictionary_never_sent", "dictionary_id_not_in_schema",
     ]
 
-    @Test func malformedIPCInDoPutIsInvalidArgumentAndNothingIsStored() throws {
-        try FlightServerProcess.with { server in
-            let facts = try PyArrow.run(["malformed", server.url])
+    @Test func malformedIPCInDoPutIsInvalidArgumentAndNothingIsStored() async throws {
+        try await FlightServerProcess.with { server in
+            let facts = try await PyArrow.run(["malformed", server.url])
             for name in Self.malformedVariants {
                 let variant = facts[name]
                 #expect(variant["code"] == "INVALID_ARGUMENT", "\(name): \(variant)")
@@ -260,9 +260,9 @@ struct FlightServerInteropTests {
         }
     }
 
-    @Test func cancelledDoPutLeavesNothingBehind() throws {
-        try FlightServerProcess.with { server in
-            let facts = try PyArrow.run(["cancel", server.url])
+    @Test func cancelledDoPutLeavesNothingBehind() async throws {
+        try await FlightServerProcess.with { server in
+            let facts = try await PyArrow.run(["cancel", server.url])
             #expect((facts["during"]["reserved_bytes"].int ?? 0) > 0, "the put was under way: \(facts["during"])")
             #expect(facts["during"]["listed"] == [], "a batch is invisible until complete")
             #expect(facts["during"]["get"] == "NOT_FOUND")
@@ -275,9 +275,9 @@ struct FlightServerInteropTests {
         }
     }
 
-    @Test func memoryLimitRejectsAndStoresNothing() throws {
-        try FlightServerProcess.with(["--max-memory", "1MiB"]) { server in
-            let facts = try PyArrow.run(["memory", server.url, "--mib", "4"])
+    @Test func memoryLimitRejectsAndStoresNothing() async throws {
+        try await FlightServerProcess.with(["--max-memory", "1MiB"]) { server in
+            let facts = try await PyArrow.run(["memory", server.url, "--mib", "4"])
             #expect(facts["raw"]["code"] == "RESOURCE_EXHAUSTED", "\(facts["raw"])")
             // pyarrow maps RESOURCE_EXHAUSTED to ArrowInvalid (its message keeps the gRPC status).
             #expect(facts["pyarrow_error"]["message"].string?.contains("resource exhausted") == true, "\(facts["pyarrow_error"])")
@@ -292,9 +292,9 @@ struct FlightServerInteropTests {
         }
     }
 
-    @Test func batchesExpireAfterTheirTTL() throws {
-        try FlightServerProcess.with(["--ttl", "2s"]) { server in
-            let facts = try PyArrow.run(["ttl", server.url, "--wait", "3"])
+    @Test func batchesExpireAfterTheirTTL() async throws {
+        try await FlightServerProcess.with(["--ttl", "2s"]) { server in
+            let facts = try await PyArrow.run(["ttl", server.url, "--wait", "3"])
             #expect(facts["listed_before"] == ["ttl/one"])
             #expect(facts["get_early"] == nil, "the batch is readable within its TTL")
             #expect(Self.raised(facts["get_after"], "ArrowKeyError"), "DoGet after the TTL → NOT_FOUND: \(facts["get_after"])")
@@ -308,41 +308,41 @@ struct FlightServerInteropTests {
 
     /// An idle connected pyarrow client does not hold the server up: SIGTERM/SIGINT → exit 0 promptly.
     @Test(arguments: [SIGTERM, SIGINT])
-    func signalStopsPromptlyWithAClientConnected(signal: Int32) throws {
-        let server = try FlightServerProcess()
+    func signalStopsPromptlyWithAClientConnected(signal: Int32) async throws {
+        let server = try await FlightServerProcess.start()
         defer { server.child.terminate() }
         let client = try PyArrow.start(["inflight", server.url])
         defer { client.terminate() }
-        try #require(client.nextLine(timeout: 30) == "ready", "client: \(client.stderr)")
-        let stop = server.stop(signal, within: 5)
+        try #require(await client.nextLine(timeout: 30) == "ready", "client: \(client.stderr)")
+        let stop = await server.stop(signal, within: 5)
         #expect(stop.exited, "still running 5 s after signal \(signal)")
         #expect(stop.status == 0, "exit status \(String(describing: stop.status)); stderr:\n\(stop.stderr)")
         #expect(stop.seconds < 3, "took \(stop.seconds) s to stop")
         client.write("go\n")
         client.closeInput()
-        #expect(client.waitForExit(timeout: 30))
+        #expect(await client.waitForExit(timeout: 30))
         let facts = try PyJSON.lastLine(of: client.stdout)
         #expect(Self.raised(facts["call_after"], "FlightUnavailableError"), "the stopped server still answers: \(facts["call_after"])")
     }
 
     /// SIGTERM while a DoGet is streaming: the call in flight finishes, then the process exits 0.
-    @Test func sigtermLetsADoGetInFlightFinish() throws {
-        let server = try FlightServerProcess()
+    @Test func sigtermLetsADoGetInFlightFinish() async throws {
+        let server = try await FlightServerProcess.start()
         defer { server.child.terminate() }
         let client = try PyArrow.start(["inflight", server.url, "--mib", "64"])
         defer { client.terminate() }
-        try #require(client.nextLine(timeout: 30) == "ready", "client: \(client.stderr)")
+        try #require(await client.nextLine(timeout: 30) == "ready", "client: \(client.stderr)")
         server.child.send(SIGTERM)
-        #expect(server.child.waitForStderr(containing: "shutting down", timeout: 5), "no shutdown log line: \(server.child.stderr)")
+        #expect(await server.child.waitForStderr(containing: "shutting down", timeout: 5), "no shutdown log line: \(server.child.stderr)")
         #expect(server.child.process.isRunning, "the server exited with a DoGet in flight")
         client.write("go\n")
         client.closeInput()
-        #expect(client.waitForExit(timeout: 30))
+        #expect(await client.waitForExit(timeout: 30))
         #expect(client.exitStatus == 0, "client: \(client.stderr)")
         let facts = try PyJSON.lastLine(of: client.stdout)
         #expect(facts["stream_error"] == nil, "the DoGet in flight was cut: \(facts["stream_error"])")
         #expect(facts["batches"] == facts["expected_batches"])
-        let stop = server.stop(SIGTERM, within: 5)
+        let stop = await server.stop(SIGTERM, within: 5)
         #expect(stop.exited && stop.status == 0, "exit status \(String(describing: stop.status)); stderr:\n\(stop.stderr)")
     }
 }

@@ -5,6 +5,21 @@ import Testing
 import Glibc
 #endif
 
+/// Runs blocking `body` (a wait on a child process or a pipe) on a thread of its own and resumes the caller
+/// when it returns, so that async tests never block the cooperative pool with it.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// ``offPool(_:)`` for a body that cannot throw.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
+}
+
 /// A child process whose stdout can be read line by line while it runs; stderr is collected.
 /// Pipes are drained by background threads, so a chatty child never blocks on a full pipe.
 final class TestChildProcess: @unchecked Sendable {
@@ -59,7 +74,11 @@ final class TestChildProcess: @unchecked Sendable {
     var stderr: String { self.condition.withLock { String(decoding: self.stderrBytes, as: UTF8.self) } }
 
     /// The next whole stdout line (without the newline), or nil if none arrives within `timeout` seconds.
-    func nextLine(timeout: Double) -> String? {
+    func nextLine(timeout: Double) async -> String? {
+        await offPool { self.nextLineBlocking(timeout: timeout) }
+    }
+
+    private func nextLineBlocking(timeout: Double) -> String? {
         let deadline = Date(timeIntervalSinceNow: timeout)
         self.condition.lock()
         defer { self.condition.unlock() }
@@ -84,14 +103,18 @@ final class TestChildProcess: @unchecked Sendable {
         try? self.input.fileHandleForWriting.close()
     }
 
-    /// Waits up to `timeout` seconds until stderr contains `text`.
-    func waitForStderr(containing text: String, timeout: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        while !self.stderr.contains(text) {
-            if Date() >= deadline { return false }
-            usleep(10_000)
+    /// Waits up to `timeout` seconds until stderr contains `text` (woken by each chunk of output).
+    func waitForStderr(containing text: String, timeout: Double) async -> Bool {
+        await offPool {
+            let deadline = Date(timeIntervalSinceNow: timeout)
+            self.condition.lock()
+            defer { self.condition.unlock() }
+            while !String(decoding: self.stderrBytes, as: UTF8.self).contains(text) {
+                if Date() >= deadline { return false }
+                _ = self.condition.wait(until: min(deadline, Date(timeIntervalSinceNow: 0.1)))
+            }
+            return true
         }
-        return true
     }
 
     func send(_ signal: Int32) {
@@ -100,11 +123,16 @@ final class TestChildProcess: @unchecked Sendable {
 
     /// Waits up to `timeout` seconds for the child to exit; true if it did. Its output is complete then.
     @discardableResult
-    func waitForExit(timeout: Double) -> Bool {
+    func waitForExit(timeout: Double) async -> Bool {
+        await offPool { self.waitForExitBlocking(timeout: timeout) }
+    }
+
+    /// Runs on a thread of its own (see ``offPool(_:)``), so polling here blocks no task.
+    private func waitForExitBlocking(timeout: Double) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while self.process.isRunning {
             if Date() >= deadline { return false }
-            usleep(10_000)
+            usleep(2_000)
         }
         // The pipes reach end of file once the child is gone (unless it left a grandchild holding them).
         let drained = Date(timeIntervalSinceNow: 5)
@@ -119,11 +147,11 @@ final class TestChildProcess: @unchecked Sendable {
         self.process.terminationReason == .exit ? self.process.terminationStatus : nil
     }
 
-    /// SIGKILL if still running (cleanup after a failed test), then reaps it.
+    /// SIGKILL if still running (cleanup after a failed test). Foundation reaps it; nothing waits here, so this
+    /// may run in a `defer` of an async test.
     func terminate() {
         guard self.process.isRunning else { return }
         kill(self.pid, SIGKILL)
-        self.waitForExit(timeout: 10)
     }
 }
 
@@ -143,10 +171,18 @@ final class FlightServerProcess: @unchecked Sendable {
         var stderr: String
     }
 
-    /// Starts `valkeyflight flight --listen 127.0.0.1:0 ARGUMENTS…` and waits for its `listening on …` line.
-    init(_ arguments: [String] = []) throws {
+    private init(child: TestChildProcess, scheme: String, host: String, port: Int) {
+        self.child = child
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+    }
+
+    /// Starts `valkeyflight flight --listen 127.0.0.1:0 ARGUMENTS…` and waits for its `listening on …` line: the
+    /// server binds port 0 itself and reports the port, so no other process can take it first.
+    static func start(_ arguments: [String] = []) async throws -> FlightServerProcess {
         let child = try TestChildProcess(CLI.binary, ["flight", "--listen", "127.0.0.1:0"] + arguments)
-        guard let line = child.nextLine(timeout: 20) else {
+        guard let line = await child.nextLine(timeout: 20) else {
             child.terminate()
             throw FlightTestError("no listening line from \(child.command); stderr: \(child.stderr)")
         }
@@ -156,29 +192,27 @@ final class FlightServerProcess: @unchecked Sendable {
             child.terminate()
             throw FlightTestError("unexpected first stdout line \(line.debugDescription); stderr: \(child.stderr)")
         }
-        self.child = child
-        self.scheme = String(match.1)
-        self.host = String(match.2)
-        self.port = port
+        return FlightServerProcess(child: child, scheme: String(match.1), host: String(match.2), port: port)
     }
 
     /// Sends `signal` and waits up to `within` seconds for the process to exit (then SIGKILLs it).
-    func stop(_ signal: Int32 = SIGTERM, within: Double = 5) -> Stop {
+    func stop(_ signal: Int32 = SIGTERM, within: Double = 5) async -> Stop {
         let started = Date()
         self.child.send(signal)
-        let exited = self.child.waitForExit(timeout: within)
+        let exited = await self.child.waitForExit(timeout: within)
         let seconds = Date().timeIntervalSince(started)
         if !exited { self.child.terminate() }
         return Stop(exited: exited, status: exited ? self.child.exitStatus : nil, seconds: seconds, stderr: self.child.stderr)
     }
 
-    /// Runs `body` against a fresh server, then stops it with SIGTERM and expects exit status 0 within 5 s.
+    /// Runs `body` against a fresh server, then stops it with SIGTERM and expects exit status 0 within 5 s. The
+    /// server is killed on every path out of `body`.
     static func with<T>(_ arguments: [String] = [], sourceLocation: SourceLocation = #_sourceLocation,
-                        _ body: (FlightServerProcess) throws -> T) throws -> T {
-        let server = try FlightServerProcess(arguments)
+                        _ body: (FlightServerProcess) async throws -> T) async throws -> T {
+        let server = try await FlightServerProcess.start(arguments)
         defer { server.child.terminate() }
-        let result = try body(server)
-        let stop = server.stop()
+        let result = try await body(server)
+        let stop = await server.stop()
         #expect(stop.exited && stop.status == 0,
                 "server did not exit 0 within 5 s of SIGTERM (exited: \(stop.exited), status: \(String(describing: stop.status))); stderr:\n\(stop.stderr)",
                 sourceLocation: sourceLocation)
@@ -213,11 +247,11 @@ enum PyArrow {
 
     /// Runs a subcommand to completion (killed after `timeout` seconds); expects exit 0 and returns the PyJSON
     /// object of its last stdout line.
-    static func run(_ arguments: [String], timeout: Double = 60, sourceLocation: SourceLocation = #_sourceLocation) throws -> PyJSON {
+    static func run(_ arguments: [String], timeout: Double = 60, sourceLocation: SourceLocation = #_sourceLocation) async throws -> PyJSON {
         let child = try self.start(arguments)
         child.closeInput()
         defer { child.terminate() }
-        guard child.waitForExit(timeout: timeout) else {
+        guard await child.waitForExit(timeout: timeout) else {
             child.terminate()
             throw FlightTestError("pyarrow_client.py \(arguments.first ?? "") did not finish within \(timeout) s; stderr:\n\(child.stderr)")
         }

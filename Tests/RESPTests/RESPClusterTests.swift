@@ -36,15 +36,18 @@ private final class TestCluster: Sendable {
         self.ids = ids
     }
 
-    static func start() async throws -> TestCluster {
-        var nodes: [TestServer] = []
-        for _ in 0..<6 {
-            let server = try TestServer(
-                .valkey, arguments: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                port: freeClusterPort())
-            try await server.start()
-            nodes.append(server)
+    /// Runs `body` with a cluster started for it; the servers stop and the admin clients close on every path.
+    static func with<T>(_ body: (TestCluster) async throws -> T) async throws -> T {
+        try await withTestServers(
+            6, .valkey, ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"], port: freeClusterPort
+        ) { nodes in
+            let cluster = try await Self.start(nodes)
+            defer { for admin in cluster.admins { admin.close() } }
+            return try await body(cluster)
         }
+    }
+
+    private static func start(_ nodes: [TestServer]) async throws -> TestCluster {
         let admins = nodes.map { $0.client() }
         var ids: [String] = []
         for admin in admins { ids.append(try await admin.send("CLUSTER", "MYID").string ?? "") }
@@ -104,140 +107,149 @@ private final class TestCluster: Sendable {
     /// Index of the primary serving `slot` according to node 0... of the given admin.
     func owner(of slot: Int) -> Int { slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2 }
 
-    deinit { for admin in self.admins { admin.close() } }
 }
 
 @Suite(.serialized) struct RESPClusterTests {
     @Test func slotMigrationAndFailoverUnderLoadLoseNoAcknowledgedWrite() async throws {
-        let cluster = try await TestCluster.start()
-        var configuration = RESPConfiguration(endpoint: .tcp(host: "127.0.0.1", port: cluster.nodes[0].port))
-        configuration.commandTimeout = .seconds(10)
-        configuration.reconnect = .init(maxAttempts: 2, baseDelay: .milliseconds(20), maxDelay: .milliseconds(100))
-        let client = RESPClusterClient(
-            seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[0].port)], configuration: configuration)
-        defer { client.close() }
+        try await TestCluster.with { cluster in
+            var configuration = RESPConfiguration(endpoint: .tcp(host: "127.0.0.1", port: cluster.nodes[0].port))
+            configuration.commandTimeout = .seconds(10)
+            configuration.reconnect = .init(maxAttempts: 2, baseDelay: .milliseconds(20), maxDelay: .milliseconds(100))
+            let client = RESPClusterClient(
+                seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[0].port)], configuration: configuration)
+            defer { client.close() }
 
-        // Routing basics: hash tags keep keys together; keys of different slots are refused before sending.
-        #expect(
-            try await client.send(RESPCommand("SET", "{user1}:a", "1"), key: "{user1}:a") == .simpleString(bytes("OK")))
-        #expect(
-            try await client.send(RESPCommand("MGET", "{user1}:a", "{user1}:b"), keys: ["{user1}:a", "{user1}:b"])
-                == .array([.bulkString(bytes("1")), .null]))
-        await #expect(throws: RESPError.crossSlot(command: "MGET", slots: [5061, 12182])) {
-            _ = try await client.send(RESPCommand("MGET", "foo", "bar"), keys: ["foo", "bar"])
-        }
-        // A pipeline across all three primaries comes back in order.
-        let keys = (0..<300).map { "p:\($0)" }
-        let sets = try await client.pipeline(keys.map { (RESPCommand("SET", $0, $0), $0) })
-        #expect(sets.allSatisfy { (try? $0.get()) == .simpleString(bytes("OK")) })
-        let gets = try await client.pipeline(keys.map { (RESPCommand("GET", $0), $0) })
-        #expect(gets.map { try? $0.get().string } == keys)
-        let transaction = try await client.transaction(
-            [RESPCommand("SET", "{user1}:t", 1), RESPCommand("INCR", "{user1}:t")], keys: ["{user1}:t", "{user1}:t"])
-        #expect(transaction.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
-        await #expect(throws: RESPError.crossSlot(command: "MULTI", slots: [5061, 12182])) {
-            _ = try await client.transaction([RESPCommand("SET", "foo", 1)], keys: ["foo", "bar"])
-        }
-        let script = RESPScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
-        #expect(try await client.evalScript(script, keys: ["{s}n"], arguments: [5]) == .integer(5))
+            // Routing basics: hash tags keep keys together; keys of different slots are refused before sending.
+            #expect(
+                try await client.send(RESPCommand("SET", "{user1}:a", "1"), key: "{user1}:a") == .simpleString(bytes("OK")))
+            #expect(
+                try await client.send(RESPCommand("MGET", "{user1}:a", "{user1}:b"), keys: ["{user1}:a", "{user1}:b"])
+                    == .array([.bulkString(bytes("1")), .null]))
+            await #expect(throws: RESPError.crossSlot(command: "MGET", slots: [5061, 12182])) {
+                _ = try await client.send(RESPCommand("MGET", "foo", "bar"), keys: ["foo", "bar"])
+            }
+            // A pipeline across all three primaries comes back in order.
+            let keys = (0..<300).map { "p:\($0)" }
+            let sets = try await client.pipeline(keys.map { (RESPCommand("SET", $0, $0), $0) })
+            #expect(sets.allSatisfy { (try? $0.get()) == .simpleString(bytes("OK")) })
+            let gets = try await client.pipeline(keys.map { (RESPCommand("GET", $0), $0) })
+            #expect(gets.map { try? $0.get().string } == keys)
+            let transaction = try await client.transaction(
+                [RESPCommand("SET", "{user1}:t", 1), RESPCommand("INCR", "{user1}:t")], keys: ["{user1}:t", "{user1}:t"])
+            #expect(transaction.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
+            await #expect(throws: RESPError.crossSlot(command: "MULTI", slots: [5061, 12182])) {
+                _ = try await client.transaction([RESPCommand("SET", "foo", 1)], keys: ["foo", "bar"])
+            }
+            let script = RESPScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+            #expect(try await client.evalScript(script, keys: ["{s}n"], arguments: [5]) == .integer(5))
 
-        let acknowledged = Shared<[String]>([])
-        let failures = Shared<[String]>([])
-        let running = Shared(true)
-        let migrationSlot = HashSlot.slot(for: "{mig}")
-        let source = cluster.owner(of: migrationSlot)
-        let destination = (source + 1) % 3
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for writer in 0..<4 {
-                group.addTask {
-                    var i = 0
-                    while running.value, i < 20_000 {
-                        let key = i % 4 == 0 ? "{mig}:\(writer):\(i)" : "{t\(i % 40)}:\(writer):\(i)"
-                        do {
-                            _ = try await client.send(RESPCommand("SET", key, key), key: key)
-                            acknowledged.update { $0.append(key) }
-                        } catch {
-                            failures.update { $0.append("\(key): \(error)") }
+            let acknowledged = Shared<[String]>([])
+            let failures = Shared<[String]>([])
+            let running = Shared(true)
+            let migrationSlot = HashSlot.slot(for: "{mig}")
+            let source = cluster.owner(of: migrationSlot)
+            let destination = (source + 1) % 3
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<4 {
+                    group.addTask {
+                        var i = 0
+                        while running.value, i < 20_000 {
+                            let key = i % 4 == 0 ? "{mig}:\(writer):\(i)" : "{t\(i % 40)}:\(writer):\(i)"
+                            do {
+                                _ = try await client.send(RESPCommand("SET", key, key), key: key)
+                                acknowledged.update { $0.append(key) }
+                            } catch {
+                                failures.update { $0.append("\(key): \(error)") }
+                            }
+                            i += 1
                         }
-                        i += 1
                     }
                 }
+                group.addTask {
+                    defer { running.update { $0 = false } }
+                    /// Waits until `count` more writes were acknowledged (bounded; the counts are checked below).
+                    @Sendable func waitForWrites(_ count: Int) async throws {
+                        let target = acknowledged.value.count + count
+                        try await cluster.waitUntil("\(count) more writes were acknowledged", seconds: 30) {
+                            acknowledged.value.count >= target
+                        }
+                    }
+                    // Let the writers get going, then migrate the slot of {mig} while they keep writing to it.
+                    try await waitForWrites(200)
+                    let (from, to) = (cluster.admins[source], cluster.admins[destination])
+                    _ = try await to.send("CLUSTER", "SETSLOT", migrationSlot, "IMPORTING", cluster.ids[source])
+                    _ = try await from.send("CLUSTER", "SETSLOT", migrationSlot, "MIGRATING", cluster.ids[destination])
+                    // A key that does not exist on the source yet is answered with ASK.
+                    #expect(
+                        try await client.send(RESPCommand("SET", "{mig}:probe", "p"), key: "{mig}:probe")
+                            == .simpleString(bytes("OK")))
+                    // So does a transaction on a new key there: ASKING, then MULTI … EXEC on the target.
+                    let queued = try await client.transaction(
+                        [RESPCommand("SET", "{mig}:tx", 1), RESPCommand("INCR", "{mig}:tx")], keys: ["{mig}:tx"])
+                    #expect(queued.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
+                    while true {
+                        let keys = try await from.send("CLUSTER", "GETKEYSINSLOT", migrationSlot, 200).elements ?? []
+                        if keys.isEmpty { break }
+                        let names: [any RESPArgument] = keys.compactMap(\.bytes)
+                        _ = try await from.send(
+                            RESPCommand(
+                                "MIGRATE",
+                                arguments: ["127.0.0.1", cluster.nodes[destination].port, "", 0, 5000, "KEYS"] + names))
+                    }
+                    for admin in cluster.admins.prefix(3) {
+                        _ = try await admin.send("CLUSTER", "SETSLOT", migrationSlot, "NODE", cluster.ids[destination])
+                    }
+                    // Writes go on against the new owner (MOVED) before the failover.
+                    try await waitForWrites(200)
+                    // Fail over the third shard's primary to its replica (a coordinated manual failover).
+                    let failedShard = 3 - source - destination
+                    _ = try await cluster.admins[failedShard + 3].send("CLUSTER", "FAILOVER")
+                    try await cluster.waitUntil("the replica became primary", seconds: 15) {
+                        (try await cluster.admins[failedShard + 3].send("ROLE").elements?.first?.string) == "master"
+                    }
+                    // And against the promoted replica after it.
+                    try await waitForWrites(300)
+                }
+                try await group.waitForAll()
             }
-            group.addTask {
-                defer { running.update { $0 = false } }
-                try await Task.sleep(for: .milliseconds(300))
-                // Migrate the slot of {mig} while the writers keep writing to it.
-                let (from, to) = (cluster.admins[source], cluster.admins[destination])
-                _ = try await to.send("CLUSTER", "SETSLOT", migrationSlot, "IMPORTING", cluster.ids[source])
-                _ = try await from.send("CLUSTER", "SETSLOT", migrationSlot, "MIGRATING", cluster.ids[destination])
-                // A key that does not exist on the source yet is answered with ASK.
-                #expect(
-                    try await client.send(RESPCommand("SET", "{mig}:probe", "p"), key: "{mig}:probe")
-                        == .simpleString(bytes("OK")))
-                // So does a transaction on a new key there: ASKING, then MULTI … EXEC on the target.
-                let queued = try await client.transaction(
-                    [RESPCommand("SET", "{mig}:tx", 1), RESPCommand("INCR", "{mig}:tx")], keys: ["{mig}:tx"])
-                #expect(queued.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
-                while true {
-                    let keys = try await from.send("CLUSTER", "GETKEYSINSLOT", migrationSlot, 200).elements ?? []
-                    if keys.isEmpty { break }
-                    let names: [any RESPArgument] = keys.compactMap(\.bytes)
-                    _ = try await from.send(
-                        RESPCommand(
-                            "MIGRATE",
-                            arguments: ["127.0.0.1", cluster.nodes[destination].port, "", 0, 5000, "KEYS"] + names))
-                }
-                for admin in cluster.admins.prefix(3) {
-                    _ = try await admin.send("CLUSTER", "SETSLOT", migrationSlot, "NODE", cluster.ids[destination])
-                }
-                try await Task.sleep(for: .milliseconds(300))
-                // Fail over the third shard's primary to its replica (a coordinated manual failover).
-                let failedShard = 3 - source - destination
-                _ = try await cluster.admins[failedShard + 3].send("CLUSTER", "FAILOVER")
-                try await cluster.waitUntil("the replica became primary", seconds: 15) {
-                    (try await cluster.admins[failedShard + 3].send("ROLE").elements?.first?.string) == "master"
-                }
-                try await Task.sleep(for: .milliseconds(700))
+            let written = acknowledged.value
+            #expect(written.count > 500)
+            let failed = failures.value
+            #expect(failed.count < written.count / 10, "failures: \(failed.prefix(5))")
+            let statistics = client.statistics
+            #expect(statistics.ask > 0)
+            #expect(statistics.moved > 0)
+            var lost: [String] = []
+            for chunk in stride(from: 0, to: written.count, by: 500) {
+                let part = Array(written[chunk..<min(chunk + 500, written.count)])
+                let values = try await client.pipeline(part.map { (RESPCommand("GET", $0), $0) })
+                for (key, value) in zip(part, values) where (try? value.get().string) != key { lost.append(key) }
             }
-            try await group.waitForAll()
-        }
-        let written = acknowledged.value
-        #expect(written.count > 500)
-        let failed = failures.value
-        #expect(failed.count < written.count / 10, "failures: \(failed.prefix(5))")
-        let statistics = client.statistics
-        #expect(statistics.ask > 0)
-        #expect(statistics.moved > 0)
-        var lost: [String] = []
-        for chunk in stride(from: 0, to: written.count, by: 500) {
-            let part = Array(written[chunk..<min(chunk + 500, written.count)])
-            let values = try await client.pipeline(part.map { (RESPCommand("GET", $0), $0) })
-            for (key, value) in zip(part, values) where (try? value.get().string) != key { lost.append(key) }
-        }
-        #expect(lost.isEmpty, "acknowledged writes lost: \(lost.prefix(10))")
-        #expect(try await client.send(RESPCommand("GET", "{mig}:probe"), key: "{mig}:probe").string == "p")
-        #expect(try await client.send(RESPCommand("GET", "{mig}:tx"), key: "{mig}:tx").string == "2")
+            #expect(lost.isEmpty, "acknowledged writes lost: \(lost.prefix(10))")
+            #expect(try await client.send(RESPCommand("GET", "{mig}:probe"), key: "{mig}:probe").string == "p")
+            #expect(try await client.send(RESPCommand("GET", "{mig}:tx"), key: "{mig}:tx").string == "2")
 
-        // A slot nobody serves: the client backs off, reloads the topology, then reports it clearly.
-        let lonely = HashSlot.slot(for: "{lonely}")
-        let owner = try await cluster.primary(serving: lonely)
-        _ = try await cluster.admins[owner].send("CLUSTER", "DELSLOTS", lonely)
-        let impatient = RESPClusterClient(
-            seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[owner].port)], configuration: configuration,
-            maxAttempts: 3)
-        defer { impatient.close() }
-        await #expect {
-            _ = try await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}")
-        } throws: { error in
-            guard let error = error as? RESPError else { return false }
-            if case .clusterUnavailable(slot: lonely, _) = error { return true }
-            return error.serverCode == "CLUSTERDOWN"
-        }
-        #expect(impatient.statistics.retries >= 2)
-        _ = try await cluster.admins[owner].send("CLUSTER", "ADDSLOTS", lonely)
-        try await cluster.waitUntil("the slot is served again") {
-            (try? await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}"))
-                == .simpleString(bytes("OK"))
+            // A slot nobody serves: the client backs off, reloads the topology, then reports it clearly.
+            let lonely = HashSlot.slot(for: "{lonely}")
+            let owner = try await cluster.primary(serving: lonely)
+            _ = try await cluster.admins[owner].send("CLUSTER", "DELSLOTS", lonely)
+            let impatient = RESPClusterClient(
+                seeds: [.tcp(host: "127.0.0.1", port: cluster.nodes[owner].port)], configuration: configuration,
+                maxAttempts: 3)
+            defer { impatient.close() }
+            await #expect {
+                _ = try await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}")
+            } throws: { error in
+                guard let error = error as? RESPError else { return false }
+                if case .clusterUnavailable(slot: lonely, _) = error { return true }
+                return error.serverCode == "CLUSTERDOWN"
+            }
+            #expect(impatient.statistics.retries >= 2)
+            _ = try await cluster.admins[owner].send("CLUSTER", "ADDSLOTS", lonely)
+            try await cluster.waitUntil("the slot is served again") {
+                (try? await impatient.send(RESPCommand("SET", "{lonely}", "x"), key: "{lonely}"))
+                    == .simpleString(bytes("OK"))
+            }
         }
     }
 }

@@ -44,7 +44,8 @@ struct TestServerError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on at this instant. Another process may take it before a server binds it, so
+/// servers started on it retry with a fresh port when their bind fails (see ``TestServer/start()``).
 func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
@@ -62,34 +63,105 @@ func freePort() -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// A valkey-server or redis-server process started by a test on 127.0.0.1, stopped by PID.
+/// Runs `body` with a loopback port nothing listens on: a socket bound to it (never listening) is held for the
+/// whole scope, so connections are refused and no other process can take the port meanwhile.
+func withRefusingPort<T>(_ body: (Int) async throws -> T) async throws -> T {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard fd >= 0, bound else { throw TestServerError(description: "cannot bind a loopback port: errno \(errno)") }
+    return try await body(Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// Whether a Unix-domain socket at `path` accepts connections.
+func unixSocketAccepts(_ path: String) -> Bool {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let capacity = MemoryLayout.size(ofValue: address.sun_path)
+    let utf8 = Array(path.utf8)
+    guard utf8.count < capacity else { return false }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, byte) in utf8.enumerated() { raw[i] = byte }
+        raw[utf8.count] = 0
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    } == 0
+}
+
+/// Runs `body` with a valkey-server or redis-server started for it (see ``TestServer/start()``); the server is
+/// killed and its directory removed on every path out of `body`, so a failing test leaks no process.
+func withTestServer<T>(
+    _ kind: ServerKind, _ arguments: [String] = [], port choosePort: @escaping @Sendable () -> Int = freePort,
+    _ body: (TestServer) async throws -> T
+) async throws -> T {
+    let server = try TestServer(kind, arguments: arguments, choosePort: choosePort)
+    do {
+        try await server.start()
+        let result = try await body(server)
+        await server.stop()
+        server.removeDirectory()
+        return result
+    } catch {
+        await server.stop()
+        server.removeDirectory()
+        throw error
+    }
+}
+
+/// Runs `body` with `count` servers started for it (each as ``withTestServer(_:_:port:_:)`` does).
+func withTestServers<T>(
+    _ count: Int, _ kind: ServerKind, _ arguments: [String] = [],
+    port choosePort: @escaping @Sendable () -> Int = freePort, started: [TestServer] = [],
+    _ body: ([TestServer]) async throws -> T
+) async throws -> T {
+    if started.count >= count { return try await body(started) }
+    return try await withTestServer(kind, arguments, port: choosePort) { server in
+        try await withTestServers(count, kind, arguments, port: choosePort, started: started + [server], body)
+    }
+}
+
+/// A valkey-server or redis-server process started by a test on 127.0.0.1 (TCP on `port`, and a Unix socket),
+/// stopped by PID. Create it only through ``withTestServer(_:_:port:_:)``, which bounds its lifetime.
 final class TestServer: @unchecked Sendable {
-    // @unchecked: `process` is only touched by start/stop/kill, which tests call from one task at a time.
+    // @unchecked: `process` and `port` are only touched by start/stop, which the test calls from one task at a
+    // time (the scope, or the one task of a test that restarts the server).
     let kind: ServerKind
-    let port: Int
+    private(set) var port: Int
     let directory: URL
     let arguments: [String]
+    private let choosePort: @Sendable () -> Int
     private var process: Process?
 
     var url: String { "valkey://127.0.0.1:\(self.port)" }
     var unixSocket: String { self.directory.appendingPathComponent("valkey.sock").path }
+    private var logFile: URL { self.directory.appendingPathComponent("server.log") }
 
-    init(_ kind: ServerKind, arguments: [String] = [], port: Int? = nil) throws {
+    fileprivate init(_ kind: ServerKind, arguments: [String], choosePort: @escaping @Sendable () -> Int) throws {
         self.kind = kind
-        self.port = port ?? freePort()
+        self.choosePort = choosePort
+        self.port = 0
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "resp-\(kind)-\(self.port)-\(UUID().uuidString.prefix(8))")
+            "resp-\(kind)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         self.arguments = arguments
     }
 
-    /// Starts a server with `arguments` after the defaults (no persistence, DEBUG enabled, Unix socket).
-    static func start(_ kind: ServerKind, _ arguments: [String] = []) async throws -> TestServer {
-        let server = try TestServer(kind, arguments: arguments)
-        try await server.start()
-        return server
-    }
-
+    /// Starts the server with `arguments` after the defaults (no persistence, DEBUG enabled, Unix socket) and
+    /// waits until its Unix socket accepts: by then its TCP port is bound too (the server binds every listener
+    /// before serving and exits when one fails). The first start picks a port and, when another process took it
+    /// first ("Address already in use"), retries with a fresh one; a restart keeps the port, so clients
+    /// configured with it reconnect.
     func start() async throws {
         guard let binary = self.kind.binary, FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestServerError(
@@ -97,6 +169,26 @@ final class TestServer: @unchecked Sendable {
                     + "VALKEYFLIGHT_\(self.kind.rawValue.uppercased())_SERVER"
             )
         }
+        let restart = self.port != 0
+        for _ in 0..<8 {
+            if !restart { self.port = self.choosePort() }
+            switch try await self.launch(binary) {
+            case .ready: return
+            case .portTaken where !restart: continue
+            case .portTaken, .failed:
+                let log = (try? String(contentsOf: self.logFile, encoding: .utf8)) ?? ""
+                await self.stop()
+                throw TestServerError(
+                    description: "\(self.kind)-server on port \(self.port) did not start: \(log.suffix(600))")
+            }
+        }
+        throw TestServerError(description: "\(self.kind)-server: 8 ports in a row were taken before it bound them")
+    }
+
+    private enum Launch { case ready, portTaken, failed }
+
+    private func launch(_ binary: String) async throws -> Launch {
+        try? FileManager.default.removeItem(at: self.logFile)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments =
@@ -104,46 +196,38 @@ final class TestServer: @unchecked Sendable {
                 "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self.directory.path, "--enable-debug-command", "yes",
                 "--unixsocket", self.unixSocket, "--unixsocketperm", "700",
-                "--logfile", self.directory.appendingPathComponent("server.log").path,
+                "--logfile", self.logFile.path,
             ] + self.arguments
         try process.run()
         self.process = process
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if self.accepts() { return }
-            if !process.isRunning { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        let log = (try? String(contentsOf: self.directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
-        self.stop()
-        throw TestServerError(description: "\(self.kind)-server on port \(self.port) did not start: \(log.suffix(600))")
-    }
-
-    private func accepts() -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(self.port).bigEndian
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if unixSocketAccepts(self.unixSocket) && process.isRunning { return .ready }
+            if !process.isRunning {
+                await self.stop()
+                let log = (try? String(contentsOf: self.logFile, encoding: .utf8)) ?? ""
+                return log.contains("Address already in use") ? .portTaken : .failed
             }
-        } == 0
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        // Once more after the deadline: a starved task (CPU-bound tests hold the pool) may wake only after it.
+        return unixSocketAccepts(self.unixSocket) && process.isRunning ? .ready : .failed
     }
 
-    /// SIGKILL (or `signal`) by PID, then wait for the exit. (SIGTERM may be blocked: children inherit the
-    /// test runner's signal mask.)
-    func stop(signal: Int32 = SIGKILL) {
+    /// SIGKILL (or `signal`) by PID, then waits (without blocking the thread) until it exited. (SIGTERM may be
+    /// blocked: children inherit the test runner's signal mask.)
+    func stop(signal: Int32 = SIGKILL) async {
         guard let process = self.process else { return }
         if process.isRunning { kill(process.processIdentifier, signal) }
-        process.waitUntilExit()
+        // Bounded: SIGKILL cannot be ignored; the fallback SIGKILL covers a caught or blocked `signal`.
+        for attempt in 0..<2000 where process.isRunning {
+            if attempt == 1000 { kill(process.processIdentifier, SIGKILL) }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         self.process = nil
     }
 
-    deinit {
-        self.stop()
+    fileprivate func removeDirectory() {
         try? FileManager.default.removeItem(at: self.directory)
     }
 
@@ -159,6 +243,16 @@ final class TestServer: @unchecked Sendable {
     func client(_ mutate: (inout RESPConfiguration) -> Void = { _ in }) -> RESPClient {
         RESPClient(configuration: self.configuration(mutate))
     }
+}
+
+/// Polls `condition` every 10 ms until it holds; false if it did not within `limit`.
+func waitUntil(_ limit: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try await condition()
 }
 
 /// A shared, lock-protected value for tests that collect results from many tasks.
