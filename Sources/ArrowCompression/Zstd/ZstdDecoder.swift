@@ -104,7 +104,8 @@ struct ZstdDecoder {
             }
             if singleSegment { windowSize = Int(contentSize) }
         }
-        guard windowSize <= self.maxWindowSize else {
+        // A single-segment frame's window is its content, bounded by the output; others need the check.
+        guard singleSegment || windowSize <= self.maxWindowSize else {
             throw .limitExceeded(what: "Zstandard window size", limit: self.maxWindowSize, found: windowSize)
         }
         self.frameStart = self.written
