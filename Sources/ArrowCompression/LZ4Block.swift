@@ -157,17 +157,19 @@ enum LZ4Block {
                 // Extend forwards, 8 bytes at a time.
                 var end = ip + 4
                 var refEnd = candidate + 4
+                var mismatched = false
                 while end + 8 <= matchEnd {
                     let diff = raw.loadUnaligned(fromByteOffset: end, as: UInt64.self)
                         ^ raw.loadUnaligned(fromByteOffset: refEnd, as: UInt64.self)
                     if diff != 0 {
-                        end += (UInt64(littleEndian: diff).trailingZeroBitCount >> 3)
+                        end += UInt64(littleEndian: diff).trailingZeroBitCount >> 3
+                        mismatched = true
                         break
                     }
                     end += 8
                     refEnd += 8
                 }
-                if end + 8 > matchEnd {
+                if !mismatched {
                     while end < matchEnd, src[end] == src[refEnd] {
                         end += 1
                         refEnd += 1

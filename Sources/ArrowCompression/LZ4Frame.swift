@@ -246,7 +246,7 @@ enum Output {
         var failure: CompressionError?
         let result = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             do throws(CompressionError) {
-                try body(UnsafeMutableRawBufferPointer(buffer))
+                try body(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<size])))
                 initialized = size
             } catch {
                 failure = error

@@ -32,6 +32,21 @@ import Testing
         try self.checkWithPyarrow("zstd", [("alphabet\(alphabet)", input, frame)])
     }
 
+    /// Thousands of short inputs over small alphabets: every match-boundary case of both match finders
+    /// (a match extended past its true end was once caught here).
+    @Test func shortInputsRoundTrip() throws {
+        var g = Corpus.LCG(99)
+        for round in 0..<3000 {
+            let count = Int(g.next() % 300)
+            let alphabet = 1 + Int(g.next() % 4)
+            let input = (0..<count).map { _ in UInt8(truncatingIfNeeded: g.next() % UInt64(alphabet)) &* 0x55 }
+            let lz4 = LZ4Frame.compress(input)
+            #expect(try LZ4Frame.decompress(lz4, decompressedSize: count) == input, "LZ4 round \(round): \(input)")
+            let zstd = Zstd.compress(input)
+            #expect(try Zstd.decompress(zstd, decompressedSize: count) == input, "ZSTD round \(round): \(input)")
+        }
+    }
+
     @Test func pyarrowDecodesOurFrames() throws {
         var lz4: [(String, [UInt8], [UInt8])] = []
         var zstd: [(String, [UInt8], [UInt8])] = []
