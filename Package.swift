@@ -29,7 +29,8 @@ let package = Package(
         .systemLibrary(name: "CMalloc"),
 
         // Standard-library-only codecs.
-        .target(name: "ArrowIPC", swiftSettings: strictSettings),
+        .target(name: "ArrowCompression", swiftSettings: strictSettings),
+        .target(name: "ArrowIPC", dependencies: ["ArrowCompression"], swiftSettings: strictSettings),
         .target(name: "FlightProto", swiftSettings: strictSettings),
         // RESP3 Valkey client: standard library, Glibc sockets, Synchronization.
         .target(name: "RESP", dependencies: ["CEpoll"], swiftSettings: strictSettings),
@@ -78,6 +79,11 @@ let package = Package(
             swiftSettings: strictSettings),
 
         .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC"], swiftSettings: strictSettings),
+        .testTarget(name: "ArrowCompressionTests", dependencies: ["ArrowCompression"], swiftSettings: strictSettings),
+        // LZ4 and ZSTD encode/decode GB/s beside pyarrow's C codecs (scripts/bench-compression).
+        .executableTarget(
+            name: "CompressionBenchmark", dependencies: ["ArrowCompression", "ArrowIPC"], path: "Benchmarks/CompressionBenchmark",
+            swiftSettings: strictSettings),
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC"], swiftSettings: strictSettings),

@@ -17,6 +17,8 @@ public enum ArrowIPCError: Error, Equatable, Sendable, CustomStringConvertible {
     case typeMismatch(expected: String, found: String)
     /// Bytes that are neither an Arrow IPC stream nor an Arrow IPC file.
     case notArrowIPC(reason: String)
+    /// A compressed body buffer that does not decompress to its declared length (`buffer` names it).
+    case decompressionFailed(buffer: String, codec: String, reason: String)
 
     public var description: String {
         switch self {
@@ -36,6 +38,8 @@ public enum ArrowIPCError: Error, Equatable, Sendable, CustomStringConvertible {
             return "type mismatch: expected \(expected), found \(found)"
         case let .notArrowIPC(reason):
             return "not an Arrow IPC stream or file: \(reason)"
+        case let .decompressionFailed(buffer, codec, reason):
+            return "cannot decompress \(buffer) (\(codec)): \(reason)"
         }
     }
 }

@@ -8,11 +8,13 @@ struct ArrayLoader {
     private var nodeIndex = 0
     private var bufferIndex = 0
     private var variadicIndex = 0
+    /// Set for compressed bodies: each buffer is decompressed as it is loaded.
+    private var decompressor: BodyDecompressor?
 
     init(header: RecordBatchHeader, body: ArrowBuffer, version: MetadataVersion,
-         dictionaries: [Int64: DictionaryValues]) throws(ArrowIPCError) {
+         dictionaries: [Int64: DictionaryValues], limits: IPCReadLimits = .default) throws(ArrowIPCError) {
         if let codec = header.compression {
-            throw .unsupported(what: "compressed record batch bodies (codec \(codec)); re-send without compression")
+            self.decompressor = BodyDecompressor(codec: codec, limit: limits.maxDecompressedSize)
         }
         self.header = header
         self.body = body
@@ -63,7 +65,11 @@ struct ArrayLoader {
                                   reason: "bytes \(location.offset)..<\(location.offset + location.length) outside the body of \(self.body.count) bytes")
         }
         self.bufferIndex += 1
-        return self.body.slice(offset: location.offset, count: location.length)
+        let buffer = self.body.slice(offset: location.offset, count: location.length)
+        guard var decompressor = self.decompressor else { return buffer }
+        defer { self.decompressor = decompressor }
+        let index = self.bufferIndex - 1
+        return try decompressor.decompress(buffer, what: "RecordBatch.buffers[\(index)] of field '\(field.name)'")
     }
 
     private mutating func buffers(_ count: Int, _ field: Field) throws(ArrowIPCError) -> [ArrowBuffer] {

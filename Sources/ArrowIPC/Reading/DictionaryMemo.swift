@@ -23,11 +23,12 @@ struct DictionaryMemo {
 
     /// Loads a dictionary batch and records it (replacing or appending).
     mutating func add(_ header: DictionaryBatchHeader, body: ArrowBuffer, version: MetadataVersion,
-                      fullValidation: Bool) throws(ArrowIPCError) {
+                      fullValidation: Bool, limits: IPCReadLimits = .default) throws(ArrowIPCError) {
         guard let valueField = self.valueFields[header.id] else {
             throw .invalidMessage(what: "DictionaryBatch", reason: "id \(header.id) is not used by the schema")
         }
-        var loader = try ArrayLoader(header: header.data, body: body, version: version, dictionaries: self.dictionaries)
+        var loader = try ArrayLoader(header: header.data, body: body, version: version, dictionaries: self.dictionaries,
+                                     limits: limits)
         let values = try loader.load([valueField])[0]
         if fullValidation { try FullValidator.validate(values, name: "dictionary \(header.id)") }
         if header.isDelta, let existing = self.dictionaries[header.id] {

@@ -40,7 +40,7 @@ public struct IPCFileReader: Sendable {
                 throw .invalidMessage(what: "dictionary block \(index)", reason: "holds a \(encapsulated.message.header.kind)")
             }
             try memo.add(header, body: encapsulated.body, version: encapsulated.message.version,
-                         fullValidation: options.validation == .full)
+                         fullValidation: options.validation == .full, limits: options.limits)
         }
         self.dictionaries = memo.dictionaries
     }

@@ -58,7 +58,8 @@ public struct IPCMessageDecoder: Sendable {
             }
             self.memo = nil
             defer { self.memo = memo }
-            try memo.add(header, body: body, version: message.version, fullValidation: self.options.validation == .full)
+            try memo.add(header, body: body, version: message.version, fullValidation: self.options.validation == .full,
+                         limits: self.options.limits)
             return .dictionary(id: header.id, isDelta: header.isDelta)
         case let .recordBatch(header):
             guard let schema = self.schema, let memo = self.memo else {

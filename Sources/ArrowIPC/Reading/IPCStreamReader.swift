@@ -86,7 +86,8 @@ public struct IPCStreamReader: Sendable {
 enum RecordBatchDecoder {
     static func decode(_ header: RecordBatchHeader, body: ArrowBuffer, schema: Schema, version: MetadataVersion,
                        dictionaries: [Int64: DictionaryValues], options: IPCReadOptions) throws(ArrowIPCError) -> RecordBatch {
-        var loader = try ArrayLoader(header: header, body: body, version: version, dictionaries: dictionaries)
+        var loader = try ArrayLoader(header: header, body: body, version: version, dictionaries: dictionaries,
+                                     limits: options.limits)
         let columns = try loader.load(schema.fields)
         for (field, column) in zip(schema.fields, columns) where column.length != header.length {
             throw .invalidData(field: field.name, reason: "length \(column.length) differs from the batch length \(header.length)")

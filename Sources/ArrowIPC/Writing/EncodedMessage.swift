@@ -37,21 +37,23 @@ public struct EncodedMessage: Sendable {
         EncodedMessage(Message(header: .schema(schema), bodyLength: 0))
     }
 
-    /// A RecordBatch message for `columns` (which must match the schema they came with).
-    public static func recordBatch(length: Int, columns: [ArrayData]) -> EncodedMessage {
-        var body = BodyLayout()
+    /// A RecordBatch message for `columns` (which must match the schema they came with), compressed per
+    /// `options` (each buffer compressed into a new array; uncompressed bodies are the arrays' own buffers).
+    public static func recordBatch(length: Int, columns: [ArrayData], options: IPCWriteOptions = .default) -> EncodedMessage {
+        var body = BodyLayout(options: options)
         for column in columns { body.append(column) }
         let header = RecordBatchHeader(length: length, nodes: body.nodes, buffers: body.locations,
-                                       variadicBufferCounts: body.variadicCounts)
+                                       compression: options.compression, variadicBufferCounts: body.variadicCounts)
         return EncodedMessage(Message(header: .recordBatch(header), bodyLength: body.length), body: body.slices)
     }
 
-    /// A DictionaryBatch message holding `values` for dictionary `id`.
-    public static func dictionaryBatch(id: Int64, values: ArrayData, isDelta: Bool) -> EncodedMessage {
-        var body = BodyLayout()
+    /// A DictionaryBatch message holding `values` for dictionary `id`, compressed per `options`.
+    public static func dictionaryBatch(id: Int64, values: ArrayData, isDelta: Bool,
+                                       options: IPCWriteOptions = .default) -> EncodedMessage {
+        var body = BodyLayout(options: options)
         body.append(values)
         let data = RecordBatchHeader(length: values.length, nodes: body.nodes, buffers: body.locations,
-                                     variadicBufferCounts: body.variadicCounts)
+                                     compression: options.compression, variadicBufferCounts: body.variadicCounts)
         let header = DictionaryBatchHeader(id: id, data: data, isDelta: isDelta)
         return EncodedMessage(Message(header: .dictionaryBatch(header), bodyLength: body.length), body: body.slices)
     }
@@ -65,16 +67,33 @@ struct BodyLayout {
     private(set) var variadicCounts: [Int] = []
     private(set) var slices: [ArraySlice<UInt8>] = []
     private(set) var length = 0
+    var options: IPCWriteOptions = .default
+
+    init(options: IPCWriteOptions = .default) {
+        self.options = options
+    }
 
     /// Shared zero bytes used for padding.
     private static let zeros = [UInt8](repeating: 0, count: 8)
 
     private mutating func add(_ buffer: ArrowBuffer) {
+        if let codec = self.options.compression, buffer.count > 0 {
+            let (prefix, payload) = codec.compressBuffer(buffer, level: self.options.level)
+            self.locations.append(BufferLocation(offset: self.length, length: prefix.count + payload.count))
+            self.slices.append(prefix[...])
+            self.slices.append(payload)
+            self.pad(prefix.count + payload.count)
+            return
+        }
         self.locations.append(BufferLocation(offset: self.length, length: buffer.count))
         guard buffer.count > 0 else { return }
         self.slices.append(buffer.bytes)
-        self.length += buffer.count
-        let padding = (8 - (buffer.count & 7)) & 7
+        self.pad(buffer.count)
+    }
+
+    private mutating func pad(_ count: Int) {
+        self.length += count
+        let padding = (8 - (count & 7)) & 7
         if padding > 0 {
             self.slices.append(Self.zeros[0..<padding])
             self.length += padding

@@ -12,6 +12,8 @@
 public struct IPCWriter: Sendable {
     public let schema: Schema
     public let format: IPCFormat
+    /// Body compression of the record batches and dictionaries written.
+    public let options: IPCWriteOptions
     /// The output not yet taken with `takeSegments()`, in order.
     public private(set) var segments: [ArraySlice<UInt8>] = []
     /// Total bytes in `segments` (including any already taken).
@@ -21,10 +23,12 @@ public struct IPCWriter: Sendable {
     private var recordBatchBlocks: [FileBlock] = []
     private(set) var finished = false
 
-    /// Starts a stream or file with `schema` (writes the file magic and the Schema message).
-    public init(schema: Schema, format: IPCFormat) {
+    /// Starts a stream or file with `schema` (writes the file magic and the Schema message); `options`
+    /// selects body compression (default none).
+    public init(schema: Schema, format: IPCFormat, options: IPCWriteOptions = .default) {
         self.schema = schema
         self.format = format
+        self.options = options
         if format == .file { self.append([UInt8]("ARROW1".utf8) + [0, 0]) }
         _ = self.append(.schema(schema))
     }
@@ -56,7 +60,8 @@ public struct IPCWriter: Sendable {
             throw .invalidMessage(what: "writer", reason: "the batch's schema differs from the stream's schema")
         }
         for column in batch.columns { try self.writeDictionaries(of: column) }
-        let block = self.append(EncodedMessage.recordBatch(length: batch.length, columns: batch.columns))
+        let block = self.append(EncodedMessage.recordBatch(length: batch.length, columns: batch.columns,
+                                                              options: self.options))
         self.recordBatchBlocks.append(block)
     }
 
@@ -75,7 +80,8 @@ public struct IPCWriter: Sendable {
             for index in start..<dictionary.chunkCount {
                 let chunk = dictionary.chunk(index)
                 try self.writeDictionaries(of: chunk)
-                let block = self.append(EncodedMessage.dictionaryBatch(id: encoding.id, values: chunk, isDelta: index > 0))
+                let block = self.append(EncodedMessage.dictionaryBatch(
+                    id: encoding.id, values: chunk, isDelta: index > 0, options: self.options))
                 self.dictionaryBlocks.append(block)
             }
             self.written[encoding.id] = (dictionary.lineage, dictionary.chunkCount)

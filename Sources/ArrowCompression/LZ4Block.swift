@@ -1,0 +1,243 @@
+/// The LZ4 block format (lz4_Block_format.md): sequences of a token, literals, a 2-byte offset and a match.
+enum LZ4Block {
+    /// Decodes one block from `input` into `output[start..<output.count]`. Matches may reach back to
+    /// `floor` (the frame's start for linked blocks, `start` for independent ones).
+    ///
+    /// - Returns: the number of bytes written.
+    /// - Throws: `.corrupt` for a zero or too-distant offset, `.truncated` for a sequence cut short,
+    ///   `.limitExceeded` when the block decodes to more than `output` holds.
+    static func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, at start: Int,
+                       floor: Int, inputOffset: Int) throws(CompressionError) -> Int {
+        guard let src = input.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw .truncated(what: "LZ4 block", offset: inputOffset, needed: 1, available: 0)
+        }
+        let srcEnd = input.count
+        let dstEnd = output.count
+        guard let dst = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            // Nothing may be written: only an empty last sequence (token 0x00) is valid.
+            guard srcEnd == 1, src[0] == 0 else {
+                throw .limitExceeded(what: "LZ4 decompressed size", limit: 0, found: 1)
+            }
+            return 0
+        }
+        var ip = 0
+        var op = start
+        while true {
+            guard ip < srcEnd else { throw .truncated(what: "LZ4 sequence token", offset: inputOffset + ip, needed: 1, available: 0) }
+            let token = Int(src[ip])
+            ip += 1
+            var literals = token >> 4
+            if literals == 15 {
+                while true {
+                    guard ip < srcEnd else {
+                        throw .truncated(what: "LZ4 literal length", offset: inputOffset + ip, needed: 1, available: 0)
+                    }
+                    let byte = Int(src[ip])
+                    ip += 1
+                    literals += byte
+                    guard literals <= srcEnd else {
+                        throw .truncated(what: "LZ4 literals", offset: inputOffset + ip, needed: literals, available: srcEnd - ip)
+                    }
+                    if byte != 255 { break }
+                }
+            }
+            guard literals <= srcEnd - ip else {
+                throw .truncated(what: "LZ4 literals", offset: inputOffset + ip, needed: literals, available: srcEnd - ip)
+            }
+            guard literals <= dstEnd - op else {
+                throw .limitExceeded(what: "LZ4 decompressed size", limit: dstEnd, found: op + literals)
+            }
+            (dst + op).update(from: src + ip, count: literals)
+            ip += literals
+            op += literals
+            if ip == srcEnd { return op - start }   // the last sequence has no match
+            guard ip + 2 <= srcEnd else {
+                throw .truncated(what: "LZ4 match offset", offset: inputOffset + ip, needed: 2, available: srcEnd - ip)
+            }
+            let offset = Int(src[ip]) | Int(src[ip + 1]) << 8
+            ip += 2
+            guard offset != 0, offset <= op - floor else {
+                throw .corrupt(what: "LZ4 match offset", offset: inputOffset + ip - 2,
+                               reason: "offset \(offset) reaches before the start of the data (\(op - floor) bytes decoded)")
+            }
+            var length = (token & 15) + 4
+            if token & 15 == 15 {
+                while true {
+                    guard ip < srcEnd else {
+                        throw .truncated(what: "LZ4 match length", offset: inputOffset + ip, needed: 1, available: 0)
+                    }
+                    let byte = Int(src[ip])
+                    ip += 1
+                    length += byte
+                    guard length <= dstEnd else {
+                        throw .limitExceeded(what: "LZ4 decompressed size", limit: dstEnd, found: op + length)
+                    }
+                    if byte != 255 { break }
+                }
+            }
+            guard length <= dstEnd - op else {
+                throw .limitExceeded(what: "LZ4 decompressed size", limit: dstEnd, found: op + length)
+            }
+            copyMatch(dst, to: op, offset: offset, length: length)
+            op += length
+        }
+    }
+
+    /// Copies `length` bytes from `op - offset` to `op`, overlapping when `offset < length` (a repeat).
+    @inline(__always)
+    static func copyMatch(_ dst: UnsafeMutablePointer<UInt8>, to op: Int, offset: Int, length: Int) {
+        let from = dst + (op - offset)
+        let to = dst + op
+        if offset >= length {
+            to.update(from: from, count: length)
+        } else if offset == 1 {
+            to.update(repeating: from.pointee, count: length)
+        } else {
+            // Copy in chunks of `offset` bytes, doubling: each chunk repeats the pattern.
+            var done = 0
+            var chunk = offset
+            while done < length {
+                let n = min(chunk, length - done)
+                (to + done).update(from: from, count: n)
+                done += n
+                chunk = done + offset
+            }
+        }
+    }
+
+    /// The largest compressed size of `count` input bytes.
+    static func bound(_ count: Int) -> Int { count + count / 255 + 16 }
+
+    static let hashLog = 14
+    static let minMatch = 4
+    /// The last match must start at least this many bytes before the end of the block.
+    static let matchFindLimit = 12
+    /// The last this-many bytes are always literals.
+    static let lastLiterals = 5
+
+    /// Compresses `input` as one independent block into `output` (at least `bound(input.count)` bytes).
+    /// `table` is scratch space of `1 << hashLog` entries.
+    ///
+    /// - Returns: the compressed size.
+    static func encode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer,
+                       table: UnsafeMutablePointer<Int32>) -> Int {
+        let count = input.count
+        guard let src = input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+              let dst = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
+        precondition(output.count >= self.bound(count), "LZ4 output buffer too small")
+        var op = 0
+        var anchor = 0
+        if count > self.matchFindLimit {
+            table.update(repeating: -1, count: 1 << self.hashLog)
+            let raw = UnsafeRawPointer(src)
+            @inline(__always) func read32(_ at: Int) -> UInt32 { raw.loadUnaligned(fromByteOffset: at, as: UInt32.self) }
+            @inline(__always) func hash(_ value: UInt32) -> Int { Int((value &* 2_654_435_761) >> UInt32(32 - LZ4Block.hashLog)) }
+            let limit = count - self.matchFindLimit
+            let matchEnd = count - self.lastLiterals
+            var ip = 0
+            var searchCount = 1 << 6
+            while ip < limit {
+                let sequence = read32(ip)
+                let h = hash(sequence)
+                let candidate = Int(table[h])
+                table[h] = Int32(truncatingIfNeeded: ip)
+                if candidate < 0 || ip - candidate > 65_535 || read32(candidate) != sequence {
+                    ip += searchCount >> 6
+                    searchCount += 1
+                    continue
+                }
+                searchCount = 1 << 6
+                var start = ip
+                var reference = candidate
+                // Extend backwards over literals.
+                while start > anchor, reference > 0, src[start - 1] == src[reference - 1] {
+                    start -= 1
+                    reference -= 1
+                }
+                // Extend forwards, 8 bytes at a time.
+                var end = ip + 4
+                var refEnd = candidate + 4
+                var mismatched = false
+                while end + 8 <= matchEnd {
+                    let diff = raw.loadUnaligned(fromByteOffset: end, as: UInt64.self)
+                        ^ raw.loadUnaligned(fromByteOffset: refEnd, as: UInt64.self)
+                    if diff != 0 {
+                        end += UInt64(littleEndian: diff).trailingZeroBitCount >> 3
+                        mismatched = true
+                        break
+                    }
+                    end += 8
+                    refEnd += 8
+                }
+                if !mismatched {
+                    while end < matchEnd, src[end] == src[refEnd] {
+                        end += 1
+                        refEnd += 1
+                    }
+                }
+                op = self.emit(dst, at: op, literals: src + anchor, literalCount: start - anchor,
+                               offset: start - reference, matchLength: end - start)
+                ip = end
+                anchor = end
+                if ip < limit {
+                    table[hash(read32(ip - 2))] = Int32(truncatingIfNeeded: ip - 2)
+                }
+            }
+        }
+        // Last literals.
+        let literals = count - anchor
+        var token = min(literals, 15) << 4
+        dst[op] = UInt8(token)
+        op += 1
+        if literals >= 15 {
+            token = literals - 15
+            while token >= 255 {
+                dst[op] = 255
+                op += 1
+                token -= 255
+            }
+            dst[op] = UInt8(token)
+            op += 1
+        }
+        (dst + op).update(from: src + anchor, count: literals)
+        return op + literals
+    }
+
+    @inline(__always)
+    private static func emit(_ dst: UnsafeMutablePointer<UInt8>, at start: Int, literals: UnsafePointer<UInt8>,
+                             literalCount: Int, offset: Int, matchLength: Int) -> Int {
+        var op = start
+        let tokenAt = op
+        op += 1
+        var token = min(literalCount, 15) << 4
+        if literalCount >= 15 {
+            var rest = literalCount - 15
+            while rest >= 255 {
+                dst[op] = 255
+                op += 1
+                rest -= 255
+            }
+            dst[op] = UInt8(rest)
+            op += 1
+        }
+        (dst + op).update(from: literals, count: literalCount)
+        op += literalCount
+        dst[op] = UInt8(truncatingIfNeeded: offset)
+        dst[op + 1] = UInt8(truncatingIfNeeded: offset >> 8)
+        op += 2
+        let code = matchLength - self.minMatch
+        token |= min(code, 15)
+        if code >= 15 {
+            var rest = code - 15
+            while rest >= 255 {
+                dst[op] = 255
+                op += 1
+                rest -= 255
+            }
+            dst[op] = UInt8(rest)
+            op += 1
+        }
+        dst[tokenAt] = UInt8(token)
+        return op
+    }
+}
