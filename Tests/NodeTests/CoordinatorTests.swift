@@ -113,19 +113,35 @@ enum CoordinatorChecks {
                 _ = try await coordinator.register(
                     try Checks.key("q", "b\(index)"), location: Checks.location, rows: index, bytes: 1, maxAttempts: 3)
             }
+            #expect(try await coordinator.list(queue: "q", state: .pending, limit: 3).count == 3)
+            #expect(try await coordinator.list(queue: "q", state: .pending, limit: 100).count == 10)
             let first = try await coordinator.claim(
                 queue: "q", worker: "w", limit: 4, lease: .seconds(30), policy: RetryPolicy())
             #expect(first.map(\.key.id) == ["b0", "b1", "b2", "b3"])
+            #expect(Set(try await coordinator.list(queue: "q", state: .processing, limit: 100).map(\.key.id))
+                == ["b0", "b1", "b2", "b3"])
+            #expect(try await coordinator.list(queue: "q", state: .pending, limit: 100).count == 6)
+            let everything = try await coordinator.list(queue: nil, state: nil, limit: 100)
+            #expect(everything.count == 10)
+            #expect(zip(everything, everything.dropFirst()).allSatisfy {
+                $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
+            })
+            // Cancelling and deleting pending batches keeps the pending count exact.
+            _ = try await coordinator.cancel(try Checks.key("q", "b9"))
+            _ = try await coordinator.delete(try Checks.key("q", "b8"))
+            #expect(try await coordinator.stats()["q"]?[.pending] == 4)
+            _ = try await coordinator.retry(try Checks.key("q", "b9"))
             #expect(first.map(\.rows) == [0, 1, 2, 3])
             let rest = try await coordinator.claim(
                 queue: "q", worker: "w", limit: 100, lease: .seconds(30), policy: RetryPolicy())
-            #expect(rest.map(\.key.id) == ["b4", "b5", "b6", "b7", "b8", "b9"])
-            #expect(Set((first + rest).map(\.token)).count == 10)
+            #expect(rest.map(\.key.id) == ["b4", "b5", "b6", "b7", "b9"])
+            #expect(Set((first + rest).map(\.token)).count == 9)
             #expect(try await coordinator.claim(
                 queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: RetryPolicy()).isEmpty)
             #expect(try await coordinator.claim(
                 queue: "other", worker: "w", limit: 0, lease: .seconds(30), policy: RetryPolicy()).isEmpty)
-            #expect(try await coordinator.stats()["q"]?[.processing] == 10)
+            #expect(try await coordinator.stats()["q"]?[.processing] == 9)
+            #expect(try await coordinator.stats()["q"]?[.pending] == 0)
         }
     }
 
@@ -358,7 +374,7 @@ enum CoordinatorChecks {
                     return
                 }
             }
-            // The cancelled id left in the ready list is skipped.
+            // A cancelled batch is no longer claimable.
             #expect(try await coordinator.claim(
                 queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick).isEmpty)
             let retried = try #require(try await coordinator.retry(key))

@@ -310,16 +310,26 @@ public final class Coordinator: Sendable {
             let keys = QueueKeys(queue)
             for state in states {
                 let index = keys.index(state)
-                commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
+                if state == .pending {
+                    commands.append((RESPCommand("LRANGE", index, -limit, -1), index))
+                } else {
+                    commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
+                }
                 sources.append((queue, state))
             }
         }
-        // Indexes scored by last update are merged by score and cut to `limit`; processing (scored by lease
-        // deadline) and retry_wait (by due time) candidates are all kept. The final order is by updated_at.
+        // Indexes scored by last update (the finished states) are merged by score and cut to `limit`; the
+        // newest pending (end of the ready list), processing (scored by lease deadline) and retry_wait (by due
+        // time) candidates are all kept. The final order is by updated_at.
         var byUpdate: [(score: Double, key: BatchKey)] = []
         var others: [BatchKey] = []
         for (source, result) in zip(sources, try await self.pipeline(commands)) {
             let reply = try self.value(result)
+            if source.state == .pending {
+                guard let ids = reply.elements else { throw Self.unexpected("LRANGE", reply) }
+                others += ids.compactMap { $0.string.flatMap { try? BatchKey(queue: source.queue, id: $0) } }
+                continue
+            }
             for (id, score) in try Self.scoredMembers(reply) {
                 guard let key = try? BatchKey(queue: source.queue, id: id) else { continue }
                 if source.state == .processing || source.state == .retryWait {
@@ -358,7 +368,7 @@ public final class Coordinator: Sendable {
                 group.addTask {
                     let keys = QueueKeys(queue)
                     let reply = try await self.eval(
-                        CoordinatorScripts.stats, keys: [keys.index(.pending)], [keys.prefix])
+                        CoordinatorScripts.stats, keys: [keys.ready], [keys.prefix])
                     guard let values = reply.elements, values.count == BatchState.allCases.count else {
                         throw Self.unexpected("stats", reply)
                     }
@@ -602,7 +612,8 @@ struct QueueKeys: Sendable {
         switch state {
         case .processing: return self.leases
         case .retryWait: return self.delayed
-        case .pending, .completed, .failed, .cancelled: return self.prefix + "idx:" + state.rawValue
+        case .pending: return self.ready
+        case .completed, .failed, .cancelled: return self.prefix + "idx:" + state.rawValue
         }
     }
 }
