@@ -122,17 +122,20 @@ import Testing
                 warnings.update { $0.append(warning) }
             }
             let extra = try Checks.key("acked", "extra")
-            #expect(try await demanding.register(
-                extra, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1).created)
+            #expect(
+                try await demanding.register(
+                    extra, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1
+                ).created)
             #expect(try await demanding.status(extra)?.state == .pending)
             #expect(warnings.value.count == 1 && warnings.value.first?.contains("only 1 of 2") == true)
             _ = try await coordinator.delete(extra)
 
             let newest = try await coordinator.list(queue: nil, state: .completed, limit: 20)
             #expect(newest.count == 20)
-            #expect(zip(newest, newest.dropFirst()).allSatisfy {
-                $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
-            })
+            #expect(
+                zip(newest, newest.dropFirst()).allSatisfy {
+                    $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
+                })
         }
     }
 

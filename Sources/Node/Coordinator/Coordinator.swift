@@ -208,7 +208,9 @@ public final class Coordinator: Sendable {
                 keys.prefix, claim.key.id, claim.token, Self.bounded(error, bytes: Self.maxErrorBytes),
                 RetryPolicy.milliseconds(retryDelay), permanent ? "1" : "0",
             ])
-        guard let values = reply.elements, let flag = values.first?.integer else { throw Self.unexpected("fail", reply) }
+        guard let values = reply.elements, let flag = values.first?.integer else {
+            throw Self.unexpected("fail", reply)
+        }
         switch flag {
         case 1: return .failed
         case 2:
@@ -246,7 +248,8 @@ public final class Coordinator: Sendable {
             let reply = try await self.eval(
                 CoordinatorScripts.reap, keys: [keys.leases],
                 [
-                    keys.prefix, Self.housekeepingBatch, RetryPolicy.milliseconds(defaults.base), RetryPolicy.milliseconds(defaults.max),
+                    keys.prefix, Self.housekeepingBatch, RetryPolicy.milliseconds(defaults.base),
+                    RetryPolicy.milliseconds(defaults.max),
                 ])
             guard let values = reply.elements, values.count == 3, let reaped = values[0].integer,
                 let failed = values[1].integer, let examined = values[2].integer
@@ -290,7 +293,8 @@ public final class Coordinator: Sendable {
     public func status(_ key: BatchKey) async throws -> BatchStatus? {
         let hash = QueueKeys(key.queue).batch(key.id)
         let reply = try await self.send(RESPCommand("HGETALL", hash), key: hash)
-        return BatchStatus(key: key.isResult ? (try? BatchKey(queue: key.queue, id: key.id)) ?? key : key,
+        return BatchStatus(
+            key: key.isResult ? (try? BatchKey(queue: key.queue, id: key.id)) ?? key : key,
             fields: Self.fields(reply))
     }
 
@@ -714,7 +718,8 @@ final class WakeRound: Sendable {
             }
             if reply.isNull { return .success(nil) }
             guard let parts = reply.elements, parts.count == 2, let key = parts[0].string else {
-                return .failure(.unexpectedReply(command: "BLPOP", expected: "[key, value] or null", found: reply.summary))
+                return .failure(
+                    .unexpectedReply(command: "BLPOP", expected: "[key, value] or null", found: reply.summary))
             }
             return .success(key)
         } catch {

@@ -131,7 +131,8 @@ private final class CoordinatorBenchmarkCounters: Sendable {
             guard n <= batches else { break }
             let key = try BatchKey(queue: queue, id: "b\(n)")
             let start = clock.now
-            _ = try await coordinator.register(key, location: "grpc://127.0.0.1:8815", rows: 1, bytes: 1, maxAttempts: 3)
+            _ = try await coordinator.register(
+                key, location: "grpc://127.0.0.1:8815", rows: 1, bytes: 1, maxAttempts: 3)
             latencies.append(start.duration(to: clock.now))
             _ = try await claimAndComplete()
         }

@@ -105,8 +105,9 @@ enum CoordinatorScripts {
             if f[1] == 'pending' then
               local attempt = (tonumber(f[6]) or 0) + 1
               local token = redis.call('INCR', p .. 'seq') .. '.' .. attempt
-              redis.call('HSET', b, 'status', 'processing', 'attempts', attempt, 'token', token, 'lease_until', deadline,
-                'worker', ARGV[2], 'updated_at', now, 'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6])
+              redis.call('HSET', b, 'status', 'processing', 'attempts', attempt, 'token', token,
+                'lease_until', deadline, 'worker', ARGV[2], 'updated_at', now,
+                'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6])
               move(p, id, nil, 'processing', deadline)
               claimed = claimed + 1
               local n = #out
