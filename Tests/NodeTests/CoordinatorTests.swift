@@ -578,6 +578,51 @@ enum CoordinatorChecks {
         }
     }
 
+    @Test func shardedQueueSpreadsOverSubQueuesAndStillReadsAsOne() async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let coordinator = Coordinator(valkey: valkey, queueShards: ["big": 4])
+            try await Checks.lifecycle(coordinator, queue: "big")
+            for index in 0..<40 {
+                _ = try await coordinator.register(
+                    try Checks.key("big", "b\(index)"), location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1)
+            }
+            var lengths: [Int] = []
+            for shard in 0..<4 {
+                let key = "vf:{big#\(shard)}:ready"
+                lengths.append(Int(try await valkey.send(RESPCommand("LLEN", key), key: key).integer ?? -1))
+            }
+            #expect(lengths.reduce(0, +) == 40 && lengths.filter { $0 > 0 }.count >= 2)
+            #expect(try await coordinator.stats()["big"]?[.pending] == 40)
+            #expect(try await coordinator.queues() == ["big"])
+            #expect(try await coordinator.list(queue: "big", state: .pending, limit: 100).count == 40)
+
+            let waiter = Task { try await coordinator.waitForWork(queues: ["big"], timeout: .seconds(20)) }
+            let claims = try await coordinator.claim(
+                queue: "big", worker: "w", limit: 35, lease: .milliseconds(30), policy: Checks.quick)
+            #expect(claims.count == 35 && Set(claims.map(\.key)).count == 35)
+            #expect(try await waiter.value)
+            let rest = try await coordinator.claim(
+                queue: "big", worker: "w", limit: 100, lease: .seconds(30), policy: Checks.quick)
+            #expect(rest.count == 5)
+            for claim in rest { #expect(try await coordinator.complete(claim, resultKey: nil) == .accepted) }
+            // The 35 short leases expire on their sub-queues; max attempts 1: each fails.
+            var failed = 0
+            try await ValkeyTestServers.waitUntil("the leases are reaped", timeout: .seconds(10)) {
+                failed += try await coordinator.housekeeping(queue: "big").failedByReap
+                return failed == 35
+            }
+            let stats = try #require(try await coordinator.stats()["big"])
+            #expect(stats == [.pending: 0, .processing: 0, .retryWait: 0, .completed: 6, .failed: 35, .cancelled: 0])
+            let one = try #require(claims.first?.key)
+            #expect(try await coordinator.status(one)?.state == .failed)
+            #expect(try await coordinator.retry(one)?.state == .pending)
+            #expect(try await coordinator.delete(one)?.state == .pending)
+            #expect(try await coordinator.stats()["big"]?[.pending] == 0)
+        }
+    }
+
     @Test func embeddedServerStartsAndStops() async throws {
         let binary = try EmbeddedValkeyServer.locateBinary(explicitPath: try ValkeyTestServers.binary("valkey-server"))
         let server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)

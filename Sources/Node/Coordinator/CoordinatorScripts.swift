@@ -22,6 +22,10 @@ import RESP
 ///     vf:queues            set    every queue ever registered; the one cross-slot key, written (SADD) before a
 ///                                 queue's first registration and never part of an atomic step
 ///
+/// A sharded queue (`--queue-shards Q=K`) is K such key sets, `vf:{Q#0}:…` to `vf:{Q#K-1}:…`, each in its own
+/// slot; a batch lives in sub-queue CRC16(ID) mod K, the scripts never see the difference, and `vf:queues`
+/// lists Q itself (the Swift side sums and merges the sub-queues).
+///
 /// Rules every script follows:
 /// - Times come from `TIME` inside Valkey (node clocks do not matter); all times are Unix milliseconds.
 /// - A batch is in exactly one index zset, the one of its `status` (reap and promote re-check the hash anyway).
