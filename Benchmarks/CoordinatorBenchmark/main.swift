@@ -1,16 +1,18 @@
 import Node
 
-// coordinator-bench [--valkey URL] [--batches N] [--concurrency C]: register + claim + complete through the
-// coordinator alone; without --valkey it starts a private valkey-server (EmbeddedValkeyServer).
+// coordinator-bench [--valkey URL] [--batches N] [--concurrency C] [--claim N]: register + claim + complete
+// through the coordinator alone; without --valkey it starts a private valkey-server (EmbeddedValkeyServer).
 var url: String?
 var batches = 100_000
 var concurrency = 64
+var claimLimit = 1
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--valkey": url = arguments.popFirst()
     case "--batches": batches = Int(arguments.popFirst() ?? "") ?? batches
     case "--concurrency": concurrency = Int(arguments.popFirst() ?? "") ?? concurrency
+    case "--claim": claimLimit = Int(arguments.popFirst() ?? "") ?? claimLimit
     default: fatalError("unknown argument \(argument)")
     }
 }
@@ -23,8 +25,10 @@ if url == nil {
 }
 let valkey = try await ValkeyConnection.connect(url ?? "")
 // Warm-up (script loading, connections).
-_ = try await runCoordinatorBenchmark(valkey: valkey, batches: min(2000, batches), concurrency: concurrency)
-let result = try await runCoordinatorBenchmark(valkey: valkey, batches: batches, concurrency: concurrency)
+_ = try await runCoordinatorBenchmark(
+    valkey: valkey, batches: min(2000, batches), concurrency: concurrency, claimLimit: claimLimit)
+let result = try await runCoordinatorBenchmark(
+    valkey: valkey, batches: batches, concurrency: concurrency, claimLimit: claimLimit)
 print(result.summary)
 valkey.close()
 await server?.stop()

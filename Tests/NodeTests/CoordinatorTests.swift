@@ -623,6 +623,20 @@ enum CoordinatorChecks {
         }
     }
 
+    /// The benchmark's own bookkeeping (every batch completed exactly once, cleanup), not its speed.
+    @Test(arguments: [1, 8]) func benchmarkCompletesEveryBatchAndCleansUp(claimLimit: Int) async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let result = try await runCoordinatorBenchmark(
+                valkey: valkey, batches: 500, concurrency: 8, claimLimit: claimLimit)
+            #expect(result.batches == 500 && result.batchesPerSecond > 0)
+            #expect(result.summary.contains("batches/s"))
+            #expect(try await Coordinator(valkey: valkey).queues().isEmpty)
+            #expect(try await valkey.send(RESPCommand("DBSIZE"), key: nil).integer == 0)
+        }
+    }
+
     @Test func embeddedServerStartsAndStops() async throws {
         let binary = try EmbeddedValkeyServer.locateBinary(explicitPath: try ValkeyTestServers.binary("valkey-server"))
         let server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)
