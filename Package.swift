@@ -68,6 +68,10 @@ let package = Package(
             path: "Benchmarks/FlightBenchmark",
             swiftSettings: strictSettings
         ),
+        // `coordinator-bench`: register + claim + complete through the coordinator alone (docs/BENCHMARKS.md).
+        .executableTarget(
+            name: "coordinator-bench", dependencies: ["Node"], path: "Benchmarks/CoordinatorBenchmark",
+            swiftSettings: strictSettings),
         // grpc.testing.TestService on GRPCWire + FlightProto, and the interop command (`grpc-interop`).
         .target(name: "GRPCInteropService", dependencies: ["GRPCWire", "FlightProto"], swiftSettings: strictSettings),
         .executableTarget(

@@ -31,6 +31,15 @@ import Testing
             #expect(Set(queues.map { HashSlot.slot(for: $0) / 5462 }).count == 3)
             for queue in queues { try await Checks.lifecycle(coordinator, queue: queue) }
             #expect(try await coordinator.queues() == queues.sorted())
+            // A queue spread over sub-queues in different slots behaves as one queue.
+            let sharded = Coordinator(valkey: valkey, queueShards: ["spread": 3])
+            try await Checks.lifecycle(sharded, queue: "spread")
+            try await Checks.registerWakesWaiter(sharded, queues: ["spread"], target: "spread")
+            let spreadClaims = try await sharded.claim(
+                queue: "spread", worker: "w", limit: 10, lease: .seconds(30), policy: Checks.quick)
+            #expect(spreadClaims.count == 1)
+            for claim in spreadClaims { #expect(try await sharded.complete(claim, resultKey: nil) == .accepted) }
+            #expect(try await sharded.stats()["spread"]?[.completed] == 2)
 
             // A waiter on all three queues (three slots, three BLPOPs) wakes for a register on any of them.
             for target in queues {
@@ -122,17 +131,20 @@ import Testing
                 warnings.update { $0.append(warning) }
             }
             let extra = try Checks.key("acked", "extra")
-            #expect(try await demanding.register(
-                extra, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1).created)
+            #expect(
+                try await demanding.register(
+                    extra, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1
+                ).created)
             #expect(try await demanding.status(extra)?.state == .pending)
             #expect(warnings.value.count == 1 && warnings.value.first?.contains("only 1 of 2") == true)
             _ = try await coordinator.delete(extra)
 
             let newest = try await coordinator.list(queue: nil, state: .completed, limit: 20)
             #expect(newest.count == 20)
-            #expect(zip(newest, newest.dropFirst()).allSatisfy {
-                $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
-            })
+            #expect(
+                zip(newest, newest.dropFirst()).allSatisfy {
+                    $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
+                })
         }
     }
 

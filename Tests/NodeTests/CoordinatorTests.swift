@@ -113,19 +113,41 @@ enum CoordinatorChecks {
                 _ = try await coordinator.register(
                     try Checks.key("q", "b\(index)"), location: Checks.location, rows: index, bytes: 1, maxAttempts: 3)
             }
+            #expect(try await coordinator.list(queue: "q", state: .pending, limit: 3).count == 3)
+            #expect(try await coordinator.list(queue: "q", state: .pending, limit: 100).count == 10)
             let first = try await coordinator.claim(
                 queue: "q", worker: "w", limit: 4, lease: .seconds(30), policy: RetryPolicy())
             #expect(first.map(\.key.id) == ["b0", "b1", "b2", "b3"])
+            #expect(
+                Set(try await coordinator.list(queue: "q", state: .processing, limit: 100).map(\.key.id))
+                    == ["b0", "b1", "b2", "b3"])
+            #expect(try await coordinator.list(queue: "q", state: .pending, limit: 100).count == 6)
+            let everything = try await coordinator.list(queue: nil, state: nil, limit: 100)
+            #expect(everything.count == 10)
+            #expect(
+                zip(everything, everything.dropFirst()).allSatisfy {
+                    $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
+                })
+            // Cancelling and deleting pending batches keeps the pending count exact.
+            _ = try await coordinator.cancel(try Checks.key("q", "b9"))
+            _ = try await coordinator.delete(try Checks.key("q", "b8"))
+            #expect(try await coordinator.stats()["q"]?[.pending] == 4)
+            _ = try await coordinator.retry(try Checks.key("q", "b9"))
             #expect(first.map(\.rows) == [0, 1, 2, 3])
             let rest = try await coordinator.claim(
                 queue: "q", worker: "w", limit: 100, lease: .seconds(30), policy: RetryPolicy())
-            #expect(rest.map(\.key.id) == ["b4", "b5", "b6", "b7", "b8", "b9"])
-            #expect(Set((first + rest).map(\.token)).count == 10)
-            #expect(try await coordinator.claim(
-                queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: RetryPolicy()).isEmpty)
-            #expect(try await coordinator.claim(
-                queue: "other", worker: "w", limit: 0, lease: .seconds(30), policy: RetryPolicy()).isEmpty)
-            #expect(try await coordinator.stats()["q"]?[.processing] == 10)
+            #expect(rest.map(\.key.id) == ["b4", "b5", "b6", "b7", "b9"])
+            #expect(Set((first + rest).map(\.token)).count == 9)
+            #expect(
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: RetryPolicy()
+                ).isEmpty)
+            #expect(
+                try await coordinator.claim(
+                    queue: "other", worker: "w", limit: 0, lease: .seconds(30), policy: RetryPolicy()
+                ).isEmpty)
+            #expect(try await coordinator.stats()["q"]?[.processing] == 9)
+            #expect(try await coordinator.stats()["q"]?[.pending] == 0)
         }
     }
 
@@ -235,8 +257,10 @@ enum CoordinatorChecks {
             #expect(due == waiting.updatedAtMilliseconds + 1500)
             // Not due yet: housekeeping leaves it, and nothing can be claimed.
             #expect(try await coordinator.housekeeping(queue: "q").promoted == 0)
-            #expect(try await coordinator.claim(
-                queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: RetryPolicy()).isEmpty)
+            #expect(
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: RetryPolicy()
+                ).isEmpty)
 
             let waiter = Task { try await coordinator.waitForWork(queues: ["q"], timeout: .seconds(20)) }
             var promoted = 0
@@ -261,18 +285,23 @@ enum CoordinatorChecks {
             let key = try Checks.key("q", "doomed")
             _ = try await coordinator.register(key, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 2)
             let first = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick)
-                    .first)
-            guard case .retryScheduled = try await coordinator.fail(
-                first, error: "first", retryDelay: .zero, permanent: false)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
+            guard
+                case .retryScheduled = try await coordinator.fail(
+                    first, error: "first", retryDelay: .zero, permanent: false)
             else {
                 Issue.record("the first failure should retry")
                 return
             }
             #expect(try await coordinator.housekeeping(queue: "q").promoted == 1)
             let second = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick)
-                    .first)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
             #expect(second.attempt == 2)
             #expect(try await coordinator.fail(second, error: "second", retryDelay: .zero, permanent: false) == .failed)
             let failed = try #require(try await coordinator.status(key))
@@ -282,10 +311,13 @@ enum CoordinatorChecks {
             let gone = try Checks.key("q", "gone")
             _ = try await coordinator.register(gone, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 5)
             let claim = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick)
-                    .first)
-            #expect(try await coordinator.fail(
-                claim, error: "input data gone", retryDelay: .seconds(1), permanent: true) == .failed)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
+            #expect(
+                try await coordinator.fail(
+                    claim, error: "input data gone", retryDelay: .seconds(1), permanent: true) == .failed)
             #expect(try await coordinator.status(gone)?.lastError == "input data gone")
 
             // An expired lease on the last attempt fails the batch with the lease error.
@@ -310,8 +342,10 @@ enum CoordinatorChecks {
             let long = try Checks.key("q", "long")
             _ = try await coordinator.register(long, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1)
             let longClaim = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick)
-                    .first)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
             _ = try await coordinator.fail(
                 longClaim, error: String(repeating: "é", count: 10_000), retryDelay: .zero, permanent: false)
             let cut = try #require(try await coordinator.status(long)?.lastError)
@@ -324,15 +358,19 @@ enum CoordinatorChecks {
             let key = try Checks.key("q", "released")
             _ = try await coordinator.register(key, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 3)
             let claim = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick)
-                    .first)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
             #expect(try await coordinator.release(claim) == .accepted)
             let status = try #require(try await coordinator.status(key))
             #expect(status.state == .pending && status.attempts == 0 && status.worker == nil)
             #expect(try await coordinator.release(claim) == .stale)
             let again = try #require(
-                try await coordinator.claim(queue: "q", worker: "w2", limit: 1, lease: .seconds(30), policy: Checks.quick)
-                    .first)
+                try await coordinator.claim(
+                    queue: "q", worker: "w2", limit: 1, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
             #expect(again.attempt == 1 && again.key == key)
         }
     }
@@ -358,9 +396,11 @@ enum CoordinatorChecks {
                     return
                 }
             }
-            // The cancelled id left in the ready list is skipped.
-            #expect(try await coordinator.claim(
-                queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick).isEmpty)
+            // A cancelled batch is no longer claimable.
+            #expect(
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick
+                ).isEmpty)
             let retried = try #require(try await coordinator.retry(key))
             #expect(retried.state == .pending && retried.attempts == 0)
             let claims = try await coordinator.claim(
@@ -372,15 +412,19 @@ enum CoordinatorChecks {
             #expect(again.state == .pending && again.attempts == 0 && again.lastError == "bad")
             // A retry_wait batch can be cancelled; a completed one cannot.
             let next = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick)
-                    .first)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
             _ = try await coordinator.fail(next, error: "later", retryDelay: .seconds(60), permanent: false)
             #expect(try await coordinator.cancel(key)?.state == .cancelled)
             #expect(try await coordinator.housekeeping(queue: "q").promoted == 0)
             _ = try await coordinator.retry(key)
             let last = try #require(
-                try await coordinator.claim(queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick)
-                    .first)
+                try await coordinator.claim(
+                    queue: "q", worker: "w", limit: 5, lease: .seconds(30), policy: Checks.quick
+                )
+                .first)
             #expect(try await coordinator.complete(last, resultKey: nil) == .accepted)
             await #expect(throws: NodeError.self) { _ = try await coordinator.cancel(key) }
             await #expect(throws: NodeError.self) { _ = try await coordinator.retry(key) }
@@ -392,8 +436,10 @@ enum CoordinatorChecks {
             let stats = try #require(try await coordinator.stats()["q"])
             #expect(stats.values.allSatisfy { $0 == 0 } && stats.count == BatchState.allCases.count)
             // Register again after delete: a fresh batch.
-            #expect(try await coordinator.register(
-                key, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 3).created)
+            #expect(
+                try await coordinator.register(
+                    key, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 3
+                ).created)
         }
     }
 
@@ -441,12 +487,14 @@ enum CoordinatorChecks {
             #expect(counts.count == total)
             #expect(counts.values.allSatisfy { $0 == 1 })
             let stats = try #require(try await coordinator.stats()["busy"])
-            #expect(stats == [.pending: 0, .processing: 0, .retryWait: 0, .completed: total, .failed: 0, .cancelled: 0])
+            #expect(
+                stats == [.pending: 0, .processing: 0, .retryWait: 0, .completed: total, .failed: 0, .cancelled: 0])
             let listed = try await coordinator.list(queue: "busy", state: .completed, limit: 50_000)
             #expect(listed.count == total)
-            #expect(zip(listed, listed.dropFirst()).allSatisfy {
-                $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
-            })
+            #expect(
+                zip(listed, listed.dropFirst()).allSatisfy {
+                    $0.updatedAtMilliseconds >= $1.updatedAtMilliseconds
+                })
             #expect(try await coordinator.list(queue: nil, state: nil, limit: 10).count == 10)
         }
     }
@@ -527,6 +575,65 @@ enum CoordinatorChecks {
             _ = try await coordinator.register(
                 try Checks.key("silent", "late"), location: Checks.location, rows: 1, bytes: 1, maxAttempts: 3)
             #expect(try await coordinator.waitForWork(queues: ["silent"], timeout: .seconds(5)))
+        }
+    }
+
+    @Test func shardedQueueSpreadsOverSubQueuesAndStillReadsAsOne() async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let coordinator = Coordinator(valkey: valkey, queueShards: ["big": 4])
+            try await Checks.lifecycle(coordinator, queue: "big")
+            for index in 0..<40 {
+                _ = try await coordinator.register(
+                    try Checks.key("big", "b\(index)"), location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1)
+            }
+            var lengths: [Int] = []
+            for shard in 0..<4 {
+                let key = "vf:{big#\(shard)}:ready"
+                lengths.append(Int(try await valkey.send(RESPCommand("LLEN", key), key: key).integer ?? -1))
+            }
+            #expect(lengths.reduce(0, +) == 40 && lengths.filter { $0 > 0 }.count >= 2)
+            #expect(try await coordinator.stats()["big"]?[.pending] == 40)
+            #expect(try await coordinator.queues() == ["big"])
+            #expect(try await coordinator.list(queue: "big", state: .pending, limit: 100).count == 40)
+
+            let waiter = Task { try await coordinator.waitForWork(queues: ["big"], timeout: .seconds(20)) }
+            let claims = try await coordinator.claim(
+                queue: "big", worker: "w", limit: 35, lease: .milliseconds(30), policy: Checks.quick)
+            #expect(claims.count == 35 && Set(claims.map(\.key)).count == 35)
+            #expect(try await waiter.value)
+            let rest = try await coordinator.claim(
+                queue: "big", worker: "w", limit: 100, lease: .seconds(30), policy: Checks.quick)
+            #expect(rest.count == 5)
+            for claim in rest { #expect(try await coordinator.complete(claim, resultKey: nil) == .accepted) }
+            // The 35 short leases expire on their sub-queues; max attempts 1: each fails.
+            var failed = 0
+            try await ValkeyTestServers.waitUntil("the leases are reaped", timeout: .seconds(10)) {
+                failed += try await coordinator.housekeeping(queue: "big").failedByReap
+                return failed == 35
+            }
+            let stats = try #require(try await coordinator.stats()["big"])
+            #expect(stats == [.pending: 0, .processing: 0, .retryWait: 0, .completed: 6, .failed: 35, .cancelled: 0])
+            let one = try #require(claims.first?.key)
+            #expect(try await coordinator.status(one)?.state == .failed)
+            #expect(try await coordinator.retry(one)?.state == .pending)
+            #expect(try await coordinator.delete(one)?.state == .pending)
+            #expect(try await coordinator.stats()["big"]?[.pending] == 0)
+        }
+    }
+
+    /// The benchmark's own bookkeeping (every batch completed exactly once, cleanup), not its speed.
+    @Test(arguments: [1, 8]) func benchmarkCompletesEveryBatchAndCleansUp(claimLimit: Int) async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let result = try await runCoordinatorBenchmark(
+                valkey: valkey, batches: 500, concurrency: 8, claimLimit: claimLimit)
+            #expect(result.batches == 500 && result.batchesPerSecond > 0)
+            #expect(result.summary.contains("batches/s"))
+            #expect(try await Coordinator(valkey: valkey).queues().isEmpty)
+            #expect(try await valkey.send(RESPCommand("DBSIZE"), key: nil).integer == 0)
         }
     }
 

@@ -89,7 +89,8 @@ enum ValkeyTestServers {
         process.waitUntilExit()
         let text = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 else {
-            throw ValkeyScopeError("valkey-cli \(arguments.prefix(3).joined(separator: " ")) failed: \(text.suffix(800))")
+            throw ValkeyScopeError(
+                "valkey-cli \(arguments.prefix(3).joined(separator: " ")) failed: \(text.suffix(800))")
         }
         return text
     }

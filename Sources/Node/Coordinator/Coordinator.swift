@@ -35,19 +35,27 @@ public final class Coordinator: Sendable {
 
     /// Replicas every state change must reach (`WAIT`) before a call returns; 0 = no WAIT.
     public let replicasAck: Int
+    /// Queues spread over sub-queues (`--queue-shards Q=K`): queue → K.
+    public let queueShards: [String: Int]
     private let onReplicaShortfall: (@Sendable (String) -> Void)?
+    /// Most sub-queues of one queue.
+    public static let maxShards = 1024
 
     /// A coordinator on `valkey`; finished batches are dropped `retention` after they finished.
     /// With `replicasAck` N > 0 (`--valkey-replicas-ack`), every call that changed state sends `WAIT N 1000`
     /// on the connection that made the change before it returns; when fewer replicas acknowledged within
     /// that second, the change still stands and `onReplicaShortfall` gets a one-line warning.
+    /// `queueShards` [Q: K] spreads queue Q over K sub-queues `Q#0…Q#K-1` (keys `vf:{Q#k}:…`, each its own slot);
+    /// a batch's sub-queue is CRC16(ID) mod K, and everything else (claims, stats, lists, keys) still says Q.
+    /// K must stay the same for a queue while it holds batches; K is clamped to 1…1024.
     public init(
         valkey: ValkeyConnection, retention: Duration = .seconds(7 * 86400), replicasAck: Int = 0,
-        onReplicaShortfall: (@Sendable (String) -> Void)? = nil
+        queueShards: [String: Int] = [:], onReplicaShortfall: (@Sendable (String) -> Void)? = nil
     ) {
         self.valkey = valkey
         self.retention = retention
         self.replicasAck = max(0, replicasAck)
+        self.queueShards = queueShards.mapValues { min(max($0, 1), Self.maxShards) }.filter { $0.value > 1 }
         self.onReplicaShortfall = onReplicaShortfall
         self.retentionMilliseconds = RetryPolicy.milliseconds(retention)
     }
@@ -71,7 +79,7 @@ public final class Coordinator: Sendable {
         guard location.utf8.count <= Self.maxLocationBytes else {
             throw NodeError.invalidArgument("location is longer than \(Self.maxLocationBytes) bytes")
         }
-        let keys = QueueKeys(key.queue)
+        let keys = self.keys(for: key)
         try await self.noteQueue(key.queue)
         let reply = try await self.eval(
             CoordinatorScripts.register, keys: [keys.batch(key.id)],
@@ -95,7 +103,8 @@ public final class Coordinator: Sendable {
     /// Claims up to `limit` (at most 1000) ready batches of `queue`, skipping ids whose batch is no longer
     /// pending: each becomes processing with attempts + 1, a fresh unique token, a lease until now + `lease`
     /// and `worker` recorded; `policy`'s base and cap are stored on the batch for reaping. The batch's own
-    /// `max_attempts` (from register) stays authoritative. Returns [] when nothing is ready.
+    /// `max_attempts` (from register) stays authoritative. Returns [] when nothing is ready. A sharded queue's
+    /// sub-queues are tried in turn, from a random one, until `limit` is reached (one script call each).
     /// - Throws: `NodeError.invalidArgument` for a bad queue, a lease under 1 ms or a worker name over 256 bytes.
     public func claim(queue: String, worker: String, limit: Int, lease: Duration, policy: RetryPolicy) async throws
         -> [BatchClaim]
@@ -107,13 +116,27 @@ public final class Coordinator: Sendable {
             throw NodeError.invalidArgument("worker name is longer than \(Self.maxWorkerBytes) bytes")
         }
         guard limit >= 1 else { return [] }
-        let keys = QueueKeys(queue)
-        let reply = try await self.eval(
-            CoordinatorScripts.claim, keys: [keys.ready],
-            [
-                keys.prefix, worker, min(limit, Self.maxClaim), leaseMilliseconds,
-                RetryPolicy.milliseconds(policy.base), RetryPolicy.milliseconds(policy.max),
-            ])
+        let wanted = min(limit, Self.maxClaim)
+        var shards = self.allKeys(queue)
+        if shards.count > 1 {
+            // Start at a random sub-queue so concurrent workers spread over them.
+            let start = Int.random(in: 0..<shards.count)
+            shards = Array(shards[start...] + shards[..<start])
+        }
+        var claims: [BatchClaim] = []
+        for keys in shards where claims.count < wanted {
+            let reply = try await self.eval(
+                CoordinatorScripts.claim, keys: [keys.ready],
+                [
+                    keys.prefix, worker, wanted - claims.count, leaseMilliseconds,
+                    RetryPolicy.milliseconds(policy.base), RetryPolicy.milliseconds(policy.max),
+                ])
+            claims += try Self.claims(reply, queue: queue)
+        }
+        return claims
+    }
+
+    private static func claims(_ reply: RESPValue, queue: String) throws -> [BatchClaim] {
         guard let values = reply.elements, values.count % 7 == 0 else { throw Self.unexpected("claim", reply) }
         var claims: [BatchClaim] = []
         claims.reserveCapacity(values.count / 7)
@@ -134,7 +157,8 @@ public final class Coordinator: Sendable {
 
     /// Blocks until some queue of `queues` was woken (a register, promote, retry or release pushed its wake list)
     /// or `timeout` passed; true when woken. Waits with BLPOP rounds of at most 1 s on dedicated connections
-    /// (never the shared pipelined one); on a cluster, one BLPOP per queue, concurrently, first one wins.
+    /// (never the shared pipelined one); on a cluster, one BLPOP per queue (per sub-queue of a sharded queue),
+    /// concurrently, first one wins.
     /// A wake-up taken by a round whose caller already returned (another queue won, or the caller was cancelled)
     /// is pushed back, so no wake-up is lost. Returns false when the calling task is cancelled (within ~1 s at
     /// most, the BLPOP then finishes on its own).
@@ -142,7 +166,7 @@ public final class Coordinator: Sendable {
     public func waitForWork(queues: [String], timeout: Duration) async throws -> Bool {
         guard !queues.isEmpty else { throw NodeError.invalidArgument("waitForWork needs at least one queue") }
         for queue in queues { try BatchKey.check(queue, "queue") }
-        let wakeKeys = Set(queues).sorted().map { QueueKeys($0).wake }
+        let wakeKeys = Set(queues).sorted().flatMap { self.allKeys($0).map(\.wake) }
         let groups = self.valkey.isCluster ? wakeKeys.map { [$0] } : [wakeKeys]
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
@@ -168,7 +192,7 @@ public final class Coordinator: Sendable {
     public func extend(_ claim: BatchClaim, lease: Duration) async throws -> FenceResult {
         let leaseMilliseconds = RetryPolicy.milliseconds(lease)
         guard leaseMilliseconds >= 1 else { throw NodeError.invalidArgument("the lease must be at least 1 ms") }
-        let keys = QueueKeys(claim.key.queue)
+        let keys = self.keys(for: claim.key)
         let reply = try await self.eval(
             CoordinatorScripts.extend, keys: [keys.batch(claim.key.id)],
             [keys.prefix, claim.key.id, claim.token, leaseMilliseconds])
@@ -178,7 +202,7 @@ public final class Coordinator: Sendable {
     /// True while `claim.token` is the batch's current token (used to fence the result write).
     /// - Throws: `NodeError.unavailable`.
     public func isCurrent(_ claim: BatchClaim) async throws -> Bool {
-        let key = QueueKeys(claim.key.queue).batch(claim.key.id)
+        let key = self.keys(for: claim.key).batch(claim.key.id)
         let reply = try await self.send(RESPCommand("HMGET", key, "status", "token"), key: key)
         guard let values = reply.elements, values.count == 2 else { throw Self.unexpected("HMGET", reply) }
         return values[0].string == BatchState.processing.rawValue && values[1].string == claim.token
@@ -187,7 +211,7 @@ public final class Coordinator: Sendable {
     /// Completes the batch of `claim` (recording `resultKey`), if its token is still current.
     /// - Throws: `NodeError.unavailable`.
     public func complete(_ claim: BatchClaim, resultKey: BatchKey?) async throws -> FenceResult {
-        let keys = QueueKeys(claim.key.queue)
+        let keys = self.keys(for: claim.key)
         let reply = try await self.eval(
             CoordinatorScripts.complete, keys: [keys.batch(claim.key.id)],
             [keys.prefix, claim.key.id, claim.token, resultKey?.description ?? ""])
@@ -201,14 +225,16 @@ public final class Coordinator: Sendable {
     public func fail(_ claim: BatchClaim, error: String, retryDelay: Duration, permanent: Bool) async throws
         -> FailOutcome
     {
-        let keys = QueueKeys(claim.key.queue)
+        let keys = self.keys(for: claim.key)
         let reply = try await self.eval(
             CoordinatorScripts.fail, keys: [keys.batch(claim.key.id)],
             [
                 keys.prefix, claim.key.id, claim.token, Self.bounded(error, bytes: Self.maxErrorBytes),
                 RetryPolicy.milliseconds(retryDelay), permanent ? "1" : "0",
             ])
-        guard let values = reply.elements, let flag = values.first?.integer else { throw Self.unexpected("fail", reply) }
+        guard let values = reply.elements, let flag = values.first?.integer else {
+            throw Self.unexpected("fail", reply)
+        }
         switch flag {
         case 1: return .failed
         case 2:
@@ -224,7 +250,7 @@ public final class Coordinator: Sendable {
     /// not happen, at the head of the ready list, a worker woken), if its token is still current.
     /// - Throws: `NodeError.unavailable`.
     public func release(_ claim: BatchClaim) async throws -> FenceResult {
-        let keys = QueueKeys(claim.key.queue)
+        let keys = self.keys(for: claim.key)
         let reply = try await self.eval(
             CoordinatorScripts.release, keys: [keys.batch(claim.key.id)], [keys.prefix, claim.key.id, claim.token])
         return try Self.fence(reply, "release")
@@ -239,14 +265,20 @@ public final class Coordinator: Sendable {
     /// - Throws: `NodeError.invalidArgument` for a bad queue; `NodeError.unavailable`.
     public func housekeeping(queue: String) async throws -> HousekeepingReport {
         try BatchKey.check(queue, "queue")
-        let keys = QueueKeys(queue)
+        var report = HousekeepingReport()
+        for keys in self.allKeys(queue) { report = report + (try await self.housekeeping(keys)) }
+        return report
+    }
+
+    private func housekeeping(_ keys: QueueKeys) async throws -> HousekeepingReport {
         let defaults = RetryPolicy()
         var report = HousekeepingReport()
         for _ in 0..<Self.housekeepingRounds {
             let reply = try await self.eval(
                 CoordinatorScripts.reap, keys: [keys.leases],
                 [
-                    keys.prefix, Self.housekeepingBatch, RetryPolicy.milliseconds(defaults.base), RetryPolicy.milliseconds(defaults.max),
+                    keys.prefix, Self.housekeepingBatch, RetryPolicy.milliseconds(defaults.base),
+                    RetryPolicy.milliseconds(defaults.max),
                 ])
             guard let values = reply.elements, values.count == 3, let reaped = values[0].integer,
                 let failed = values[1].integer, let examined = values[2].integer
@@ -288,9 +320,10 @@ public final class Coordinator: Sendable {
     /// The status of `key`, nil if unknown (never registered, deleted or expired).
     /// - Throws: `NodeError.unavailable`.
     public func status(_ key: BatchKey) async throws -> BatchStatus? {
-        let hash = QueueKeys(key.queue).batch(key.id)
+        let hash = self.keys(for: key).batch(key.id)
         let reply = try await self.send(RESPCommand("HGETALL", hash), key: hash)
-        return BatchStatus(key: key.isResult ? (try? BatchKey(queue: key.queue, id: key.id)) ?? key : key,
+        return BatchStatus(
+            key: key.isResult ? (try? BatchKey(queue: key.queue, id: key.id)) ?? key : key,
             fields: Self.fields(reply))
     }
 
@@ -307,19 +340,30 @@ public final class Coordinator: Sendable {
         var commands: [(command: RESPCommand, key: String)] = []
         var sources: [(queue: String, state: BatchState)] = []
         for queue in queues {
-            let keys = QueueKeys(queue)
-            for state in states {
-                let index = keys.index(state)
-                commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
-                sources.append((queue, state))
+            for keys in self.allKeys(queue) {
+                for state in states {
+                    let index = keys.index(state)
+                    if state == .pending {
+                        commands.append((RESPCommand("LRANGE", index, -limit, -1), index))
+                    } else {
+                        commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
+                    }
+                    sources.append((queue, state))
+                }
             }
         }
-        // Indexes scored by last update are merged by score and cut to `limit`; processing (scored by lease
-        // deadline) and retry_wait (by due time) candidates are all kept. The final order is by updated_at.
+        // Indexes scored by last update (the finished states) are merged by score and cut to `limit`; the
+        // newest pending (end of the ready list), processing (scored by lease deadline) and retry_wait (by due
+        // time) candidates are all kept. The final order is by updated_at.
         var byUpdate: [(score: Double, key: BatchKey)] = []
         var others: [BatchKey] = []
         for (source, result) in zip(sources, try await self.pipeline(commands)) {
             let reply = try self.value(result)
+            if source.state == .pending {
+                guard let ids = reply.elements else { throw Self.unexpected("LRANGE", reply) }
+                others += ids.compactMap { $0.string.flatMap { try? BatchKey(queue: source.queue, id: $0) } }
+                continue
+            }
             for (id, score) in try Self.scoredMembers(reply) {
                 guard let key = try? BatchKey(queue: source.queue, id: id) else { continue }
                 if source.state == .processing || source.state == .retryWait {
@@ -332,7 +376,7 @@ public final class Coordinator: Sendable {
         byUpdate.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
         let chosen = byUpdate.prefix(limit).map(\.key) + others
         let hashes = chosen.map { key in
-            let hash = QueueKeys(key.queue).batch(key.id)
+            let hash = self.keys(for: key).batch(key.id)
             return (command: RESPCommand("HGETALL", hash), key: hash)
         }
         var statuses: [BatchStatus] = []
@@ -356,14 +400,17 @@ public final class Coordinator: Sendable {
         return try await withThrowingTaskGroup(of: (String, [BatchState: Int]).self) { group in
             for queue in queues {
                 group.addTask {
-                    let keys = QueueKeys(queue)
-                    let reply = try await self.eval(
-                        CoordinatorScripts.stats, keys: [keys.index(.pending)], [keys.prefix])
-                    guard let values = reply.elements, values.count == BatchState.allCases.count else {
-                        throw Self.unexpected("stats", reply)
-                    }
                     var counts: [BatchState: Int] = [:]
-                    for (state, value) in zip(BatchState.allCases, values) { counts[state] = Int(value.integer ?? 0) }
+                    for state in BatchState.allCases { counts[state] = 0 }
+                    for keys in self.allKeys(queue) {
+                        let reply = try await self.eval(CoordinatorScripts.stats, keys: [keys.ready], [keys.prefix])
+                        guard let values = reply.elements, values.count == BatchState.allCases.count else {
+                            throw Self.unexpected("stats", reply)
+                        }
+                        for (state, value) in zip(BatchState.allCases, values) {
+                            counts[state, default: 0] += Int(value.integer ?? 0)
+                        }
+                    }
                     return (queue, counts)
                 }
             }
@@ -387,7 +434,7 @@ public final class Coordinator: Sendable {
     /// attempt ends, a worker woken). Nil if the batch is unknown.
     /// - Throws: `NodeError.failedPrecondition` for any other state; `NodeError.unavailable`.
     public func retry(_ key: BatchKey) async throws -> BatchStatus? {
-        let keys = QueueKeys(key.queue)
+        let keys = self.keys(for: key)
         let reply = try await self.eval(CoordinatorScripts.retry, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "retry") { state in
             "batch \(key) is \(state); only failed or cancelled batches can be retried"
@@ -398,7 +445,7 @@ public final class Coordinator: Sendable {
     /// complete or fail is refused). Nil if the batch is unknown.
     /// - Throws: `NodeError.failedPrecondition` for a finished batch; `NodeError.unavailable`.
     public func cancel(_ key: BatchKey) async throws -> BatchStatus? {
-        let keys = QueueKeys(key.queue)
+        let keys = self.keys(for: key)
         let reply = try await self.eval(
             CoordinatorScripts.cancel, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "cancel") { state in
@@ -410,7 +457,7 @@ public final class Coordinator: Sendable {
     /// (A stale id left in the ready list is skipped by claim.)
     /// - Throws: `NodeError.unavailable`.
     public func delete(_ key: BatchKey) async throws -> BatchStatus? {
-        let keys = QueueKeys(key.queue)
+        let keys = self.keys(for: key)
         let reply = try await self.eval(CoordinatorScripts.delete, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "delete") { state in "batch \(key) is \(state)" }
     }
@@ -433,6 +480,18 @@ public final class Coordinator: Sendable {
             return status
         default: throw Self.unexpected(operation, reply)
         }
+    }
+
+    /// The keys of the (sub-)queue holding `key`.
+    func keys(for key: BatchKey) -> QueueKeys {
+        guard let shards = self.queueShards[key.queue] else { return QueueKeys(key.queue) }
+        return QueueKeys(shard: key.queue, Int(HashSlot.crc16(key.id.utf8)) % shards)
+    }
+
+    /// The keys of every sub-queue of `queue` (just the queue's own when it is not sharded).
+    func allKeys(_ queue: String) -> [QueueKeys] {
+        guard let shards = self.queueShards[queue] else { return [QueueKeys(queue)] }
+        return (0..<shards).map { QueueKeys(shard: queue, $0) }
     }
 
     /// Adds `queue` to `vf:queues` once per process (before its first registration).
@@ -592,6 +651,9 @@ struct QueueKeys: Sendable {
 
     init(_ queue: String) { self.prefix = "vf:{\(queue)}:" }
 
+    /// Sub-queue `index` of `queue`: `vf:{Q#k}:`.
+    init(shard queue: String, _ index: Int) { self.prefix = "vf:{\(queue)#\(index)}:" }
+
     func batch(_ id: String) -> String { self.prefix + "b:" + id }
     var ready: String { self.prefix + "ready" }
     var leases: String { self.prefix + "leases" }
@@ -602,7 +664,8 @@ struct QueueKeys: Sendable {
         switch state {
         case .processing: return self.leases
         case .retryWait: return self.delayed
-        case .pending, .completed, .failed, .cancelled: return self.prefix + "idx:" + state.rawValue
+        case .pending: return self.ready
+        case .completed, .failed, .cancelled: return self.prefix + "idx:" + state.rawValue
         }
     }
 }
@@ -703,7 +766,8 @@ final class WakeRound: Sendable {
             }
             if reply.isNull { return .success(nil) }
             guard let parts = reply.elements, parts.count == 2, let key = parts[0].string else {
-                return .failure(.unexpectedReply(command: "BLPOP", expected: "[key, value] or null", found: reply.summary))
+                return .failure(
+                    .unexpectedReply(command: "BLPOP", expected: "[key, value] or null", found: reply.summary))
             }
             return .success(key)
         } catch {

@@ -28,17 +28,21 @@ public struct CoordinatorBenchmarkResult: Sendable {
     }
 }
 
-/// Drives the coordinator alone (no data): each of `concurrency` tasks repeatedly registers a batch, claims
-/// one and completes it, until `batches` batches were registered; then the tasks drain what is left. Calls of
+/// Drives the coordinator alone (no data): each of `concurrency` tasks repeatedly registers `claimLimit`
+/// batches, claims up to `claimLimit` (1…1000) at once and completes what it got, until `batches` batches were
+/// registered; then the tasks drain what is left. Calls of
 /// concurrent tasks share one connection per server and are pipelined by the RESP client. Uses a fresh queue
 /// `bench-<random>` and removes its batches afterwards (not timed).
 /// - Throws: `NodeError.invalidArgument` for batches or concurrency below 1; `NodeError.unavailable` when Valkey
 ///   fails; `NodeError.failedPrecondition` if a batch was not completed exactly once (a coordinator bug).
-public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, concurrency: Int) async throws
-    -> CoordinatorBenchmarkResult
+public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1)
+    async throws -> CoordinatorBenchmarkResult
 {
     guard batches >= 1, concurrency >= 1 else {
         throw NodeError.invalidArgument("the benchmark needs at least 1 batch and 1 task")
+    }
+    guard (1...Coordinator.maxClaim).contains(claimLimit) else {
+        throw NodeError.invalidArgument("the claim limit must be 1 to \(Coordinator.maxClaim), got \(claimLimit)")
     }
     let coordinator = Coordinator(valkey: valkey)
     let queue = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
@@ -50,7 +54,8 @@ public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, conc
         for index in 0..<concurrency {
             group.addTask(executorPreference: valkey.taskExecutor) {
                 try await CoordinatorBenchmarkCounters.worker(
-                    index, coordinator: coordinator, queue: queue, batches: batches, counters: counters)
+                    index, coordinator: coordinator, queue: queue, batches: batches, claimLimit: claimLimit,
+                    counters: counters)
             }
         }
         var all: [Duration] = []
@@ -104,7 +109,8 @@ private final class CoordinatorBenchmarkCounters: Sendable {
     let completed = Atomic<Int>(0)
 
     static func worker(
-        _ index: Int, coordinator: Coordinator, queue: String, batches: Int, counters: CoordinatorBenchmarkCounters
+        _ index: Int, coordinator: Coordinator, queue: String, batches: Int, claimLimit: Int,
+        counters: CoordinatorBenchmarkCounters
     ) async throws -> [Duration] {
         let clock = ContinuousClock()
         let policy = RetryPolicy()
@@ -113,7 +119,7 @@ private final class CoordinatorBenchmarkCounters: Sendable {
         func claimAndComplete() async throws -> Bool {
             var start = clock.now
             let claims = try await coordinator.claim(
-                queue: queue, worker: "bench-\(index)", limit: 1, lease: .seconds(60), policy: policy)
+                queue: queue, worker: "bench-\(index)", limit: claimLimit, lease: .seconds(60), policy: policy)
             latencies.append(start.duration(to: clock.now))
             for claim in claims {
                 start = clock.now
@@ -127,12 +133,16 @@ private final class CoordinatorBenchmarkCounters: Sendable {
             return !claims.isEmpty
         }
         while true {
-            let n = counters.next.add(1, ordering: .relaxed).newValue
-            guard n <= batches else { break }
-            let key = try BatchKey(queue: queue, id: "b\(n)")
-            let start = clock.now
-            _ = try await coordinator.register(key, location: "grpc://127.0.0.1:8815", rows: 1, bytes: 1, maxAttempts: 3)
-            latencies.append(start.duration(to: clock.now))
+            let last = counters.next.add(claimLimit, ordering: .relaxed).newValue
+            let first = last - claimLimit + 1
+            guard first <= batches else { break }
+            for n in first...min(last, batches) {
+                let key = try BatchKey(queue: queue, id: "b\(n)")
+                let start = clock.now
+                _ = try await coordinator.register(
+                    key, location: "grpc://127.0.0.1:8815", rows: 1, bytes: 1, maxAttempts: 3)
+                latencies.append(start.duration(to: clock.now))
+            }
             _ = try await claimAndComplete()
         }
         // Drain what is left (a task's claim may have taken another's batch). Batches claimed by other tasks

@@ -7,20 +7,24 @@ import RESP
 ///
 ///     vf:{Q}:b:ID          hash   status attempts max_attempts token lease_until due_at location worker
 ///                                 last_error result_key created_at updated_at rows bytes retry_base_ms retry_max_ms
-///     vf:{Q}:ready         list   ids to claim, oldest first (an id may linger after cancel/delete/retry;
-///                                 claim skips any id whose hash is not `pending`)
+///     vf:{Q}:ready         list   exactly the pending batches, oldest first (cancel and delete of a pending
+///                                 batch LREM it, O(length); claim still skips any id that is not pending)
 ///     vf:{Q}:leases        zset   id → lease deadline (ms): exactly the processing batches
 ///     vf:{Q}:delayed       zset   id → retry due time (ms): exactly the retry_wait batches
-///     vf:{Q}:idx:STATE     zset   id → updated_at (ms), for pending, completed, failed and cancelled
+///     vf:{Q}:idx:STATE     zset   id → updated_at (ms), for completed, failed and cancelled
 ///
-/// Every state thus has one index zset (processing: `leases`, retry_wait: `delayed`, the others `idx:STATE`)
-/// holding exactly its batches: counts are exact (ZCARD), listing is newest first (ZREVRANGE; processing by
-/// lease deadline, retry_wait by due time, the others by last update) and retention finds finished batches
-/// by finish time. Sharing leases/delayed as indexes saves two zset writes per claim and per completion.
+/// Every state thus has one index holding exactly its batches (pending: `ready`, processing: `leases`,
+/// retry_wait: `delayed`, the finished states `idx:STATE`): counts are exact (LLEN/ZCARD), listing takes the
+/// newest of each (then orders by updated_at) and retention finds finished batches by finish time. Reusing
+/// ready/leases/delayed as indexes keeps a register + claim + complete at two zset writes and one zset delete.
 ///     vf:{Q}:wake          list   wake-up tokens; idle workers BLPOP it; trimmed to 256 once over 512
 ///     vf:{Q}:seq           string counter behind fencing tokens
 ///     vf:queues            set    every queue ever registered; the one cross-slot key, written (SADD) before a
 ///                                 queue's first registration and never part of an atomic step
+///
+/// A sharded queue (`--queue-shards Q=K`) is K such key sets, `vf:{Q#0}:…` to `vf:{Q#K-1}:…`, each in its own
+/// slot; a batch lives in sub-queue CRC16(ID) mod K, the scripts never see the difference, and `vf:queues`
+/// lists Q itself (the Swift side sums and merges the sub-queues).
 ///
 /// Rules every script follows:
 /// - Times come from `TIME` inside Valkey (node clocks do not matter); all times are Unix milliseconds.
@@ -46,13 +50,15 @@ enum CoordinatorScripts {
           return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2])
         end
         local function index(p, st)
+          if st == 'pending' then return p .. 'ready' end
           if st == 'processing' then return p .. 'leases' end
           if st == 'retry_wait' then return p .. 'delayed' end
           return p .. 'idx:' .. st
         end
+        -- Index moves for the zset-indexed states; the ready list (pending) is pushed and popped by the callers.
         local function move(p, id, old, new, score)
-          if old then redis.call('ZREM', index(p, old), id) end
-          if new then redis.call('ZADD', index(p, new), score, id) end
+          if old and old ~= 'pending' then redis.call('ZREM', index(p, old), id) end
+          if new and new ~= 'pending' then redis.call('ZADD', index(p, new), score, id) end
         end
         local function wake(p, n)
           if n < 1 then return end
@@ -78,7 +84,6 @@ enum CoordinatorScripts {
         redis.call('HSET', KEYS[1], 'attempts', 0, 'max_attempts', ARGV[6],
           'location', ARGV[3], 'rows', ARGV[4], 'bytes', ARGV[5], 'created_at', now, 'updated_at', now)
         redis.call('RPUSH', p .. 'ready', id)
-        move(p, id, nil, 'pending', now)
         wake(p, 1)
         return {1, now}
         """)
@@ -100,13 +105,14 @@ enum CoordinatorScripts {
           popped = popped + #ids
           for _, id in ipairs(ids) do
             local b = p .. 'b:' .. id
-            local f = redis.call('HMGET', b, 'status', 'location', 'max_attempts', 'rows', 'bytes')
+            local f = redis.call('HMGET', b, 'status', 'location', 'max_attempts', 'rows', 'bytes', 'attempts')
             if f[1] == 'pending' then
-              local attempt = redis.call('HINCRBY', b, 'attempts', 1)
+              local attempt = (tonumber(f[6]) or 0) + 1
               local token = redis.call('INCR', p .. 'seq') .. '.' .. attempt
-              redis.call('HSET', b, 'status', 'processing', 'token', token, 'lease_until', deadline,
-                'worker', ARGV[2], 'updated_at', now, 'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6])
-              move(p, id, 'pending', 'processing', deadline)
+              redis.call('HSET', b, 'status', 'processing', 'attempts', attempt, 'token', token,
+                'lease_until', deadline, 'worker', ARGV[2], 'updated_at', now,
+                'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6])
+              move(p, id, nil, 'processing', deadline)
               claimed = claimed + 1
               local n = #out
               out[n + 1] = id
@@ -283,7 +289,7 @@ enum CoordinatorScripts {
         redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'updated_at', now)
         redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'due_at', 'worker')
         redis.call('RPUSH', p .. 'ready', id)
-        move(p, id, st, 'pending', now)
+        move(p, id, st, nil, now)
         wake(p, 1)
         return {1, redis.call('HGETALL', KEYS[1])}
         """)
@@ -299,6 +305,7 @@ enum CoordinatorScripts {
         local now = clock()
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', now)
         redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'due_at')
+        if st == 'pending' then redis.call('LREM', p .. 'ready', 0, id) end
         move(p, id, st, 'cancelled', now)
         return {1, redis.call('HGETALL', KEYS[1])}
         """)
@@ -310,19 +317,26 @@ enum CoordinatorScripts {
         local h = redis.call('HGETALL', KEYS[1])
         if #h == 0 then return {-1} end
         redis.call('DEL', KEYS[1])
-        for _, st in ipairs({'pending', 'processing', 'retry_wait', 'completed', 'failed', 'cancelled'}) do
+        for i = 1, #h, 2 do
+          if h[i] == 'status' and h[i + 1] == 'pending' then redis.call('LREM', p .. 'ready', 0, id) end
+        end
+        for _, st in ipairs({'processing', 'retry_wait', 'completed', 'failed', 'cancelled'}) do
           redis.call('ZREM', index(p, st), id)
         end
         return {1, h}
         """)
 
-    /// KEYS[1] idx:pending; ARGV prefix. → the six counts in `BatchState.allCases` order.
+    /// KEYS[1] ready list; ARGV prefix. → the six counts in `BatchState.allCases` order.
     static let stats = script(
         """
         local p = ARGV[1]
         local out = {}
         for i, st in ipairs({'pending', 'processing', 'retry_wait', 'completed', 'failed', 'cancelled'}) do
-          out[i] = redis.call('ZCARD', index(p, st))
+          if st == 'pending' then
+            out[i] = redis.call('LLEN', index(p, st))
+          else
+            out[i] = redis.call('ZCARD', index(p, st))
+          end
         end
         return out
         """)

