@@ -12,7 +12,7 @@ import Testing
     }
 
     /// Reads the refusal of a connection over a cap: SETTINGS, then GOAWAY(ENHANCE_YOUR_CALM), then EOF.
-    static func expectPoliteRefusal(_ raw: RawConnection, sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectPoliteRefusal(_ raw: RawConnection, sourceLocation: SourceLocation = #_sourceLocation) async {
         var goawayCode: UInt32?
         _ = raw.readFrames { type, _, _, payload in
             if type == 0x7, payload.count >= 8 {
@@ -23,7 +23,7 @@ import Testing
             return false
         }
         #expect(goawayCode == 0xB, "GOAWAY(ENHANCE_YOUR_CALM) before closing", sourceLocation: sourceLocation)
-        #expect(raw.readsUntilClosed(), "then the connection is closed", sourceLocation: sourceLocation)
+        #expect(await raw.readsUntilClosed(), "then the connection is closed", sourceLocation: sourceLocation)
     }
 
     /// The defect: 4,200 idle TCP connections made every legitimate client fail UNAVAILABLE.
@@ -63,7 +63,7 @@ import Testing
             #expect(try await c.unary(path: ServerBehaviourTests.echoPath, request: [[3][...]]) == [3])
         }
         let extra = try RawConnection(port: server.port)
-        Self.expectPoliteRefusal(extra)
+        await Self.expectPoliteRefusal(extra)
         extra.close()
         #expect(server.connectionCapCounts.refused == 1)
         for c in channels {
@@ -76,7 +76,7 @@ import Testing
     @Test func connectionsWithoutPrefaceAreClosedAfterTheHandshakeTimeout() async throws {
         let server = try ServerBehaviourTests.server(Probe()) { $0.handshakeTimeout = .milliseconds(300) }
         let idle = try Self.silent(server.port, count: 50)
-        for c in idle { #expect(c.readsUntilClosed()) }
+        for c in idle { #expect(await c.readsUntilClosed()) }
         for c in idle { c.close() }
         #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 0 })
         // A client that sends its preface in time is served.
@@ -97,7 +97,7 @@ import Testing
             return true
         }
         #expect(sawGoaway && code == 0, "GOAWAY(NO_ERROR) after the idle timeout")
-        #expect(raw.readsUntilClosed())
+        #expect(await raw.readsUntilClosed())
         raw.close()
         #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 0 })
         await server.shutdown(gracePeriod: .seconds(1))

@@ -107,7 +107,7 @@ import Testing
                     out.append('%s %d %s' % (e.code().name, len(e.details() or ''), (e.details() or '')[:16]))
             print('|'.join(out))
             """
-        let (status, output) = try TestSupport.run(TestSupport.python, ["-c", script], timeout: .seconds(60))
+        let (status, output) = try await TestSupport.run(TestSupport.python, ["-c", script], timeout: .seconds(60))
         #expect(status == 0, "\(output)")
         let parts = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(String.init)
         #expect(parts.count == 2, "\(output)")

@@ -1,5 +1,6 @@
 import ArrowIPC
 import FlightProto
+import FlightRPC
 import Foundation
 import GRPCWire
 import Node
@@ -54,12 +55,12 @@ struct HardeningDoPutTests {
             print(json.dumps(facts))
         """
 
-    static func pyarrow(_ arguments: [String]) throws -> PyJSON {
+    static func pyarrow(_ arguments: [String]) async throws -> PyJSON {
         let child = try TestChildProcess(PyArrow.python, ["-c", Self.pyarrowCode] + arguments,
                                          environment: ["PYTHONDONTWRITEBYTECODE": "1"])
         child.closeInput()
         defer { child.terminate() }
-        guard child.waitForExit(timeout: 120) else { throw FlightTestError("pyarrow \(arguments) did not finish; \(child.stderr)") }
+        guard await child.waitForExit(timeout: 120) else { throw FlightTestError("pyarrow \(arguments) did not finish; \(child.stderr)") }
         try #require(child.exitStatus == 0, "pyarrow \(arguments) failed:\n\(child.stderr)")
         return try PyJSON.lastLine(of: child.stdout)
     }
@@ -92,9 +93,9 @@ struct HardeningDoPutTests {
     }
 
     @Test func hostileInputsGetInvalidArgumentAndTheNodeKeepsServing() async throws {
-        let server = try FlightServerProcess()
+        let server = try await FlightServerProcess.start()
         defer { server.child.terminate() }
-        #expect(try Self.pyarrow([server.url, "put"])["stored"] == true)
+        #expect(try await Self.pyarrow([server.url, "put"])["stored"] == true)
 
         let client = try FlightClient(location: try FlightLocation(parsing: server.url))
         defer { client.close() }
@@ -127,7 +128,7 @@ struct HardeningDoPutTests {
         #expect(reply.contains("\"rows\":\(chainLength)"), "\(reply)")
         #expect(try await client.doGet(Ticket(Array("chain/deltas".utf8))).readAll().count == chainLength)
 
-        let facts = try Self.pyarrow([server.url, "check"])
+        let facts = try await Self.pyarrow([server.url, "check"])
         #expect(facts["before_equal"] == true, "what pyarrow stored before the hostile inputs is intact")
         #expect(facts["after_equal"] == true, "a legitimate pyarrow client is served after them")
         #expect(facts["chain_rows"] == .int(chainLength))
@@ -135,7 +136,7 @@ struct HardeningDoPutTests {
         #expect(facts["chain_last"] == .string("v\(chainLength - 1)"))
         #expect(facts["keys"] == ["chain/deltas", "keep/after", "keep/before"], "no hostile input left anything behind")
 
-        let stop = server.stop()
+        let stop = await server.stop()
         #expect(stop.exited && stop.status == 0, "server did not exit 0 after SIGTERM; stderr:\n\(stop.stderr)")
     }
 

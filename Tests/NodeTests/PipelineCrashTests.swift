@@ -13,26 +13,27 @@ final class ModeProcess: @unchecked Sendable {
     let child: TestChildProcess
     let location: String?
 
-    init(_ mode: String, _ arguments: [String], listen: String = "127.0.0.1:0") throws {
+    private init(child: TestChildProcess, location: String?) {
+        self.child = child
+        self.location = location
+    }
+
+    static func start(_ mode: String, _ arguments: [String], listen: String = "127.0.0.1:0") async throws -> ModeProcess {
         let serving = mode != "worker"
         let child = try TestChildProcess(CLI.binary, [mode] + (serving ? ["--listen", listen] : []) + arguments)
-        self.child = child
-        if serving {
-            guard let line = child.nextLine(timeout: 30), line.hasPrefix("listening on ") else {
-                child.terminate()
-                throw FlightTestError("\(mode) did not start; stderr: \(child.stderr)")
-            }
-            self.location = String(line.dropFirst("listening on ".count))
-        } else {
-            self.location = nil
+        guard serving else { return ModeProcess(child: child, location: nil) }
+        guard let line = await child.nextLine(timeout: 30), line.hasPrefix("listening on ") else {
+            child.terminate()
+            throw FlightTestError("\(mode) did not start; stderr: \(child.stderr)")
         }
+        return ModeProcess(child: child, location: String(line.dropFirst("listening on ".count)))
     }
 
     /// SIGTERM (or `signal`), then waits; returns the exit status (nil: killed by a signal or still running).
     @discardableResult
-    func stop(_ signal: Int32 = SIGTERM, within seconds: Double = 15) -> Int32? {
+    func stop(_ signal: Int32 = SIGTERM, within seconds: Double = 15) async -> Int32? {
         self.child.send(signal)
-        guard self.child.waitForExit(timeout: seconds) else {
+        guard await self.child.waitForExit(timeout: seconds) else {
             self.child.terminate()
             return nil
         }
@@ -54,19 +55,19 @@ final class ModeProcess: @unchecked Sendable {
 
     @Test func killedWorkerIsReclaimedAfterItsLeaseAndCompletedElsewhere() async throws {
         try await withPrivateValkey { valkey in
-            let flight = try ModeProcess("flight", ["--valkey", valkey.url])
-            defer { flight.stop() }
+            let flight = try await ModeProcess.start("flight", ["--valkey", valkey.url])
+            defer { flight.child.terminate() }
             let client = try Self.client(flight.location)
             defer { client.close() }
             let view = Self.node(client, flight.location!)
             try await withScript("cat > /dev/null; sleep 60") { stuck in
-                let first = try ModeProcess("worker", ["--valkey", valkey.url, "--queue", "crash", "--exec", stuck, "--lease", "1s"])
+                let first = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "crash", "--exec", stuck, "--lease", "1s"])
                 let key = try #require(try await view.submit(try PipelineData.stream(rows: 50), queue: "crash", id: "w1")["key"].string)
                 let processing = try await view.waitFor(key) { $0["status"] == "processing" }
                 #expect(processing["attempts"] == 1)
-                first.stop(SIGKILL)
-                let second = try ModeProcess("worker", ["--valkey", valkey.url, "--queue", "crash", "--lease", "1s"])
-                defer { second.stop() }
+                await first.stop(SIGKILL)
+                let second = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "crash", "--lease", "1s"])
+                defer { second.child.terminate() }
                 let status = try await view.waitFinished(key, timeout: .seconds(30))
                 #expect(status["status"] == "completed", "\(status)")
                 #expect(status["attempts"] == 2, "the reaped attempt counts: \(status)")
@@ -77,7 +78,7 @@ final class ModeProcess: @unchecked Sendable {
 
     @Test func batchesOfAKilledFlightNodeFailSayingTheirDataIsGone() async throws {
         try await withPrivateValkey { valkey in
-            let flight = try ModeProcess("flight", ["--valkey", valkey.url])
+            let flight = try await ModeProcess.start("flight", ["--valkey", valkey.url])
             let location = try #require(flight.location)
             var keys: [String] = []
             do {
@@ -88,12 +89,12 @@ final class ModeProcess: @unchecked Sendable {
                         try PipelineData.stream(rows: 10), queue: "gone", id: "g\(index)")["key"].string))
                 }
             }
-            flight.stop(SIGKILL)
+            await flight.stop(SIGKILL)
             // The node comes back on the same address without its data (no --data-dir).
-            let restarted = try ModeProcess("flight", ["--valkey", valkey.url], listen: String(location.dropFirst("grpc://".count)))
-            defer { restarted.stop() }
-            let worker = try ModeProcess("worker", ["--valkey", valkey.url, "--queue", "gone"])
-            defer { worker.stop() }
+            let restarted = try await ModeProcess.start("flight", ["--valkey", valkey.url], listen: String(location.dropFirst("grpc://".count)))
+            defer { restarted.child.terminate() }
+            let worker = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "gone"])
+            defer { worker.child.terminate() }
             let client = try Self.client(location)
             defer { client.close() }
             for key in keys {
@@ -112,10 +113,10 @@ final class ModeProcess: @unchecked Sendable {
         var url = ""
         var acknowledged: [String] = []
         var flight: ModeProcess?
-        defer { flight?.stop() }
+        defer { flight?.child.terminate() }
         try await withPrivateValkey(appendOnly: true, directory: directory) { valkey in
             url = valkey.url
-            flight = try ModeProcess("flight", ["--valkey", valkey.url])
+            flight = try await ModeProcess.start("flight", ["--valkey", valkey.url])
             let client = try Self.client(flight?.location)
             defer { client.close() }
             for index in 0..<20 {
@@ -142,8 +143,8 @@ final class ModeProcess: @unchecked Sendable {
                 }
             }
             #expect(submitted, "the Flight node did not reconnect to the restarted Valkey")
-            let worker = try ModeProcess("worker", ["--valkey", valkey.url, "--queue", "aof", "--concurrency", "4"])
-            defer { worker.stop() }
+            let worker = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "aof", "--concurrency", "4"])
+            defer { worker.child.terminate() }
             for key in acknowledged {
                 let status = try await Self.node(client, location).waitFinished(key, timeout: .seconds(30))
                 #expect(status["status"] == "completed", "\(key): \(status)")
@@ -153,40 +154,40 @@ final class ModeProcess: @unchecked Sendable {
 
     @Test func everyModeStopsGracefullyAndReleasesWhatCannotFinish() async throws {
         try await withPrivateValkey { valkey in
-            let coordinator = try ModeProcess("coordinator", ["--valkey", valkey.url])
-            let flight = try ModeProcess("flight", ["--valkey", valkey.url])
+            let coordinator = try await ModeProcess.start("coordinator", ["--valkey", valkey.url])
+            let flight = try await ModeProcess.start("flight", ["--valkey", valkey.url])
             let client = try Self.client(flight.location)
             defer { client.close() }
             let view = Self.node(client, flight.location!)
             try await withScript("cat > /dev/null; sleep 30") { stuck in
                 // A batch that finishes within the grace period completes; one that cannot is released, not failed.
                 try await withScript("cat > /tmp/vf-grace-$$; sleep 1; cat /tmp/vf-grace-$$; rm -f /tmp/vf-grace-$$") { slow in
-                    let finishing = try ModeProcess("worker", ["--valkey", valkey.url, "--queue", "finish", "--exec", slow, "--grace", "10s"])
-                    let releasing = try ModeProcess("worker", ["--valkey", valkey.url, "--queue", "release", "--exec", stuck, "--grace", "1s"])
+                    let finishing = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "finish", "--exec", slow, "--grace", "10s"])
+                    let releasing = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "release", "--exec", stuck, "--grace", "1s"])
                     let done = try #require(try await view.submit(try PipelineData.stream(rows: 8), queue: "finish")["key"].string)
                     let held = try #require(try await view.submit(try PipelineData.stream(rows: 8), queue: "release")["key"].string)
                     _ = try await view.waitFor(done) { $0["status"] == "processing" }
                     _ = try await view.waitFor(held) { $0["status"] == "processing" }
                     let started = ContinuousClock.now
-                    #expect(finishing.stop(within: 20) == 0, "stderr: \(finishing.child.stderr)")
+                    #expect(await finishing.stop(within: 20) == 0, "stderr: \(finishing.child.stderr)")
                     #expect(try await view.status(done)["status"] == "completed")
-                    #expect(releasing.stop(within: 20) == 0, "stderr: \(releasing.child.stderr)")
+                    #expect(await releasing.stop(within: 20) == 0, "stderr: \(releasing.child.stderr)")
                     #expect(ContinuousClock.now - started < .seconds(15))
                     let released = try await view.status(held)
                     #expect(released["status"] == "pending", "released at shutdown: \(released)")
                     #expect(released["attempts"] == 0, "a released attempt does not count: \(released)")
                 }
             }
-            #expect(coordinator.stop() == 0, "stderr: \(coordinator.child.stderr)")
-            #expect(flight.stop() == 0, "stderr: \(flight.child.stderr)")
+            #expect(await coordinator.stop() == 0, "stderr: \(coordinator.child.stderr)")
+            #expect(await flight.stop() == 0, "stderr: \(flight.child.stderr)")
             // `all` on its embedded default: starts, serves, stops, and leaves no valkey-server behind.
-            let all = try ModeProcess("all", [])
+            let all = try await ModeProcess.start("all", [])
             let allClient = try Self.client(all.location)
             defer { allClient.close() }
             let key = try #require(try await Self.node(allClient, all.location!).submit(try PipelineData.stream(rows: 8), queue: "default")["key"].string)
             #expect(try await Self.node(allClient, all.location!).waitFinished(key)["status"] == "completed")
             let pid = all.child.pid
-            #expect(all.stop() == 0, "stderr: \(all.child.stderr)")
+            #expect(await all.stop() == 0, "stderr: \(all.child.stderr)")
             let leftover = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) != nil
             #expect(!leftover)
             #expect(!Self.childProcesses(named: "valkey-server").contains { $0.parent == pid }, "embedded valkey-server left running")
@@ -206,8 +207,8 @@ final class ModeProcess: @unchecked Sendable {
 
     @Test func mixedLoadWithRandomKillsAccountsForEveryBatch() async throws {
         try await withPrivateValkey { valkey in
-            let flight = try ModeProcess("flight", ["--valkey", valkey.url])
-            defer { flight.stop() }
+            let flight = try await ModeProcess.start("flight", ["--valkey", valkey.url])
+            defer { flight.child.terminate() }
             let location = try #require(flight.location)
             let client = try Self.client(location)
             defer { client.close() }
@@ -216,10 +217,12 @@ final class ModeProcess: @unchecked Sendable {
             let workerArguments = ["--valkey", valkey.url, "--queue", "mixed", "--lease", "1s", "--concurrency", "2",
                                    "--max-attempts", "20", "--retry-base", "50ms", "--retry-max", "200ms",
                                    "--exec", "sleep 0.1; exec cat"]
-            var workers = try (0..<3).map { _ in try ModeProcess("worker", workerArguments) }
-            var coordinators = try (0..<2).map { _ in try ModeProcess("coordinator", ["--valkey", valkey.url]) }
+            var workers: [ModeProcess] = []
+            var coordinators: [ModeProcess] = []
+            for _ in 0..<3 { workers.append(try await ModeProcess.start("worker", workerArguments)) }
+            for _ in 0..<2 { coordinators.append(try await ModeProcess.start("coordinator", ["--valkey", valkey.url])) }
             defer {
-                for process in workers + coordinators { process.stop(SIGKILL) }
+                for process in workers + coordinators { process.child.terminate() }
             }
             var inputs: [String: [Double?]] = [:]
             var generator = SystemRandomNumberGenerator()
@@ -234,13 +237,13 @@ final class ModeProcess: @unchecked Sendable {
                 }
                 if round % 4 == 0 {
                     let victim = Int.random(in: 0..<workers.count, using: &generator)
-                    workers[victim].stop(Bool.random(using: &generator) ? SIGKILL : SIGTERM, within: 15)
-                    workers[victim] = try ModeProcess("worker", workerArguments)
+                    await workers[victim].stop(Bool.random(using: &generator) ? SIGKILL : SIGTERM, within: 15)
+                    workers[victim] = try await ModeProcess.start("worker", workerArguments)
                 }
                 if round % 7 == 0 {
                     let victim = Int.random(in: 0..<coordinators.count, using: &generator)
-                    coordinators[victim].stop(SIGKILL)
-                    coordinators[victim] = try ModeProcess("coordinator", ["--valkey", valkey.url])
+                    await coordinators[victim].stop(SIGKILL)
+                    coordinators[victim] = try await ModeProcess.start("coordinator", ["--valkey", valkey.url])
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }

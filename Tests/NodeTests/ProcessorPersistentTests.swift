@@ -80,7 +80,7 @@ struct ProcessorPersistentTests {
         #expect(pids.count == 1)
         // pyarrow's own view of one result equals its computation too.
         let input = try ProcessorSupport.input(rows: 30, id: "final", attempt: 2)
-        #expect(try ProcessorSupport.checkAgainstPyArrow(input: input, output: try await processor.process(input)) == "equal")
+        #expect(try await ProcessorSupport.checkAgainstPyArrow(input: input, output: try await processor.process(input)) == "equal")
         await processor.shutdown()
         for pid in pids { #expect(!ProcessorSupport.exists(pid)) }
     }

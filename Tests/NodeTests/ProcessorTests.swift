@@ -79,12 +79,12 @@ enum ProcessorSupport {
     }
 
     /// Runs `python -c script args…` to completion and returns its stdout; fails on a non-zero exit.
-    static func runPython(_ script: String, _ arguments: [String], timeout: Double = 60) throws -> String {
+    static func runPython(_ script: String, _ arguments: [String], timeout: Double = 60) async throws -> String {
         let child = try TestChildProcess(PyArrow.python, ["-c", script] + arguments,
                                          environment: ["PYTHONDONTWRITEBYTECODE": "1"])
         child.closeInput()
         defer { child.terminate() }
-        guard child.waitForExit(timeout: timeout) else {
+        guard await child.waitForExit(timeout: timeout) else {
             throw FlightTestError("python did not finish within \(timeout) s; stderr:\n\(child.stderr)")
         }
         guard child.exitStatus == 0 else { throw FlightTestError("python failed:\n\(child.stderr)") }
@@ -109,7 +109,7 @@ enum ProcessorSupport {
     }
 
     /// Asks pyarrow whether `output` equals double_price.py's `process` applied to `input` with this context.
-    static func checkAgainstPyArrow(input: ProcessorInput, output: ProcessorOutput) throws -> String {
+    static func checkAgainstPyArrow(input: ProcessorInput, output: ProcessorOutput) async throws -> String {
         let inputPath = self.temporaryFile("in.arrows")
         let outputPath = self.temporaryFile("out.arrows")
         defer {
@@ -129,7 +129,7 @@ enum ProcessorSupport {
             ours = pa.ipc.open_stream(open(sys.argv[3], "rb").read()).read_all()
             print("equal" if ours.equals(expected, check_metadata=True) else f"different:\\n{ours}\\nexpected:\\n{expected}")
             """
-        return try self.runPython(script, [self.examples.path, inputPath, outputPath, input.key.description,
+        return try await self.runPython(script, [self.examples.path, inputPath, outputPath, input.key.description,
                                            String(input.attempt)]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
@@ -151,12 +151,12 @@ struct ProcessorTests {
         }
     }
 
-    @Test func streamSegmentsAreAStreamPyArrowReads() throws {
+    @Test func streamSegmentsAreAStreamPyArrowReads() async throws {
         let input = try ProcessorSupport.input(rows: 10, batches: 2)
         let path = ProcessorSupport.temporaryFile("segments.arrows")
         defer { unlink(path) }
         try ProcessorSupport.write(ProcessorSupport.streamBytes(input), to: path)
-        let rows = try ProcessorSupport.runPython(
+        let rows = try await ProcessorSupport.runPython(
             "import sys, pyarrow as pa; t = pa.ipc.open_stream(open(sys.argv[1], 'rb').read()).read_all(); print(t.num_rows, t.column_names)",
             [path])
         #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "20 ['id', 'price', 'name']")
@@ -175,7 +175,7 @@ struct ProcessorTests {
         let output = try await processor.process(input)
         #expect(output.rows == 100)
         #expect(output.schema.fields.map(\.name) == ["id", "price", "name", "source", "attempt"])
-        #expect(try ProcessorSupport.checkAgainstPyArrow(input: input, output: output) == "equal")
+        #expect(try await ProcessorSupport.checkAgainstPyArrow(input: input, output: output) == "equal")
     }
 
     @Test func theChildSeesTheBatchInItsEnvironment() async throws {

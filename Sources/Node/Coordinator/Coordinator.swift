@@ -130,6 +130,7 @@ public final class Coordinator: Sendable {
                 [
                     keys.prefix, worker, wanted - claims.count, leaseMilliseconds,
                     RetryPolicy.milliseconds(policy.base), RetryPolicy.milliseconds(policy.max),
+                    max(1, policy.maxAttempts),
                 ])
             claims += try Self.claims(reply, queue: queue)
         }

@@ -88,7 +88,8 @@ enum CoordinatorScripts {
         return {1, now}
         """)
 
-    /// KEYS[1] ready list; ARGV prefix, worker, limit, lease_ms, retry_base_ms, retry_max_ms.
+    /// KEYS[1] ready list; ARGV prefix, worker, limit, lease_ms, retry_base_ms, retry_max_ms, max_attempts (the
+    /// claiming worker's `--max-attempts` replaces the one recorded at registration).
     /// → flat array, 7 per claim: id, token, attempt, location, max_attempts, rows, bytes.
     static let claim = script(
         """
@@ -111,7 +112,7 @@ enum CoordinatorScripts {
               local token = redis.call('INCR', p .. 'seq') .. '.' .. attempt
               redis.call('HSET', b, 'status', 'processing', 'attempts', attempt, 'token', token,
                 'lease_until', deadline, 'worker', ARGV[2], 'updated_at', now,
-                'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6])
+                'retry_base_ms', ARGV[5], 'retry_max_ms', ARGV[6], 'max_attempts', ARGV[7])
               move(p, id, nil, 'processing', deadline)
               claimed = claimed + 1
               local n = #out
@@ -119,7 +120,7 @@ enum CoordinatorScripts {
               out[n + 2] = token
               out[n + 3] = attempt
               out[n + 4] = f[2] or ''
-              out[n + 5] = f[3] or '1'
+              out[n + 5] = ARGV[7]
               out[n + 6] = f[4] or '0'
               out[n + 7] = f[5] or '0'
             end
