@@ -17,6 +17,10 @@ final class CoordinatorShared<Value: Sendable>: Sendable {
 enum CoordinatorChecks {
     static let location = "grpc://127.0.0.1:8815"
     static let quick = RetryPolicy(maxAttempts: 3, base: .milliseconds(1), max: .milliseconds(5))
+    /// `quick` with the claiming worker's `--max-attempts` set to `maxAttempts` (it replaces the registered one).
+    static func quick(maxAttempts: Int) -> RetryPolicy {
+        RetryPolicy(maxAttempts: maxAttempts, base: .milliseconds(1), max: .milliseconds(5))
+    }
 
     static func key(_ queue: String, _ id: String) throws -> BatchKey { try BatchKey(queue: queue, id: id) }
 
@@ -286,7 +290,7 @@ enum CoordinatorChecks {
             _ = try await coordinator.register(key, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 2)
             let first = try #require(
                 try await coordinator.claim(
-                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick(maxAttempts: 2)
                 )
                 .first)
             guard
@@ -299,7 +303,7 @@ enum CoordinatorChecks {
             #expect(try await coordinator.housekeeping(queue: "q").promoted == 1)
             let second = try #require(
                 try await coordinator.claim(
-                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick(maxAttempts: 2)
                 )
                 .first)
             #expect(second.attempt == 2)
@@ -312,7 +316,7 @@ enum CoordinatorChecks {
             _ = try await coordinator.register(gone, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 5)
             let claim = try #require(
                 try await coordinator.claim(
-                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick(maxAttempts: 5)
                 )
                 .first)
             #expect(
@@ -324,7 +328,7 @@ enum CoordinatorChecks {
             let abandoned = try Checks.key("q", "abandoned")
             _ = try await coordinator.register(abandoned, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1)
             _ = try await coordinator.claim(
-                queue: "q", worker: "lost-worker", limit: 1, lease: .milliseconds(20), policy: Checks.quick)
+                queue: "q", worker: "lost-worker", limit: 1, lease: .milliseconds(20), policy: Checks.quick(maxAttempts: 1))
             var report = HousekeepingReport()
             try await ValkeyTestServers.waitUntil("the lease is reaped", timeout: .seconds(10)) {
                 let pass = try await coordinator.housekeeping(queue: "q")
@@ -343,7 +347,7 @@ enum CoordinatorChecks {
             _ = try await coordinator.register(long, location: Checks.location, rows: 1, bytes: 1, maxAttempts: 1)
             let longClaim = try #require(
                 try await coordinator.claim(
-                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick
+                    queue: "q", worker: "w", limit: 1, lease: .seconds(30), policy: Checks.quick(maxAttempts: 1)
                 )
                 .first)
             _ = try await coordinator.fail(
@@ -600,11 +604,11 @@ enum CoordinatorChecks {
 
             let waiter = Task { try await coordinator.waitForWork(queues: ["big"], timeout: .seconds(20)) }
             let claims = try await coordinator.claim(
-                queue: "big", worker: "w", limit: 35, lease: .milliseconds(30), policy: Checks.quick)
+                queue: "big", worker: "w", limit: 35, lease: .milliseconds(30), policy: Checks.quick(maxAttempts: 1))
             #expect(claims.count == 35 && Set(claims.map(\.key)).count == 35)
             #expect(try await waiter.value)
             let rest = try await coordinator.claim(
-                queue: "big", worker: "w", limit: 100, lease: .seconds(30), policy: Checks.quick)
+                queue: "big", worker: "w", limit: 100, lease: .seconds(30), policy: Checks.quick(maxAttempts: 1))
             #expect(rest.count == 5)
             for claim in rest { #expect(try await coordinator.complete(claim, resultKey: nil) == .accepted) }
             // The 35 short leases expire on their sub-queues; max attempts 1: each fails.
