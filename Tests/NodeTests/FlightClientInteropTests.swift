@@ -246,6 +246,11 @@ struct FlightClientInteropTests {
 
     /// DoPut of the fixture's messages as they are, DoGet back through our decoder (full validation), and a
     /// re-encoded DoPut of what we decoded: pyarrow's canonical dump of all three is the same.
+    /// The parameterized test below has no case at all when the fixtures are missing: that must fail too.
+    @Test func streamFixturesArePresent() {
+        #expect(Self.streamFixtures.count >= 19, "only \(Self.streamFixtures.count) *.arrows under \(Self.fixtures.path)")
+    }
+
     @Test(arguments: Self.streamFixtures)
     func fixtureRoundTripsThroughPyarrow(name: String) async throws {
         let client = try self.connect()
