@@ -314,10 +314,11 @@ struct FlightServerInteropTests {
         let client = try PyArrow.start(["inflight", server.url])
         defer { client.terminate() }
         try #require(await client.nextLine(within: 30) == "ready", "client: \(client.stderr)")
-        let stop = await server.stop(signal, within: 5)
-        #expect(stop.exited, "still running 5 s after signal \(signal)")
+        // Promptly: a server held up by the idle client would exit only after the 10 s drain grace; 8 s tells
+        // the two apart even on a loaded machine (where a prompt exit was seen to take 4 s).
+        let stop = await server.stop(signal, within: 8)
+        #expect(stop.exited, "still running 8 s after signal \(signal)")
         #expect(stop.status == 0, "exit status \(String(describing: stop.status)); stderr:\n\(stop.stderr)")
-        #expect(stop.seconds < 3, "took \(stop.seconds) s to stop")
         client.write("go\n")
         client.closeInput()
         #expect(await client.waitForExit(within: 30))
@@ -333,7 +334,7 @@ struct FlightServerInteropTests {
         defer { client.terminate() }
         try #require(await client.nextLine(within: 30) == "ready", "client: \(client.stderr)")
         server.child.send(SIGTERM)
-        #expect(await server.child.waitForStderr(containing: "shutting down", within: 5), "no shutdown log line: \(server.child.stderr)")
+        #expect(await server.child.waitForStderr(containing: "shutting down", within: 20), "no shutdown log line: \(server.child.stderr)")
         #expect(server.child.process.isRunning, "the server exited with a DoGet in flight")
         client.write("go\n")
         client.closeInput()
@@ -342,7 +343,7 @@ struct FlightServerInteropTests {
         let facts = try PyJSON.lastLine(of: client.stdout)
         #expect(facts["stream_error"] == nil, "the DoGet in flight was cut: \(facts["stream_error"])")
         #expect(facts["batches"] == facts["expected_batches"])
-        let stop = await server.stop(SIGTERM, within: 5)
+        let stop = await server.stop(SIGTERM, within: 8)
         #expect(stop.exited && stop.status == 0, "exit status \(String(describing: stop.status)); stderr:\n\(stop.stderr)")
     }
 }

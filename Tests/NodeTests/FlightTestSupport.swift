@@ -206,7 +206,9 @@ final class FlightServerProcess: @unchecked Sendable {
     }
 
     /// Sends `signal` and waits up to `within` seconds for the process to exit (then SIGKILLs it).
-    func stop(_ signal: Int32 = SIGTERM, within: Double = 5) async -> Stop {
+    /// (8 s: under the node's 10 s drain grace, so a server that waits for something is told apart from a slow
+    /// but prompt exit on a loaded machine.)
+    func stop(_ signal: Int32 = SIGTERM, within: Double = 8) async -> Stop {
         let started = Date()
         self.child.send(signal)
         let exited = await self.child.waitForExit(within: within)
@@ -215,7 +217,7 @@ final class FlightServerProcess: @unchecked Sendable {
         return Stop(exited: exited, status: exited ? self.child.exitStatus : nil, seconds: seconds, stderr: self.child.stderr)
     }
 
-    /// Runs `body` against a fresh server, then stops it with SIGTERM and expects exit status 0 within 5 s. The
+    /// Runs `body` against a fresh server, then stops it with SIGTERM and expects exit status 0 within 8 s. The
     /// server is killed on every path out of `body`.
     static func with<T>(_ arguments: [String] = [], sourceLocation: SourceLocation = #_sourceLocation,
                         _ body: (FlightServerProcess) async throws -> T) async throws -> T {
@@ -224,7 +226,7 @@ final class FlightServerProcess: @unchecked Sendable {
         let result = try await body(server)
         let stop = await server.stop()
         #expect(stop.exited && stop.status == 0,
-                "server did not exit 0 within 5 s of SIGTERM (exited: \(stop.exited), status: \(String(describing: stop.status))); stderr:\n\(stop.stderr)",
+                "server did not exit 0 within 8 s of SIGTERM (exited: \(stop.exited), status: \(String(describing: stop.status))); stderr:\n\(stop.stderr)",
                 sourceLocation: sourceLocation)
         return result
     }
