@@ -290,7 +290,7 @@ struct RawConnection {
         } catch {
             #expect(error.code == .unavailable, "\(error)")
         }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(20), "keepalive did not end the call (it has no deadline)")
         channel.close()
     }
 

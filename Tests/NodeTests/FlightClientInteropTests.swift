@@ -247,6 +247,11 @@ struct FlightClientInteropTests {
 
     /// DoPut of the fixture's messages as they are, DoGet back through our decoder (full validation), and a
     /// re-encoded DoPut of what we decoded: pyarrow's canonical dump of all three is the same.
+    /// The parameterized test below has no case at all when the fixtures are missing: that must fail too.
+    @Test func streamFixturesArePresent() {
+        #expect(Self.streamFixtures.count >= 19, "only \(Self.streamFixtures.count) *.arrows under \(Self.fixtures.path)")
+    }
+
     @Test(arguments: Self.streamFixtures)
     func fixtureRoundTripsThroughPyarrow(name: String) async throws {
         let client = try self.connect()
@@ -595,15 +600,14 @@ struct FlightClientInteropTestsSecurity {
             #expect(try await client.listFlights().count == 1)
             #expect(try await byAddress.listFlights().count == 1)
 
-            // A CA that did not sign the server's certificate: the call fails, promptly.
+            // A CA that did not sign the server's certificate: the call fails, promptly (a call that hung instead
+            // would fail the test with withDeadline's Timeout, not UNAVAILABLE).
             let untrusting = try FlightClient(location: location, trustRoots: otherCert, serverName: "localhost")
             defer { untrusting.close() }
-            let start = ContinuousClock.now
             let status = await Reference.status {
                 try await Reference.withDeadline(15, "TLS with the wrong CA") { _ = try await untrusting.listFlights() }
             }
             #expect(status?.code == .unavailable, "\(String(describing: status))")
-            #expect(ContinuousClock.now - start < .seconds(10))
 
             let listed = try await CLI.run(["list", "--server", server.url, "--tls-ca", cert, "--json"])
             #expect(listed.status == 0, "\(listed.stderr)")

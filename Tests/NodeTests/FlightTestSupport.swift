@@ -73,12 +73,15 @@ final class TestChildProcess: @unchecked Sendable {
     var stdout: String { self.condition.withLock { String(decoding: self.stdoutBytes, as: UTF8.self) } }
     var stderr: String { self.condition.withLock { String(decoding: self.stderrBytes, as: UTF8.self) } }
 
-    /// The next whole stdout line (without the newline), or nil if none arrives within `timeout` seconds.
-    func nextLine(timeout: Double) async -> String? {
-        await offPool { self.nextLineBlocking(timeout: timeout) }
+    /// The next whole stdout line (without the newline), or nil if none arrives within `seconds`; waits off the
+    /// cooperative pool (use this one from async tests).
+    func nextLine(within seconds: Double) async -> String? {
+        await offPool { self.nextLine(timeout: seconds) }
     }
 
-    private func nextLineBlocking(timeout: Double) -> String? {
+    /// The next whole stdout line (without the newline), or nil if none arrives within `timeout` seconds.
+    /// Blocks the calling thread: async tests use ``nextLine(within:)``.
+    func nextLine(timeout: Double) -> String? {
         let deadline = Date(timeIntervalSinceNow: timeout)
         self.condition.lock()
         defer { self.condition.unlock() }
@@ -103,18 +106,22 @@ final class TestChildProcess: @unchecked Sendable {
         try? self.input.fileHandleForWriting.close()
     }
 
-    /// Waits up to `timeout` seconds until stderr contains `text` (woken by each chunk of output).
-    func waitForStderr(containing text: String, timeout: Double) async -> Bool {
-        await offPool {
-            let deadline = Date(timeIntervalSinceNow: timeout)
-            self.condition.lock()
-            defer { self.condition.unlock() }
-            while !String(decoding: self.stderrBytes, as: UTF8.self).contains(text) {
-                if Date() >= deadline { return false }
-                _ = self.condition.wait(until: min(deadline, Date(timeIntervalSinceNow: 0.1)))
-            }
-            return true
+    /// ``waitForStderr(containing:timeout:)`` off the cooperative pool (use this one from async tests).
+    func waitForStderr(containing text: String, within seconds: Double) async -> Bool {
+        await offPool { self.waitForStderr(containing: text, timeout: seconds) }
+    }
+
+    /// Waits up to `timeout` seconds until stderr contains `text` (woken by each chunk of output). Blocks the
+    /// calling thread.
+    func waitForStderr(containing text: String, timeout: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while !String(decoding: self.stderrBytes, as: UTF8.self).contains(text) {
+            if Date() >= deadline { return false }
+            _ = self.condition.wait(until: min(deadline, Date(timeIntervalSinceNow: 0.1)))
         }
+        return true
     }
 
     func send(_ signal: Int32) {
@@ -122,13 +129,16 @@ final class TestChildProcess: @unchecked Sendable {
     }
 
     /// Waits up to `timeout` seconds for the child to exit; true if it did. Its output is complete then.
+    /// Waits off the cooperative pool (use this one from async tests).
     @discardableResult
-    func waitForExit(timeout: Double) async -> Bool {
-        await offPool { self.waitForExitBlocking(timeout: timeout) }
+    func waitForExit(within seconds: Double) async -> Bool {
+        await offPool { self.waitForExit(timeout: seconds) }
     }
 
-    /// Runs on a thread of its own (see ``offPool(_:)``), so polling here blocks no task.
-    private func waitForExitBlocking(timeout: Double) -> Bool {
+    /// Waits up to `timeout` seconds for the child to exit; true if it did. Its output is complete then. Blocks
+    /// the calling thread: async tests use ``waitForExit(within:)``.
+    @discardableResult
+    func waitForExit(timeout: Double) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while self.process.isRunning {
             if Date() >= deadline { return false }
@@ -147,11 +157,11 @@ final class TestChildProcess: @unchecked Sendable {
         self.process.terminationReason == .exit ? self.process.terminationStatus : nil
     }
 
-    /// SIGKILL if still running (cleanup after a failed test). Foundation reaps it; nothing waits here, so this
-    /// may run in a `defer` of an async test.
+    /// SIGKILL if still running (cleanup after a failed test), then reaps it (quick: SIGKILL cannot be caught).
     func terminate() {
         guard self.process.isRunning else { return }
         kill(self.pid, SIGKILL)
+        self.waitForExit(timeout: 10)
     }
 }
 
@@ -182,7 +192,7 @@ final class FlightServerProcess: @unchecked Sendable {
     /// server binds port 0 itself and reports the port, so no other process can take it first.
     static func start(_ arguments: [String] = []) async throws -> FlightServerProcess {
         let child = try TestChildProcess(CLI.binary, ["flight", "--listen", "127.0.0.1:0"] + arguments)
-        guard let line = await child.nextLine(timeout: 20) else {
+        guard let line = await child.nextLine(within: 20) else {
             child.terminate()
             throw FlightTestError("no listening line from \(child.command); stderr: \(child.stderr)")
         }
@@ -196,16 +206,18 @@ final class FlightServerProcess: @unchecked Sendable {
     }
 
     /// Sends `signal` and waits up to `within` seconds for the process to exit (then SIGKILLs it).
-    func stop(_ signal: Int32 = SIGTERM, within: Double = 5) async -> Stop {
+    /// (8 s: under the node's 10 s drain grace, so a server that waits for something is told apart from a slow
+    /// but prompt exit on a loaded machine.)
+    func stop(_ signal: Int32 = SIGTERM, within: Double = 8) async -> Stop {
         let started = Date()
         self.child.send(signal)
-        let exited = await self.child.waitForExit(timeout: within)
+        let exited = await self.child.waitForExit(within: within)
         let seconds = Date().timeIntervalSince(started)
         if !exited { self.child.terminate() }
         return Stop(exited: exited, status: exited ? self.child.exitStatus : nil, seconds: seconds, stderr: self.child.stderr)
     }
 
-    /// Runs `body` against a fresh server, then stops it with SIGTERM and expects exit status 0 within 5 s. The
+    /// Runs `body` against a fresh server, then stops it with SIGTERM and expects exit status 0 within 8 s. The
     /// server is killed on every path out of `body`.
     static func with<T>(_ arguments: [String] = [], sourceLocation: SourceLocation = #_sourceLocation,
                         _ body: (FlightServerProcess) async throws -> T) async throws -> T {
@@ -214,7 +226,7 @@ final class FlightServerProcess: @unchecked Sendable {
         let result = try await body(server)
         let stop = await server.stop()
         #expect(stop.exited && stop.status == 0,
-                "server did not exit 0 within 5 s of SIGTERM (exited: \(stop.exited), status: \(String(describing: stop.status))); stderr:\n\(stop.stderr)",
+                "server did not exit 0 within 8 s of SIGTERM (exited: \(stop.exited), status: \(String(describing: stop.status))); stderr:\n\(stop.stderr)",
                 sourceLocation: sourceLocation)
         return result
     }
@@ -251,7 +263,7 @@ enum PyArrow {
         let child = try self.start(arguments)
         child.closeInput()
         defer { child.terminate() }
-        guard await child.waitForExit(timeout: timeout) else {
+        guard await child.waitForExit(within: timeout) else {
             child.terminate()
             throw FlightTestError("pyarrow_client.py \(arguments.first ?? "") did not finish within \(timeout) s; stderr:\n\(child.stderr)")
         }

@@ -4,9 +4,10 @@ import Testing
 
 private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-/// A port whose cluster bus port (+10000) is free too.
-private func freeClusterPort() -> Int {
-    while true {
+/// A port whose cluster bus port (+10000) is free too (at this instant: a server that loses either retries
+/// with another, see ``TestServer/start()``).
+@Sendable private func freeClusterPort() -> Int {
+    for _ in 0..<1000 {
         let port = freePort()
         guard port < 55_000 else { continue }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -22,6 +23,7 @@ private func freeClusterPort() -> Int {
         }
         if bound == 0 { return port }
     }
+    return 45_000 + Int.random(in: 0..<10_000)  // the start retries if this one is taken
 }
 
 /// Six valkey-server processes joined into a cluster of 3 primaries, each with one replica.
@@ -187,15 +189,21 @@ private final class TestCluster: Sendable {
                     let queued = try await client.transaction(
                         [RESPCommand("SET", "{mig}:tx", 1), RESPCommand("INCR", "{mig}:tx")], keys: ["{mig}:tx"])
                     #expect(queued.map { try? $0.get() } == [.simpleString(bytes("OK")), .integer(2)])
-                    while true {
+                    // Bounded: the writers add at most 4 × 5,000 keys to the slot, 200 move per round.
+                    var drained = false
+                    for _ in 0..<1000 where !drained {
                         let keys = try await from.send("CLUSTER", "GETKEYSINSLOT", migrationSlot, 200).elements ?? []
-                        if keys.isEmpty { break }
+                        if keys.isEmpty {
+                            drained = true
+                            continue
+                        }
                         let names: [any RESPArgument] = keys.compactMap(\.bytes)
                         _ = try await from.send(
                             RESPCommand(
                                 "MIGRATE",
                                 arguments: ["127.0.0.1", cluster.nodes[destination].port, "", 0, 5000, "KEYS"] + names))
                     }
+                    #expect(drained, "the slot still held keys after 1000 MIGRATE rounds")
                     for admin in cluster.admins.prefix(3) {
                         _ = try await admin.send("CLUSTER", "SETSLOT", migrationSlot, "NODE", cluster.ids[destination])
                     }
