@@ -149,12 +149,12 @@ struct HardeningBudgetTests {
 
     /// Runs a subcommand to completion and returns its last stdout line as PyJSON.
     static func python(_ arguments: [String], timeout: Double = 120, sourceLocation: SourceLocation = #_sourceLocation)
-        throws -> PyJSON
+        async throws -> PyJSON
     {
         let child = try TestChildProcess(PyArrow.python, [Self.scriptFile.path] + arguments)
         child.closeInput()
         defer { child.terminate() }
-        guard child.waitForExit(timeout: timeout) else {
+        guard await child.waitForExitAsync(timeout: timeout) else {
             throw FlightTestError("\(arguments.first ?? "") did not finish in \(timeout) s; stderr:\n\(child.stderr)")
         }
         try #require(child.exitStatus == 0, "\(arguments.first ?? "") failed:\n\(child.stderr)", sourceLocation: sourceLocation)
@@ -163,9 +163,9 @@ struct HardeningBudgetTests {
 
     /// Starts an attacker subcommand and waits until it printed READY (its connections are open); closing its
     /// stdin ends it.
-    static func attacker(_ arguments: [String]) throws -> TestChildProcess {
+    static func attacker(_ arguments: [String]) async throws -> TestChildProcess {
         let child = try TestChildProcess(PyArrow.python, [Self.scriptFile.path] + arguments)
-        guard child.nextLine(timeout: 60) == "READY" else {
+        guard await child.nextLineAsync(timeout: 60) == "READY" else {
             child.terminate()
             throw FlightTestError("attacker \(arguments.first ?? "") did not get ready; stderr:\n\(child.stderr)")
         }
@@ -188,10 +188,10 @@ struct HardeningBudgetTests {
         let child: TestChildProcess
         let url: String
 
-        init(limits: String, _ arguments: [String] = []) throws {
+        init(limits: String, _ arguments: [String] = []) async throws {
             let command = "\(limits) && exec '\(HardeningBudgetTests.binary)' flight --listen 127.0.0.1:0 \(arguments.joined(separator: " "))"
             let child = try TestChildProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", command])
-            guard let line = child.nextLine(timeout: 20),
+            guard let line = await child.nextLineAsync(timeout: 20),
                   let match = line.wholeMatch(of: /listening on (grpc:\/\/[0-9.]+:[0-9]+)/)
             else {
                 child.terminate()
@@ -222,9 +222,9 @@ struct HardeningBudgetTests {
             return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
         }
 
-        func stop() -> Bool {
+        func stop() async -> Bool {
             self.child.send(SIGTERM)
-            let exited = self.child.waitForExit(timeout: 10)
+            let exited = await self.child.waitForExitAsync(timeout: 10)
             if !exited { self.child.terminate() }
             return exited && self.child.exitStatus == 0
         }
@@ -234,60 +234,60 @@ struct HardeningBudgetTests {
     /// holds `kept/one`.
     static func withAttack(limits: String = "true", _ arguments: [String] = [],
                            sourceLocation: SourceLocation = #_sourceLocation,
-                           _ attack: (LimitedServer) throws -> Void) throws {
-        let server = try LimitedServer(limits: limits, arguments)
+                           _ attack: (LimitedServer) async throws -> Void) async throws {
+        let server = try await LimitedServer(limits: limits, arguments)
         defer { server.child.terminate() }
-        let stored = try Self.python(["store", server.url, "kept/one"])
+        let stored = try await Self.python(["store", server.url, "kept/one"])
         #expect(stored["rows"] == 5000, sourceLocation: sourceLocation)
-        try attack(server)
+        try await attack(server)
         #expect(server.alive, "the node survived; stderr:\n\(server.child.stderr)", sourceLocation: sourceLocation)
-        let legit = try Self.python(["legit", server.url, "kept/one"])
+        let legit = try await Self.python(["legit", server.url, "kept/one"])
         #expect(legit["fresh_rows"] == 1000, sourceLocation: sourceLocation)
         #expect(legit["kept_rows"] == 5000, "the batch stored before the attack is kept", sourceLocation: sourceLocation)
         #expect(legit["kept_tag"] == "kept", sourceLocation: sourceLocation)
-        #expect(server.stop(), "exits 0 on SIGTERM; stderr:\n\(server.child.stderr)", sourceLocation: sourceLocation)
+        #expect(await server.stop(), "exits 0 on SIGTERM; stderr:\n\(server.child.stderr)", sourceLocation: sourceLocation)
     }
 
     /// The defect: `MessageDeframer` reserved what each prefix announced; under `ulimit -v` a few such streams
     /// aborted the process before authentication.
-    @Test func twoGiBPrefixesUnderAnAddressSpaceLimit() throws {
-        try Self.withAttack(limits: "ulimit -v 3000000") { server in
-            let attacker = try Self.attacker(["prefixes", server.url, "64"])
+    @Test func twoGiBPrefixesUnderAnAddressSpaceLimit() async throws {
+        try await Self.withAttack(limits: "ulimit -v 3000000") { server in
+            let attacker = try await Self.attacker(["prefixes", server.url, "64"])
             defer { attacker.terminate() }
             // While the 64 streams are open, a legitimate client is served and memory stays small.
-            let legit = try Self.python(["legit", server.url, "kept/one"])
+            let legit = try await Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000)
             #expect(server.alive, "64 prefixes of 2 GiB under a 3 GB address-space limit; stderr:\n\(server.child.stderr)")
             let hwm = server.memory("VmHWM")
             Self.report("2 GiB prefixes", "64 streams under ulimit -v 3000000: alive, VmHWM \(hwm) kB")
             #expect(hwm > 0 && hwm < 150_000, "VmHWM \(hwm) kB")
             attacker.closeInput()
-            _ = attacker.waitForExit(timeout: 10)
+            _ = await attacker.waitForExitAsync(timeout: 10)
         }
     }
 
     /// The defect: half-received messages did not count, and `--max-memory` was checked only after a whole message
     /// was buffered (1.12 GB held under `--max-memory 100MB`).
-    @Test func halfMessagesUnderMaxMemory() throws {
-        try Self.withAttack(["--max-memory", "100MB"]) { server in
+    @Test func halfMessagesUnderMaxMemory() async throws {
+        try await Self.withAttack(["--max-memory", "100MB"]) { server in
             let before = server.memory("VmRSS")
             // 40 connections announcing 50 MB each and sending 4 MB: at most two are admitted.
-            let attacker = try Self.attacker(["halfputs", server.url, "40", "50000000", "4000000"])
+            let attacker = try await Self.attacker(["halfputs", server.url, "40", "50000000", "4000000"])
             defer { attacker.terminate() }
-            let legit = try Self.python(["legit", server.url, "kept/one"])
+            let legit = try await Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000)
             let rss = server.memory("VmRSS")
             Self.report("half messages", "40 × 4 MB of 50 MB announced, --max-memory 100MB: VmRSS +\(rss - before) kB, VmHWM \(server.memory("VmHWM")) kB")
             #expect(rss > 0 && rss - before < 60_000, "RSS grew by \(rss - before) kB under 40 half messages")
             attacker.closeInput()
-            _ = attacker.waitForExit(timeout: 10)
+            _ = await attacker.waitForExitAsync(timeout: 10)
         }
     }
 
     /// The defect: 10 concurrent refused 50 MB puts peaked at 340 MB under `--max-memory 100MB`.
-    @Test func concurrentPutsOverMaxMemoryAreRefusedBeforeBuffering() throws {
-        try Self.withAttack(["--max-memory", "100MB"]) { server in
-            let results = try Self.python(["bigputs", server.url, "10", "40"])
+    @Test func concurrentPutsOverMaxMemoryAreRefusedBeforeBuffering() async throws {
+        try await Self.withAttack(["--max-memory", "100MB"]) { server in
+            let results = try await Self.python(["bigputs", server.url, "10", "40"])
             let outcomes = results.array
             #expect(outcomes.count == 10)
             let refused = outcomes.filter { $0["class"] != .null }
@@ -302,42 +302,43 @@ struct HardeningBudgetTests {
     }
 
     /// The defect: 4,200 idle TCP connections made every legitimate client fail UNAVAILABLE.
-    @Test func thousandsOfIdleConnections() throws {
-        try Self.withAttack { server in
-            let attacker = try Self.attacker(["idle", server.url, "5000"])
+    @Test func thousandsOfIdleConnections() async throws {
+        try await Self.withAttack { server in
+            let attacker = try await Self.attacker(["idle", server.url, "5000"])
             defer { attacker.terminate() }
-            let legit = try Self.python(["legit", server.url, "kept/one"])
+            let legit = try await Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000, "served beside 5,000 idle connections")
             Self.report("idle connections", "5,000 idle: legitimate client served, VmRSS \(server.memory("VmRSS")) kB")
             attacker.closeInput()
-            _ = attacker.waitForExit(timeout: 20)
+            _ = await attacker.waitForExitAsync(timeout: 20)
         }
     }
 
     /// The defect: at the descriptor limit `accept` failed with EMFILE and the level-triggered loop spun a core.
-    @Test func descriptorExhaustionNeitherSpinsNorLocksOut() throws {
-        try Self.withAttack(limits: "ulimit -n 200") { server in
-            let attacker = try Self.attacker(["idle", server.url, "600"])
+    @Test func descriptorExhaustionNeitherSpinsNorLocksOut() async throws {
+        try await Self.withAttack(limits: "ulimit -n 200") { server in
+            let attacker = try await Self.attacker(["idle", server.url, "600"])
             defer { attacker.terminate() }
             let cpuBefore = server.cpuSeconds
-            let legit = try Self.python(["legit", server.url, "kept/one"])
+            let legit = try await Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000, "served with 600 idle connections over a 200-descriptor limit")
+            // A measurement window, not a synchronisation: CPU used by an idle-but-attacked node over 2 s.
             let started = ContinuousClock.now
-            while ContinuousClock.now - started < .seconds(2) { usleep(100_000) }
+            try await Task.sleep(for: .seconds(2))
             let elapsed = ContinuousClock.now - started
             let used = server.cpuSeconds - cpuBefore
             Self.report("descriptor exhaustion", "600 idle over ulimit -n 200: served, \(used) CPU s over \(elapsed)")
             #expect(used >= 0 && used < 0.3, "server used \(used) CPU s in \(elapsed) (a spinning loop uses one per s)")
             attacker.closeInput()
-            _ = attacker.waitForExit(timeout: 20)
+            _ = await attacker.waitForExitAsync(timeout: 20)
         }
     }
 
     /// The defect: errors quoting client input passed nghttp2's header limit and were dropped silently (the call
     /// waited for its deadline) or gRPC clients reported "metadata size exceeds hard limit".
-    @Test func oversizedErrorMessagesArrive() throws {
-        try Self.withAttack { server in
-            let facts = try Self.python(["errors", server.url])
+    @Test func oversizedErrorMessagesArrive() async throws {
+        try await Self.withAttack { server in
+            let facts = try await Self.python(["errors", server.url])
             for (call, classes) in [("get", ["ArrowKeyError", "KeyError"]), ("info", ["ArrowKeyError", "KeyError", "ArrowInvalid"]),
                                     ("action", ["ArrowInvalid"])] {
                 let error = facts[call]
@@ -348,5 +349,27 @@ struct HardeningBudgetTests {
                 Self.report("oversized errors", "\(call): \(error["class"]) after \(error["seconds"]) s, \(error["length"]) characters")
             }
         }
+    }
+}
+
+extension TestChildProcess {
+    /// ``nextLine(timeout:)`` without holding a cooperative-pool thread while waiting.
+    func nextLineAsync(timeout: Double) async -> String? {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(timeout * 1000)))
+        while true {
+            if let line = self.nextLine(timeout: 0) { return line }
+            if ContinuousClock.now >= deadline || !self.process.isRunning { return self.nextLine(timeout: 0.2) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// ``waitForExit(timeout:)`` without holding a cooperative-pool thread while waiting.
+    func waitForExitAsync(timeout: Double) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(timeout * 1000)))
+        while self.process.isRunning {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return self.waitForExit(timeout: 1)
     }
 }
