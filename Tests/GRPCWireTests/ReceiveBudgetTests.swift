@@ -271,4 +271,45 @@ final class CountingAdmission: GRPCMessageAdmission {
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
+
+    /// The connection's send budget: 24 streams flooding 1 MiB messages to a client that reads nothing queue one
+    /// message each beyond the budget instead of 4 MiB each (`streamSendBufferLimit`).
+    @Test func sendBudgetBoundsWhatOneConnectionQueues() async throws {
+        let probe = Probe()
+        let server = try ServerBehaviourTests.server(probe) { $0.connectionSendBufferLimit = 4 << 20 }
+        let raw = try RawConnection(port: server.port)
+        // Huge windows: only TCP and the server's own limits hold the responses back.
+        var out = RawConnection.preface
+        out += RawConnection.frame(type: 4, flags: 0, stream: 0, [0, 4] + RawConnection.u32(0x7FFF_FFFF))
+        out += RawConnection.frame(type: 8, flags: 0, stream: 0, RawConnection.u32(0x7FFF_FFFF - 65535))
+        out += RawConnection.frame(type: 4, flags: 1, stream: 0, [])
+        let streams = 24
+        for i in 0..<streams {
+            let id = UInt32(2 * i + 1)
+            let headers = RawConnection.headerBlock([
+                (":method", "POST"), (":scheme", "http"), (":path", ServerBehaviourTests.floodPath),
+                (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers"),
+            ])
+            out += RawConnection.frame(type: 1, flags: 0x4, stream: id, headers)
+            out += RawConnection.frame(type: 0, flags: 0x1, stream: id, [0, 0, 0, 0, 1, 200])
+        }
+        raw.send(out)
+        #expect(await ServerBehaviourTests.waitUntil { probe.sent.load(ordering: .relaxed) > 0 })
+        // Wait until the handlers stop making progress (bounded: 20 s).
+        var last = -1
+        var steady = 0
+        for _ in 0..<80 where steady < 4 {
+            try await Task.sleep(for: .milliseconds(250))
+            let now = probe.sent.load(ordering: .relaxed)
+            steady = now == last ? steady + 1 : 0
+            last = now
+        }
+        #expect(steady >= 4, "the senders did not stall")
+        // Socket buffers, the 8 MiB output queue, the 4 MiB budget and one message per stream (measured: 11; 85 with
+        // the budget off).
+        print("send budget: \(last) MiB accepted by 24 streams")
+        #expect(last < 40, "\(last) MiB accepted on one connection that reads nothing (85 without the budget)")
+        raw.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
 }
