@@ -52,7 +52,8 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxFrameSize: UInt32
     /// Unsent response bytes per stream before `send` suspends.
     public var streamSendBufferLimit: Int
-    /// Received-but-unread request bytes per stream before the window stops reopening.
+    /// Request bytes one stream may hold before its window stops reopening: complete messages its handler has not
+    /// taken plus the partial one (a message alone on its stream always completes, within the budgets below).
     public var streamReceiveBufferLimit: Int
     /// Send a PING after this much silence from a client (nil: never). A connection whose PING is not answered
     /// within `keepaliveTimeout` is closed.
