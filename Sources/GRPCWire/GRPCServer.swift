@@ -35,7 +35,7 @@ public struct GRPCServerConfiguration: Sendable {
     /// RESOURCE_EXHAUSTED. Default 2 GiB (one message of `maxReceiveMessageSize` fits).
     public var connectionReceiveBudget: Int
     /// Request bytes all connections together may hold buffered, as for `connectionReceiveBudget`.
-    /// Default: half the physical memory, clamped to 256 MiB ... 8 GiB.
+    /// Default: half the physical memory, clamped to 256 MiB ... 8 GiB, and to half of `RLIMIT_AS` when set.
     public var serverReceiveBudget: Int
     /// Unsent response bytes of all streams of one connection; beyond it, a handler's `send` waits until its own
     /// stream's queue is empty. Default 32 MiB.
@@ -52,7 +52,8 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxFrameSize: UInt32
     /// Unsent response bytes per stream before `send` suspends.
     public var streamSendBufferLimit: Int
-    /// Received-but-unread request bytes per stream before the window stops reopening.
+    /// Request bytes one stream may hold before its window stops reopening: complete messages its handler has not
+    /// taken plus the partial one (a message alone on its stream always completes, within the budgets below).
     public var streamReceiveBufferLimit: Int
     /// Send a PING after this much silence from a client (nil: never). A connection whose PING is not answered
     /// within `keepaliveTimeout` is closed.
@@ -86,13 +87,20 @@ public struct GRPCServerConfiguration: Sendable {
         self.keepaliveTimeout = .seconds(20)
     }
 
-    /// Half the physical memory, clamped to 256 MiB ... 8 GiB.
+    /// Half the physical memory, clamped to 256 MiB ... 8 GiB, and to half the address-space limit when set.
     static var defaultServerReceiveBudget: Int {
         let pages = Int(sysconf(Int32(_SC_PHYS_PAGES)))
         let size = Int(sysconf(Int32(_SC_PAGESIZE)))
         let (total, overflow) = pages.multipliedReportingOverflow(by: size)
         let half = overflow || pages <= 0 || size <= 0 ? 8 << 30 : total / 2
-        return min(max(half, 256 << 20), 8 << 30)
+        var budget = min(max(half, 256 << 20), 8 << 30)
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max,
+            limit.rlim_cur < rlim_t(Int.max)
+        {
+            budget = min(budget, max(64 << 20, Int(limit.rlim_cur) / 2))
+        }
+        return budget
     }
 }
 

@@ -147,7 +147,8 @@ class H2Connection: LoopHandler {
             return
         }
         if self.awaitingPreface, !self.isClosed, now - self.createdAt > self.handshakeTimeout {
-            self.close(runner: runner, reason: GRPCStatus(.unavailable, "no HTTP/2 preface within the handshake timeout"))
+            self.close(
+                runner: runner, reason: GRPCStatus(.unavailable, "no HTTP/2 preface within the handshake timeout"))
             return
         }
         guard let interval = self.keepaliveInterval, !self.isClosed, !self.connecting, let session = self.session else {

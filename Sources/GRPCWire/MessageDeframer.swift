@@ -1,10 +1,12 @@
 /// Reassembles gRPC length-prefixed messages (`u8 compressed`, `u32 big-endian length`, bytes) from DATA chunks.
 ///
 /// Each message is copied once from nghttp2's chunks into one `[UInt8]`. The buffer is never sized from the
-/// prefix alone: it starts at `min(announced, initialCapacity)` and doubles as bytes arrive, never beyond the
-/// announced size, so its capacity stays at most `max(initialCapacity, 2 × received)` and a prefix announcing
-/// 2 GiB with nothing behind it costs 64 KiB. The final array is exactly the announced size; while growing, the
-/// peak is 1.5 × the message (the half-size buffer and its successor).
+/// prefix alone: it starts at `min(announced, initialCapacity)` and doubles as bytes arrive (capacity at most
+/// `max(initialCapacity, 2 × received)`) until 1/64 of the announced size has arrived; then it takes the announced
+/// size in one step. So a prefix announcing 2 GiB with nothing behind it costs 64 KiB, a peer must send 1/64 of
+/// what it announces before the whole buffer exists, the final array is exactly the message, and the extra copies
+/// (and the peak above the message) stay under 1/32 of it. Large intermediate buffers would also make glibc trim
+/// and refault its heap for every message.
 ///
 /// Every capacity step is charged through the `charge` closure before it is allocated (the stream, connection
 /// and server budgets); a refused charge ends the message with ``GRPCWireError/receiveBudgetExhausted``.
@@ -22,6 +24,9 @@ struct MessageDeframer {
     private(set) var charged = 0
     /// Bytes consumed so far (for error offsets).
     private(set) var offset = 0
+
+    /// The buffer takes the announced size once 1/`finalStepDivisor` of it has arrived.
+    static let finalStepDivisor = 64
 
     init(maxMessageSize: Int, initialCapacity: Int = 64 << 10) {
         self.maxMessageSize = maxMessageSize
@@ -98,8 +103,12 @@ struct MessageDeframer {
                 }
             } else {
                 if self.message.count == self.charged {
-                    // Full: double (never past the announced size), charging the step first.
-                    let next = min(self.expected, self.charged &* 2)
+                    // Full: double, or go straight to the announced size once a sixty-fourth of it arrived (so large
+                    // messages free no large intermediate buffers), charging the step first.
+                    let received = self.message.count
+                    let next =
+                        received >= self.expected / Self.finalStepDivisor
+                        ? self.expected : min(self.expected, received &* 2)
                     let step = next - self.charged
                     guard charge(step) else { throw .receiveBudgetExhausted(requested: step) }
                     self.charged = next

@@ -103,7 +103,8 @@ final class ServerConnection: H2Connection {
 
     /// Closed to make room for a new connection (this one is the oldest still in its handshake).
     func evict(runner: LoopRunner) {
-        self.close(runner: runner, reason: GRPCStatus(.unavailable, "closed at the connection limit before its handshake"))
+        self.close(
+            runner: runner, reason: GRPCStatus(.unavailable, "closed at the connection limit before its handshake"))
     }
 
     override func tick(now: ContinuousClock.Instant, runner: LoopRunner) {

@@ -103,6 +103,17 @@ import Testing
         await server.shutdown(gracePeriod: .seconds(1))
     }
 
+    /// A channel whose connection was closed for idleness reconnects for its next call.
+    @Test func channelsReconnectAfterTheIdleTimeout() async throws {
+        let server = try ServerBehaviourTests.server(Probe()) { $0.idleTimeout = .milliseconds(200) }
+        let channel = try TestSupport.channel(port: server.port, tls: false)
+        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[6][...]]) == [6])
+        #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 0 }, "closed when idle")
+        #expect(try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[7][...]]) == [7])
+        channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
     @Test func peerAddressesIgnoreThePortAndUnmapIPv4() {
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)

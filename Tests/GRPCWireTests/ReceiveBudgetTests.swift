@@ -61,6 +61,13 @@ extension RawConnection {
     }
 }
 
+/// Runs blocking socket reads on a thread of their own instead of a cooperative-pool thread.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
+}
+
 /// Counts what the admission hook saw; refuses messages over `limit`.
 final class CountingAdmission: GRPCMessageAdmission {
     let limit: Int
@@ -117,7 +124,9 @@ final class CountingAdmission: GRPCMessageAdmission {
             }
             offset += n
             received = out.isEmpty ? d.partialBytes : size
-            #expect(charged <= max(64 << 10, 2 * received), "charged \(charged) for \(received) received bytes")
+            // Doubling while under 1/64 of the message, then the whole message at once.
+            let bound = received * 64 >= size ? size : max(64 << 10, 2 * received)
+            #expect(charged <= bound, "charged \(charged) for \(received) received bytes")
         }
         #expect(out.count == 1)
         #expect(out.first == body)
@@ -128,7 +137,8 @@ final class CountingAdmission: GRPCMessageAdmission {
         let wire = RawConnection.grpcPrefix(200_000) + [UInt8](repeating: 7, count: 100_000)
         var d = MessageDeframer(maxMessageSize: 1 << 20)
         var budget = 100_000
-        #expect(throws: GRPCWireError.receiveBudgetExhausted(requested: 65536)) {
+        // 64 KiB fit; the step to the whole 200,000 bytes does not.
+        #expect(throws: GRPCWireError.receiveBudgetExhausted(requested: 200_000 - 65536)) {
             try wire.withUnsafeBufferPointer { buf in
                 try d.feed(
                     buf,
@@ -182,7 +192,7 @@ final class CountingAdmission: GRPCMessageAdmission {
         raw.handshake()
         raw.request(stream: 1, path: ServerBehaviourTests.echoPath)
         let sent = 1 << 20
-        raw.data(stream: 1, RawConnection.grpcPrefix(64 << 20) + [UInt8](repeating: 1, count: sent))
+        raw.data(stream: 1, RawConnection.grpcPrefix(256 << 20) + [UInt8](repeating: 1, count: sent))
         #expect(await ServerBehaviourTests.waitUntil { server.bufferedRequestBytes >= sent })
         #expect(server.bufferedRequestBytes <= 2 * sent, "held \(server.bufferedRequestBytes) for \(sent) received")
         // RST_STREAM(CANCEL) drops the partial message and its charge.
@@ -218,15 +228,17 @@ final class CountingAdmission: GRPCMessageAdmission {
             let raw = try RawConnection(port: server.port)
             raw.handshake()
             raw.request(stream: 1, path: ServerBehaviourTests.echoPath)
-            raw.data(stream: 1, RawConnection.grpcPrefix(32 << 20) + [UInt8](repeating: 3, count: 1 << 20 + 1))
+            raw.data(stream: 1, RawConnection.grpcPrefix(256 << 20) + [UInt8](repeating: 3, count: 1 << 20 + 1))
             raws.append(raw)
         }
         // Each connection wants a 2 MiB buffer for its 1 MiB + 1 byte: at most two fit, the others are refused.
-        var refused = 0
-        for raw in raws {
-            // Refused streams get their status (HEADERS with END_STREAM) at once; admitted ones wait for more.
-            let sawStatus = raw.readFrames { type, flags, stream, _ in type == 0x1 && flags & 0x1 != 0 && stream == 1 }
-            if sawStatus { refused += 1 }
+        // Refused streams get their status (HEADERS with END_STREAM) at once; admitted ones wait for more (their read
+        // ends after the 5 s receive timeout, on a thread of its own so the server's handlers keep their threads).
+        let connections = raws
+        let refused = await offThePool {
+            connections.filter { raw in
+                raw.readFrames { type, flags, stream, _ in type == 0x1 && flags & 0x1 != 0 && stream == 1 }
+            }.count
         }
         #expect(server.bufferedRequestBytes <= 4 << 20)
         #expect(refused >= 6, "\(refused) of 8 connections were refused")
@@ -257,6 +269,47 @@ final class CountingAdmission: GRPCMessageAdmission {
                 admission.released.load(ordering: .relaxed) == admission.admitted.load(ordering: .relaxed)
             }, "every admitted message is released once")
         channel.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
+    /// The connection's send budget: 24 streams flooding 1 MiB messages to a client that reads nothing queue one
+    /// message each beyond the budget instead of 4 MiB each (`streamSendBufferLimit`).
+    @Test func sendBudgetBoundsWhatOneConnectionQueues() async throws {
+        let probe = Probe()
+        let server = try ServerBehaviourTests.server(probe) { $0.connectionSendBufferLimit = 4 << 20 }
+        let raw = try RawConnection(port: server.port)
+        // Huge windows: only TCP and the server's own limits hold the responses back.
+        var out = RawConnection.preface
+        out += RawConnection.frame(type: 4, flags: 0, stream: 0, [0, 4] + RawConnection.u32(0x7FFF_FFFF))
+        out += RawConnection.frame(type: 8, flags: 0, stream: 0, RawConnection.u32(0x7FFF_FFFF - 65535))
+        out += RawConnection.frame(type: 4, flags: 1, stream: 0, [])
+        let streams = 24
+        for i in 0..<streams {
+            let id = UInt32(2 * i + 1)
+            let headers = RawConnection.headerBlock([
+                (":method", "POST"), (":scheme", "http"), (":path", ServerBehaviourTests.floodPath),
+                (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers"),
+            ])
+            out += RawConnection.frame(type: 1, flags: 0x4, stream: id, headers)
+            out += RawConnection.frame(type: 0, flags: 0x1, stream: id, [0, 0, 0, 0, 1, 200])
+        }
+        raw.send(out)
+        #expect(await ServerBehaviourTests.waitUntil { probe.sent.load(ordering: .relaxed) > 0 })
+        // Wait until the handlers stop making progress (bounded: 20 s).
+        var last = -1
+        var steady = 0
+        for _ in 0..<80 where steady < 4 {
+            try await Task.sleep(for: .milliseconds(250))
+            let now = probe.sent.load(ordering: .relaxed)
+            steady = now == last ? steady + 1 : 0
+            last = now
+        }
+        #expect(steady >= 4, "the senders did not stall")
+        // Socket buffers, the 8 MiB output queue, the 4 MiB budget and one message per stream (measured: 11; 85 with
+        // the budget off).
+        print("send budget: \(last) MiB accepted by 24 streams")
+        #expect(last < 40, "\(last) MiB accepted on one connection that reads nothing (85 without the budget)")
+        raw.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
 }

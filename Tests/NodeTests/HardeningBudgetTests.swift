@@ -154,7 +154,7 @@ struct HardeningBudgetTests {
         let child = try TestChildProcess(PyArrow.python, [Self.scriptFile.path] + arguments)
         child.closeInput()
         defer { child.terminate() }
-        guard await child.waitForExit(timeout: timeout) else {
+        guard await child.waitForExitAsync(timeout: timeout) else {
             throw FlightTestError("\(arguments.first ?? "") did not finish in \(timeout) s; stderr:\n\(child.stderr)")
         }
         try #require(child.exitStatus == 0, "\(arguments.first ?? "") failed:\n\(child.stderr)", sourceLocation: sourceLocation)
@@ -165,7 +165,7 @@ struct HardeningBudgetTests {
     /// stdin ends it.
     static func attacker(_ arguments: [String]) async throws -> TestChildProcess {
         let child = try TestChildProcess(PyArrow.python, [Self.scriptFile.path] + arguments)
-        guard await child.nextLine(timeout: 60) == "READY" else {
+        guard await child.nextLineAsync(timeout: 60) == "READY" else {
             child.terminate()
             throw FlightTestError("attacker \(arguments.first ?? "") did not get ready; stderr:\n\(child.stderr)")
         }
@@ -191,7 +191,7 @@ struct HardeningBudgetTests {
         init(limits: String, _ arguments: [String] = []) async throws {
             let command = "\(limits) && exec '\(HardeningBudgetTests.binary)' flight --listen 127.0.0.1:0 \(arguments.joined(separator: " "))"
             let child = try TestChildProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", command])
-            guard let line = await child.nextLine(timeout: 20),
+            guard let line = await child.nextLineAsync(timeout: 20),
                   let match = line.wholeMatch(of: /listening on (grpc:\/\/[0-9.]+:[0-9]+)/)
             else {
                 child.terminate()
@@ -224,7 +224,7 @@ struct HardeningBudgetTests {
 
         func stop() async -> Bool {
             self.child.send(SIGTERM)
-            let exited = await self.child.waitForExit(timeout: 10)
+            let exited = await self.child.waitForExitAsync(timeout: 10)
             if !exited { self.child.terminate() }
             return exited && self.child.exitStatus == 0
         }
@@ -262,7 +262,7 @@ struct HardeningBudgetTests {
             Self.report("2 GiB prefixes", "64 streams under ulimit -v 3000000: alive, VmHWM \(hwm) kB")
             #expect(hwm > 0 && hwm < 150_000, "VmHWM \(hwm) kB")
             attacker.closeInput()
-            _ = await attacker.waitForExit(timeout: 10)
+            _ = await attacker.waitForExitAsync(timeout: 10)
         }
     }
 
@@ -280,7 +280,7 @@ struct HardeningBudgetTests {
             Self.report("half messages", "40 × 4 MB of 50 MB announced, --max-memory 100MB: VmRSS +\(rss - before) kB, VmHWM \(server.memory("VmHWM")) kB")
             #expect(rss > 0 && rss - before < 60_000, "RSS grew by \(rss - before) kB under 40 half messages")
             attacker.closeInput()
-            _ = await attacker.waitForExit(timeout: 10)
+            _ = await attacker.waitForExitAsync(timeout: 10)
         }
     }
 
@@ -310,7 +310,7 @@ struct HardeningBudgetTests {
             #expect(legit["kept_rows"] == 5000, "served beside 5,000 idle connections")
             Self.report("idle connections", "5,000 idle: legitimate client served, VmRSS \(server.memory("VmRSS")) kB")
             attacker.closeInput()
-            _ = await attacker.waitForExit(timeout: 20)
+            _ = await attacker.waitForExitAsync(timeout: 20)
         }
     }
 
@@ -322,14 +322,15 @@ struct HardeningBudgetTests {
             let cpuBefore = server.cpuSeconds
             let legit = try await Self.python(["legit", server.url, "kept/one"])
             #expect(legit["kept_rows"] == 5000, "served with 600 idle connections over a 200-descriptor limit")
+            // A measurement window, not a synchronisation: CPU used by an idle-but-attacked node over 2 s.
             let started = ContinuousClock.now
-            while ContinuousClock.now - started < .seconds(2) { usleep(100_000) }
+            try await Task.sleep(for: .seconds(2))
             let elapsed = ContinuousClock.now - started
             let used = server.cpuSeconds - cpuBefore
             Self.report("descriptor exhaustion", "600 idle over ulimit -n 200: served, \(used) CPU s over \(elapsed)")
             #expect(used >= 0 && used < 0.3, "server used \(used) CPU s in \(elapsed) (a spinning loop uses one per s)")
             attacker.closeInput()
-            _ = await attacker.waitForExit(timeout: 20)
+            _ = await attacker.waitForExitAsync(timeout: 20)
         }
     }
 
@@ -348,5 +349,27 @@ struct HardeningBudgetTests {
                 Self.report("oversized errors", "\(call): \(error["class"]) after \(error["seconds"]) s, \(error["length"]) characters")
             }
         }
+    }
+}
+
+extension TestChildProcess {
+    /// ``nextLine(timeout:)`` without holding a cooperative-pool thread while waiting.
+    func nextLineAsync(timeout: Double) async -> String? {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(timeout * 1000)))
+        while true {
+            if let line = self.nextLine(timeout: 0) { return line }
+            if ContinuousClock.now >= deadline || !self.process.isRunning { return self.nextLine(timeout: 0.2) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// ``waitForExit(timeout:)`` without holding a cooperative-pool thread while waiting.
+    func waitForExitAsync(timeout: Double) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(timeout * 1000)))
+        while self.process.isRunning {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return self.waitForExit(timeout: 1)
     }
 }

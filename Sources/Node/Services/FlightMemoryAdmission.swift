@@ -5,10 +5,12 @@ internal import Synchronization
 /// it: a message that would not fit beside what is stored, reserved and already being received is refused with
 /// RESOURCE_EXHAUSTED at its 5-byte prefix, so a refused upload costs nothing.
 public final class FlightMemoryAdmission: GRPCMessageAdmission {
+    /// The store whose `maxMemory` is enforced.
     public let store: BatchStore
     /// Bytes of admitted messages GRPCWire is receiving or holding for their handlers.
     private let inFlight = Atomic<Int>(0)
 
+    /// Admits messages against `store.maxMemory` (everything, when it is unlimited).
     public init(store: BatchStore) {
         self.store = store
     }
@@ -16,6 +18,8 @@ public final class FlightMemoryAdmission: GRPCMessageAdmission {
     /// Bytes of admitted messages not yet taken by their handlers.
     public var inFlightBytes: Int { self.inFlight.load(ordering: .relaxed) }
 
+    /// Nil when stored + reserved + in-flight + `length` fits `maxMemory` (the message is then in flight until
+    /// released); RESOURCE_EXHAUSTED otherwise.
     public func admit(path: String, metadata: GRPCMetadata, length: Int) -> GRPCStatus? {
         let limit = self.store.maxMemory
         guard limit != .max else { return nil }
@@ -38,6 +42,7 @@ public final class FlightMemoryAdmission: GRPCMessageAdmission {
         }
     }
 
+    /// The message left GRPCWire (taken by its handler, which charges the store itself, or dropped).
     public func release(path: String, length: Int) {
         guard self.store.maxMemory != .max else { return }
         self.inFlight.wrappingSubtract(length, ordering: .relaxed)
