@@ -308,7 +308,8 @@ final class ChildDriver {
         let limit: Int
         switch self.mode {
         case .oneShot:
-            limit = self.maxOutputBytes &+ 1  // one byte over the limit tells an overflow
+            // One byte over the limit tells an overflow.
+            limit = self.maxOutputBytes == .max ? .max : self.maxOutputBytes + 1
         case .persistent:
             if let answer = self.answer { limit = PersistentFraming.answerHeaderSize + answer.length }
             else { limit = PersistentFraming.answerHeaderSize + 64 << 10 }
@@ -349,8 +350,8 @@ final class ChildDriver {
                 self.breakProtocol(message)
                 return
             case let .header(header):
+                // The buffer grows as the payload arrives (never allocated up front from the announced length).
                 self.answer = header
-                self.output.reserve(total: PersistentFraming.answerHeaderSize + header.length)
             }
         }
         guard let answer = self.answer else { return }
