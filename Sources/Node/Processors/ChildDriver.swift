@@ -40,7 +40,9 @@ final class ChildDriver {
     }
 
     func run() {
-        defer { self.child.finish() }
+        /// What a job queued after the end is answered with (besides `cancelled` after a kill).
+        var failure: ProcessorError?
+        defer { self.child.finish(answeringLateJobsWith: failure) }
         if self.mode == .oneShot {
             // The child is spawned once its batch is here (it is handed over right after launch).
             guard let job = self.waitForFirstJob() else { return }
@@ -58,6 +60,7 @@ final class ChildDriver {
         } catch {
             (self.job ?? self.child.takeJob())?.continuation.resume(returning: .failure(error))
             self.job = nil
+            failure = error
             return
         }
         _ = self.child.spawned(self.pid)

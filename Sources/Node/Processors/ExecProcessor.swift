@@ -15,8 +15,11 @@ internal import Synchronization
 /// SIGPIPE is ignored in the whole process once an ExecProcessor exists (a child that exits without reading its
 /// input is a normal failure, not a crash of the node).
 public final class ExecProcessor: BatchProcessor {
+    /// The shell command, run as `/bin/sh -c command`.
     public let command: String
+    /// Most bytes accepted on stdout for one batch.
     public let maxOutputBytes: Int
+    /// Whether children stay up between batches (``PersistentFraming``).
     public let persistent: Bool
     /// Limits applied to the child's output stream.
     public let limits: IPCReadLimits
@@ -158,6 +161,7 @@ public final class ExecProcessor: BatchProcessor {
             let child = try self.idleOrNewChild()
             let outcome = await self.run(child, request: request)
             if case .childGone = outcome { continue }
+            if case .failure(.spawnFailed) = outcome { return try self.output(of: outcome) }
             if child.isUsable { self.park(child) }
             return try self.output(of: outcome)
         }
