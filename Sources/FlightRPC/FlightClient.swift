@@ -9,8 +9,8 @@ public struct FlightLocation: Sendable, Equatable, CustomStringConvertible {
     public let port: Int
     public let tls: Bool
 
-    /// - Throws: ``NodeError/invalidArgument(_:)`` for other schemes or a missing port.
-    public init(parsing uri: String) throws(NodeError) {
+    /// - Throws: ``FlightRPCError/invalidArgument(_:)`` for other schemes or a missing port.
+    public init(parsing uri: String) throws(FlightRPCError) {
         let tls = uri.hasPrefix("grpc+tls://")
         guard tls || uri.hasPrefix("grpc://") || uri.hasPrefix("grpc+tcp://"), let address = HostPort(argument: uri),
               address.port > 0
@@ -45,7 +45,7 @@ public final class FlightClient: Sendable {
         var tls: TLSConfiguration?
         if location.tls {
             guard let trustRoots else {
-                throw NodeError.invalidArgument("grpc+tls needs the server's CA certificate (--tls-ca FILE)")
+                throw FlightRPCError.invalidArgument("grpc+tls needs the server's CA certificate (--tls-ca FILE)")
             }
             tls = .client(trustRoots: trustRoots, serverName: serverName)
         }
@@ -161,8 +161,17 @@ public final class FlightClient: Sendable {
     }
 
     /// Starts a DoPut of `descriptor`; send IPC messages with the writer, then ``FlightPutWriter/finish()``.
-    public func doPut(_ descriptor: FlightDescriptor) -> FlightPutWriter {
-        FlightPutWriter(call: self.channel.makeCall(path: self.path("DoPut"), metadata: self.callHeaders), descriptor: descriptor)
+    ///
+    /// - Parameter metadata: headers for this call only, sent after the client's own.
+    public func doPut(_ descriptor: FlightDescriptor, metadata: GRPCMetadata = GRPCMetadata()) -> FlightPutWriter {
+        var headers = self.callHeaders
+        for entry in metadata {
+            switch entry.value {
+            case let .string(text): headers.add(entry.name, text)
+            case let .binary(bytes): headers.add(entry.name, binary: bytes)
+            }
+        }
+        return FlightPutWriter(call: self.channel.makeCall(path: self.path("DoPut"), metadata: headers), descriptor: descriptor)
     }
 
     /// Starts a DoExchange of `descriptor`: send with the writer, read with the reader.

@@ -4,13 +4,13 @@ internal import Synchronization
 
 /// Process-level helpers for the long-running modes: stdout lines that are never buffered, log lines on
 /// stderr, and waiting for SIGINT/SIGTERM.
-enum NodeRuntime {
+package enum ProcessIO {
     /// Writes one line to stdout immediately (tests and scripts read `listening on …` from a pipe).
-    static func printLine(_ text: String) {
+    package static func printLine(_ text: String) {
         self.write(STDOUT_FILENO, text + "\n")
     }
 
-    static func write(_ fd: Int32, _ text: String) {
+    package static func write(_ fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
@@ -22,7 +22,7 @@ enum NodeRuntime {
     }
 
     /// Suspends until SIGINT or SIGTERM arrives; returns the signal's name.
-    static func waitForTermination() async -> String {
+    package static func waitForTermination() async -> String {
         await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
             let queue = DispatchQueue(label: "valkeyflight.signals")
             let once = OnceFlag()
@@ -47,7 +47,8 @@ enum NodeRuntime {
 }
 
 /// True for the first caller of `claim()` only.
-final class OnceFlag: Sendable {
+package final class OnceFlag: Sendable {
     private let claimed = Atomic(false)
-    func claim() -> Bool { self.claimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
+    package init() {}
+    package func claim() -> Bool { self.claimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
 }

@@ -1,9 +1,9 @@
 internal import Glibc
 
 /// Whole-file reads and vectored writes on file descriptors (`-` is stdin/stdout), without Foundation.
-enum FileIO {
+package enum FileIO {
     /// Reads all of `path` (or stdin for `-`) into one array.
-    static func readAll(_ path: String) throws(NodeError) -> [UInt8] {
+    package static func readAll(_ path: String) throws(NodeError) -> [UInt8] {
         let fd: Int32 = path == "-" ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         defer { if path != "-" { close(fd) } }
@@ -31,7 +31,7 @@ enum FileIO {
     }
 
     /// Writes `segments` in order to `path` (or stdout for `-`), creating or truncating the file.
-    static func write(_ segments: [ArraySlice<UInt8>], to path: String) throws(NodeError) {
+    package static func write(_ segments: [ArraySlice<UInt8>], to path: String) throws(NodeError) {
         let fd: Int32 = path == "-" ? STDOUT_FILENO : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(operation: "create", path: path, errno: errno) }
         do throws(NodeError) {
@@ -57,12 +57,5 @@ enum FileIO {
                 written += result
             }
         }
-    }
-}
-
-enum SystemError {
-    static func message(_ code: Int32) -> String {
-        guard let text = strerror(code) else { return "error \(code)" }
-        return String(cString: text)
     }
 }

@@ -20,21 +20,21 @@ public struct FlightBasicAuth: Sendable {
 
     /// Parses `USER:PASS`.
     ///
-    /// - Throws: ``NodeError/invalidArgument(_:)`` without a colon or with an empty user.
-    public init(parsing text: String) throws(NodeError) {
+    /// - Throws: ``FlightRPCError/invalidArgument(_:)`` without a colon or with an empty user.
+    public init(parsing text: String) throws(FlightRPCError) {
         let (username, password) = try Self.split(text)
         self.init(username: username, password: password)
     }
 
     /// Splits `USER:PASS` at the first colon.
-    static func split(_ text: String) throws(NodeError) -> (username: String, password: String) {
+    package static func split(_ text: String) throws(FlightRPCError) -> (username: String, password: String) {
         guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
             throw .invalidArgument("--auth-basic expects USER:PASS")
         }
         return (String(text[..<colon]), String(text[text.index(after: colon)...]))
     }
 
-    static func randomToken() -> String {
+    package static func randomToken() -> String {
         var generator = SystemRandomNumberGenerator()
         return (0..<4).map { _ in
             let hex = String(generator.next() as UInt64, radix: 16)

@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 public import ArgumentParser
 internal import ArrowIPC
 

@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 internal import ArgumentParser
 internal import Glibc
 
@@ -28,23 +30,10 @@ enum Environment {
     }
 }
 
-/// Minimal JSON text helpers for command output (no Foundation).
-enum JSONText {
-    static func quote(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
+extension Environment {
+    /// A boolean flag from `VALKEYFLIGHT_<name>`: `1`, `true` or `yes` (any case) turn it on.
+    static func flag(_ name: String) -> Bool {
+        guard let text = self.value(for: name)?.lowercased() else { return false }
+        return ["1", "true", "yes", "on"].contains(text)
     }
 }

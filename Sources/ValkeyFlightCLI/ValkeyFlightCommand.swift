@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 public import ArgumentParser
 internal import GRPCWire
 internal import Glibc
@@ -8,7 +10,11 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
         commandName: "valkeyflight",
         abstract: "Move and process Apache Arrow data: Flight server, Valkey coordinator and workers in one binary.",
         version: ValkeyFlightCommand.versionText,
-        subcommands: [FlightCommand.self, SubmitCommand.self, GetCommand.self, ListCommand.self, IPCCommand.self, BenchCommand.self]
+        subcommands: [
+            AllCommand.self, FlightCommand.self, CoordinatorCommand.self, WorkerCommand.self,
+            SubmitCommand.self, StatusCommand.self, WaitCommand.self, GetCommand.self, ListCommand.self,
+            RetryCommand.self, CancelCommand.self, StatsCommand.self, IPCCommand.self, BenchCommand.self,
+        ]
     )
 
     public init() {}
@@ -27,6 +33,10 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let error as ExitCodeError {
+            let line = "valkeyflight: error: \(error.message)\n"
+            _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+            Glibc.exit(error.code)
         } catch {
             let code = Self.exitCode(for: error)
             if code == .success {

@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 internal import ArgumentParser
 internal import ArrowIPC
 internal import FlightProto
@@ -55,11 +57,11 @@ final class TransferProgress: Sendable {
         guard due else { return }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let mib = Double(bytes) / 1_048_576
-        NodeRuntime.write(STDERR_FILENO, "\r\(self.label): \(Int(mib)) MiB, \(Int(mib / seconds)) MiB/s   ")
+        ProcessIO.write(STDERR_FILENO, "\r\(self.label): \(Int(mib)) MiB, \(Int(mib / seconds)) MiB/s   ")
     }
 
     func finish() {
-        if self.shown.withLock({ $0.1 }) { NodeRuntime.write(STDERR_FILENO, "\n") }
+        if self.shown.withLock({ $0.1 }) { ProcessIO.write(STDERR_FILENO, "\n") }
     }
 }
 
@@ -99,6 +101,12 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "Batch id (one file only); the server makes one when omitted.")
     var id: String?
 
+    @Flag(help: "Wait until every submitted batch is finished (exit 1 if any did not complete).")
+    var wait = false
+
+    @Option(help: "With --wait: give up after DURATION.")
+    var timeout: DurationOption?
+
     func run() async throws {
         let queue = try Environment.resolve(self.queue, "QUEUE", default: "default")
         guard !self.files.isEmpty else { throw NodeError.invalidArgument("submit needs at least one file") }
@@ -109,6 +117,7 @@ struct SubmitCommand: AsyncParsableCommand {
         _ = try BatchKey(queue: queue, id: self.id ?? "x")
         let client = try await self.client.connect()
         defer { client.close() }
+        var keys: [BatchKey] = []
         for file in self.files {
             let bytes = try FileIO.readAll(file)
             let progress = TransferProgress("sending \(file)")
@@ -123,11 +132,14 @@ struct SubmitCommand: AsyncParsableCommand {
             progress.finish()
             guard let result = results.last else { throw NodeError.invalidArgument("submit \(file): the server sent no PutResult") }
             let text = String(decoding: result.value, as: UTF8.self)
-            if self.client.json {
-                print(text)
-            } else {
-                print(PutResultSummary(json: text).line)
+            if let key = JSONValue.parse(text)?["key"]?.text { keys.append(try BatchKey(parsing: key)) }
+            if !self.wait || !self.client.json {
+                print(self.client.json ? text : PutResultSummary(json: text).line)
             }
+        }
+        if self.wait {
+            let timeout = try Environment.resolve(self.timeout, "TIMEOUT")?.duration
+            try await BatchWaiting(client: client, json: self.client.json).wait(keys, timeout: timeout)
         }
     }
 }
@@ -201,11 +213,44 @@ struct ListCommand: AsyncParsableCommand {
     @Option(help: "Only batches of this queue.")
     var queue: String?
 
+    @Option(help: "Only batches in this status: pending, processing, retry_wait, completed, failed, cancelled (needs a node with a coordinator).")
+    var status: String?
+
+    @Option(help: "At most this many batches (with a coordinator). (default: 1000)")
+    var limit: Int?
+
     func run() async throws {
         let queue = try Environment.resolve(self.queue, "QUEUE")
         if let queue { try BatchKey.check(queue, "queue") }
+        let status = try Environment.resolve(self.status, "STATUS")
+        let states = ["pending", "processing", "retry_wait", "completed", "failed", "cancelled"]
+        if let status, !states.contains(status) {
+            throw NodeError.invalidArgument("--status must be one of \(states.joined(separator: ", ")), got '\(status)'")
+        }
+        let limit = try Environment.resolve(self.limit, "LIMIT", default: 1000)
+        guard limit > 0 else { throw NodeError.invalidArgument("--limit must be positive") }
         let client = try await self.client.connect()
         defer { client.close() }
+        // A node with a coordinator lists status objects; a plain Flight store lists what it holds.
+        var request = "{\"limit\":\(limit)"
+        if let queue { request += ",\"queue\":\(JSONText.quote(queue))" }
+        if let status { request += ",\"status\":\(JSONText.quote(status))" }
+        request += "}"
+        do {
+            let results = try await client.doAction(FlightAction(type: "list", body: Array(request.utf8)[...]))
+            let texts = results.map { String(decoding: $0.value, as: UTF8.self) }
+            if self.client.json { return texts.forEach { print($0) } }
+            guard !texts.isEmpty else { return print("no batches") }
+            texts.forEach { print(statusLine($0)) }
+            return
+        } catch let error as GRPCStatus where ![.unavailable, .unauthenticated, .deadlineExceeded].contains(error.code) {
+            // Not a node with a coordinator (ours answers "unknown action"; other Flight servers differ).
+            guard status == nil else {
+                throw NodeError.invalidArgument("list --status needs a node with a coordinator (this one is a plain Flight store)")
+            }
+        } catch {
+            throw ClientErrors.describe(error, "list")
+        }
         let infos: [FlightInfo]
         do {
             infos = try await client.listFlights(criteria: queue.map { Array("\($0)/".utf8) } ?? [])

@@ -1,3 +1,5 @@
+internal import Node
+internal import FlightRPC
 internal import ArgumentParser
 internal import RESP
 
@@ -5,8 +7,8 @@ internal import RESP
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: the RESP client against a Valkey server.",
-        subcommands: [BenchValkeyCommand.self]
+        abstract: "Benchmarks: the RESP client against Valkey, and the whole pipeline.",
+        subcommands: [BenchValkeyCommand.self, BenchPipelineCommand.self]
     )
 }
 
@@ -62,5 +64,54 @@ struct BenchValkeyCommand: AsyncParsableCommand {
         print(report.description)
         print("\(Int(report.operationsPerSecond)) ops/s")
         if report.errors > 0 { throw NodeError.invalidArgument("\(report.errors) commands failed") }
+    }
+}
+
+/// `valkeyflight bench pipeline`: batches/s through the whole pipeline (or the coordinator alone).
+struct BenchPipelineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Measure batches/s through the pipeline: submit over Flight, claim, process, store the result, complete.",
+        discussion: """
+            Without --valkey it starts its own private valkey-server. Prints 'N batches/s' first, then rows/s and \
+            the p50/p99 latency from an acknowledged submit to the start and the end of processing. \
+            scripts/bench-pipeline runs it beside RQ, arq and BullMQ on the same valkey-server.
+            """
+    )
+
+    @Option(help: "Batches to push through.")
+    var batches = 10_000
+
+    @Option(help: "Rows per batch.")
+    var rows = 1
+
+    @Option(help: "Worker slots (--concurrency of the node's pool).")
+    var workers = 8
+
+    @Option(help: "Concurrent submits.")
+    var submitters = 32
+
+    @Flag(help: "Only the coordinator: register + claim + complete per batch, no data, no Flight.")
+    var coordinatorOnly = false
+
+    @Option(help: "Valkey URL (default: a private valkey-server).")
+    var valkey: String?
+
+    @Option(help: "valkey-server binary for the private server.")
+    var valkeyServer: String?
+
+    func run() async throws {
+        guard self.batches > 0, self.rows > 0, self.workers > 0, self.submitters > 0 else {
+            throw NodeError.invalidArgument("--batches, --rows, --workers and --submitters must be positive")
+        }
+        var benchmark = PipelineBenchmark()
+        benchmark.batches = self.batches
+        benchmark.rows = self.rows
+        benchmark.workers = self.workers
+        benchmark.submitters = self.submitters
+        benchmark.coordinatorOnly = self.coordinatorOnly
+        benchmark.valkeyURL = try Environment.resolve(self.valkey, "VALKEY")
+        benchmark.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")
+        print(try await benchmark.run().description)
     }
 }

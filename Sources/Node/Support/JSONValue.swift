@@ -1,5 +1,5 @@
 /// A parsed JSON value (no Foundation): enough for the JSON that Flight actions and PutResults carry.
-enum JSONValue: Equatable, Sendable {
+package enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(String)
@@ -7,7 +7,7 @@ enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    package static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case let (.bool(a), .bool(b)): return a == b
@@ -20,13 +20,13 @@ enum JSONValue: Equatable, Sendable {
     }
 
     /// The member `key` of an object.
-    subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case let .object(members) = self else { return nil }
         return members.first { $0.0 == key }?.1
     }
 
     /// Strings as themselves, numbers and booleans as their text.
-    var text: String? {
+    package var text: String? {
         switch self {
         case let .string(value), let .number(value): return value
         case let .bool(value): return value ? "true" : "false"
@@ -35,7 +35,7 @@ enum JSONValue: Equatable, Sendable {
     }
 
     /// Parses `text`; nil if it is not one JSON value (nesting is limited to 64 levels).
-    static func parse(_ text: String) -> JSONValue? {
+    package static func parse(_ text: String) -> JSONValue? {
         var parser = Parser(bytes: Array(text.utf8))
         guard let value = parser.value(depth: 0) else { return nil }
         parser.skipSpace()

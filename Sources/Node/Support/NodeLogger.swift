@@ -1,17 +1,23 @@
 /// Log lines on stderr, as text (`2026-11-26T19:30:00.123Z info message key=value`) or one JSON object per line.
-struct NodeLogger: Sendable {
-    enum Level: Int, Comparable, Sendable {
-        case debug, info, warning, error
-        static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
-        var name: String { ["debug", "info", "warning", "error"][self.rawValue] }
+package struct NodeLogger: Sendable {
+    package enum Level: Int, Comparable, Sendable {
+        case debug, info, warning, error, off
+        package static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
+        var name: String { ["debug", "info", "warning", "error", "off"][self.rawValue] }
     }
 
     let level: Level
     let json: Bool
 
-    init(level: String, format: String) throws(NodeError) {
-        guard let parsed = ["debug": Level.debug, "info": .info, "warning": .warning, "error": .error][level] else {
-            throw .invalidArgument("--log-level must be debug, info, warning or error, got '\(level)'")
+    /// - Parameters:
+    ///   - level: trace, debug, info, notice, warning (or warn), error, critical (trace logs as debug, notice
+    ///     as info, critical as error).
+    ///   - format: text or json.
+    package init(level: String, format: String) throws(NodeError) {
+        let levels: [String: Level] = ["trace": .debug, "debug": .debug, "info": .info, "notice": .info,
+                                       "warning": .warning, "warn": .warning, "error": .error, "critical": .error]
+        guard let parsed = levels[level] else {
+            throw .invalidArgument("--log-level must be trace, debug, info, notice, warning, error or critical, got '\(level)'")
         }
         guard format == "text" || format == "json" else {
             throw .invalidArgument("--log-format must be text or json, got '\(format)'")
@@ -20,13 +26,21 @@ struct NodeLogger: Sendable {
         self.json = format == "json"
     }
 
-    func debug(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.debug, message, fields) }
-    func info(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.info, message, fields) }
-    func warning(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.warning, message, fields) }
-    func error(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.error, message, fields) }
+    private init(level: Level) {
+        self.level = level
+        self.json = false
+    }
 
-    func log(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>) {
-        guard level >= self.level else { return }
+    /// A logger that writes nothing (library use and tests).
+    package static let discard = NodeLogger(level: .off)
+
+    package func debug(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.debug, message, fields) }
+    package func info(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.info, message, fields) }
+    package func warning(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.warning, message, fields) }
+    package func error(_ message: String, _ fields: KeyValuePairs<String, String> = [:]) { self.log(.error, message, fields) }
+
+    package func log(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>) {
+        guard level >= self.level, level != .off else { return }
         let time = RFC3339.format(milliseconds: WallClock.milliseconds())
         let line: String
         if self.json {
@@ -36,13 +50,13 @@ struct NodeLogger: Sendable {
             let extra = fields.map { " \($0.key)=\($0.value)" }.joined()
             line = "\(time) \(level.name) \(message)\(extra)"
         }
-        NodeRuntime.write(2, line + "\n")
+        ProcessIO.write(2, line + "\n")
     }
 }
 
 /// RFC 3339 timestamps in UTC without Foundation.
-enum RFC3339 {
-    static func format(milliseconds: Int64) -> String {
+package enum RFC3339 {
+    package static func format(milliseconds: Int64) -> String {
         let seconds = milliseconds / 1000
         let millis = Int(milliseconds % 1000)
         var days = seconds / 86400
