@@ -353,6 +353,11 @@ struct ProcessorTests {
         #expect(ContinuousClock.now - start < .seconds(10))
     }
 
+    @Test func anUnlimitedOutputLimitWorks() async throws {
+        let input = try ProcessorSupport.input(rows: 100)
+        #expect(try await ExecProcessor(command: "cat", maxOutputBytes: .max).process(input).rows == 100)
+    }
+
     @Test func anEmptyCommandIsRefused() {
         #expect(throws: ProcessorError.spawnFailed("the command is empty")) { try ExecProcessor(command: "  ") }
     }
@@ -395,6 +400,17 @@ struct ProcessorTests {
         #expect(ProcessorSupport.streamBytes(output) == bytes)
         // Without the end-of-stream marker too.
         #expect(try ProcessorOutput.decoding(stream: Array(bytes.dropLast(8))).rows == 30)
+    }
+
+    @Test func streamSegmentsCutPaddedBodiesToTheirLength() throws {
+        // DoPut accepts a body longer than its header's bodyLength; the stream must not carry the extra bytes.
+        let input = try ProcessorSupport.input(rows: 10, batches: 2)
+        let padded = input.messages.map { message in
+            message.body.isEmpty ? message : StoredMessage(header: message.header, body: (Array(message.body) + [UInt8](repeating: 0, count: 16))[...])
+        }
+        let stream = ProcessorInput(key: input.key, attempt: 1, schema: input.schema, messages: padded).streamSegments.flatMap { $0 }
+        #expect(stream == ProcessorSupport.streamBytes(input))
+        #expect(try ProcessorOutput.decoding(stream: stream).rows == 20)
     }
 
     @Test func rejectsEveryTruncation() throws {
