@@ -207,7 +207,8 @@ final class ChildProcess: Sendable {
     /// Marks the driver ended, answers a job queued meanwhile (`cancelled` after a kill, else `failure` if given,
     /// else `childGone`), closes the wake pipe, resumes `waitEnded()`.
     func finish(answeringLateJobsWith failure: ProcessorError?) {
-        let (queued, waiters, killed): (ChildJob?, [CheckedContinuation<Void, Never>], Bool) = self.state.withLock { state in
+        typealias Ending = (queued: ChildJob?, waiters: [CheckedContinuation<Void, Never>], killed: Bool)
+        let (queued, waiters, killed): Ending = self.state.withLock { state in
             state.ended = true
             state.spawnFailure = failure
             _ = close(self.wake.read)
@@ -218,7 +219,8 @@ final class ChildProcess: Sendable {
             }
             return (state.queued, state.endWaiters, state.killed)
         }
-        queued?.continuation.resume(returning: killed ? .failure(.cancelled) : failure.map { .failure($0) } ?? .childGone)
+        let late: ChildOutcome = killed ? .failure(.cancelled) : failure.map { .failure($0) } ?? .childGone
+        queued?.continuation.resume(returning: late)
         for waiter in waiters { waiter.resume() }
     }
 }
