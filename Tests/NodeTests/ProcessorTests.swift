@@ -353,20 +353,39 @@ struct ProcessorTests {
         #expect(ContinuousClock.now - start < .seconds(10))
     }
 
+    @Test func anUnlimitedOutputLimitWorks() async throws {
+        let input = try ProcessorSupport.input(rows: 100)
+        #expect(try await ExecProcessor(command: "cat", maxOutputBytes: .max).process(input).rows == 100)
+    }
+
     @Test func anEmptyCommandIsRefused() {
         #expect(throws: ProcessorError.spawnFailed("the command is empty")) { try ExecProcessor(command: "  ") }
     }
+
+    @Test func theChildInheritsOnlyItsStandardDescriptors() async throws {
+        // A descriptor of this process without FD_CLOEXEC must not reach the child either.
+        let stray = open("/dev/null", O_RDONLY)
+        defer { close(stray) }
+        #expect(stray > 2)
+        let error = await ProcessorSupport.error(try ExecProcessor(command: Self.listDescriptors),
+                                                 try ProcessorSupport.input())
+        #expect(error == .exited(status: 5, stderrTail: "0 1 2"))
+    }
+
+    /// Prints the shell's open descriptors below 1024 on stderr (with `test -e`, which opens none), exits 5.
+    static let listDescriptors = "n=0; while [ $n -lt 1024 ]; do [ -e /proc/$$/fd/$n ] && printf '%s ' $n >&2; "
+        + "n=$((n+1)); done; exit 5"
 
     @Test func noDescriptorsOrChildrenLeak() async throws {
         let processor = try ExecProcessor(command: "cat")
         let input = try ProcessorSupport.input()
         _ = try await processor.process(input)
         let before = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
-        for _ in 0..<20 { _ = try await processor.process(input) }
-        for _ in 0..<5 { _ = await ProcessorSupport.error(try ExecProcessor(command: "exit 1"), input) }
+        for _ in 0..<40 { _ = try await processor.process(input) }
+        for _ in 0..<10 { _ = await ProcessorSupport.error(try ExecProcessor(command: "exit 1"), input) }
         let after = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
-        // Other suites may open descriptors meanwhile; ours would add 4 per run.
-        #expect(after <= before + 8, "descriptors: \(before) before, \(after) after")
+        // A leak would add 4 descriptors per run (200 here); other suites running meanwhile open a few.
+        #expect(after < before + 60, "descriptors: \(before) before, \(after) after")
         #expect(processor.childPIDs.isEmpty)
     }
 }
@@ -381,6 +400,17 @@ struct ProcessorTests {
         #expect(ProcessorSupport.streamBytes(output) == bytes)
         // Without the end-of-stream marker too.
         #expect(try ProcessorOutput.decoding(stream: Array(bytes.dropLast(8))).rows == 30)
+    }
+
+    @Test func streamSegmentsCutPaddedBodiesToTheirLength() throws {
+        // DoPut accepts a body longer than its header's bodyLength; the stream must not carry the extra bytes.
+        let input = try ProcessorSupport.input(rows: 10, batches: 2)
+        let padded = input.messages.map { message in
+            message.body.isEmpty ? message : StoredMessage(header: message.header, body: (Array(message.body) + [UInt8](repeating: 0, count: 16))[...])
+        }
+        let stream = ProcessorInput(key: input.key, attempt: 1, schema: input.schema, messages: padded).streamSegments.flatMap { $0 }
+        #expect(stream == ProcessorSupport.streamBytes(input))
+        #expect(try ProcessorOutput.decoding(stream: stream).rows == 20)
     }
 
     @Test func rejectsEveryTruncation() throws {

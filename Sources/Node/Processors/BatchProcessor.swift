@@ -10,6 +10,7 @@ public struct ProcessorInput: Sendable {
     /// The IPC messages as stored: the schema message first, then dictionaries and record batches.
     public let messages: [StoredMessage]
 
+    /// An input from a stored batch's parts (nothing is checked or copied).
     public init(key: BatchKey, attempt: Int, schema: Schema, messages: [StoredMessage]) {
         self.key = key
         self.attempt = attempt
@@ -57,6 +58,7 @@ public struct ProcessorOutput: Sendable {
     /// Rows over all record batches.
     public let rows: Int
 
+    /// A result from its parts, trusted as given (``decoding(stream:limits:)-([UInt8],_)`` checks untrusted bytes).
     public init(schema: Schema, messages: [StoredMessage], rows: Int) {
         self.schema = schema
         self.messages = messages
@@ -74,6 +76,7 @@ public protocol BatchProcessor: Sendable {
 
 /// `--processor passthrough`: the result is the input, the same messages (no copy, no decode of the bodies).
 public struct PassthroughProcessor: BatchProcessor {
+    /// The passthrough processor; it has no settings.
     public init() {}
 
     /// Returns the input's messages; counts rows from the record batch headers.
@@ -116,6 +119,7 @@ public enum ProcessorError: Error, CustomStringConvertible, Sendable, Equatable 
     /// A persistent child answered with an error status; the text is its message.
     case failed(String)
 
+    /// One line for `last_error`: what happened, then the stderr tail if there is one.
     public var description: String {
         switch self {
         case let .exited(status, tail):

@@ -40,7 +40,9 @@ final class ChildDriver {
     }
 
     func run() {
-        defer { self.child.finish() }
+        /// What a job queued after the end is answered with (besides `cancelled` after a kill).
+        var failure: ProcessorError?
+        defer { self.child.finish(answeringLateJobsWith: failure) }
         if self.mode == .oneShot {
             // The child is spawned once its batch is here (it is handed over right after launch).
             guard let job = self.waitForFirstJob() else { return }
@@ -58,6 +60,7 @@ final class ChildDriver {
         } catch {
             (self.job ?? self.child.takeJob())?.continuation.resume(returning: .failure(error))
             self.job = nil
+            failure = error
             return
         }
         _ = self.child.spawned(self.pid)
@@ -146,7 +149,8 @@ final class ChildDriver {
         sigfillset(&signals)
         posix_spawnattr_setsigdefault(&attributes, &signals)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP
+        posix_spawnattr_setflags(&attributes, Int16(flags))
 
         var argv = arguments.map { strdup($0) } + [nil]
         var envp = environment.map { strdup($0) } + [nil]
@@ -287,7 +291,8 @@ final class ChildDriver {
             // EPIPE (the child closed stdin or exited) or another error: stop writing. A one-shot child may exit
             // without reading its input; its exit status and output decide. A persistent child must read it all.
             if self.mode == .persistent, self.protocolError == nil, self.reaped == nil {
-                self.protocolError = "the persistent processor stopped reading its input (\(SystemError.message(errno)))"
+                self.protocolError =
+                    "the persistent processor stopped reading its input (\(SystemError.message(errno)))"
                 self.child.killBroken()
             }
             self.closeStdin()
@@ -308,7 +313,8 @@ final class ChildDriver {
         let limit: Int
         switch self.mode {
         case .oneShot:
-            limit = self.maxOutputBytes &+ 1  // one byte over the limit tells an overflow
+            // One byte over the limit tells an overflow.
+            limit = self.maxOutputBytes == .max ? .max : self.maxOutputBytes + 1
         case .persistent:
             if let answer = self.answer { limit = PersistentFraming.answerHeaderSize + answer.length }
             else { limit = PersistentFraming.answerHeaderSize + 64 << 10 }
@@ -349,8 +355,8 @@ final class ChildDriver {
                 self.breakProtocol(message)
                 return
             case let .header(header):
+                // The buffer grows as the payload arrives (never allocated up front from the announced length).
                 self.answer = header
-                self.output.reserve(total: PersistentFraming.answerHeaderSize + header.length)
             }
         }
         guard let answer = self.answer else { return }
@@ -410,7 +416,8 @@ final class ChildDriver {
         } else if let protocolError = self.protocolError {
             outcome = .failure(.badOutput(protocolError, stderrTail: tail))
         } else if self.outputOverflow {
-            outcome = .failure(.badOutput("more than \(self.maxOutputBytes) bytes on stdout (the limit)", stderrTail: tail))
+            let message = "more than \(self.maxOutputBytes) bytes on stdout (the limit)"
+            outcome = .failure(.badOutput(message, stderrTail: tail))
         } else if let status = self.reaped ?? nil {
             if let signal = WaitStatus.signal(status) {
                 outcome = .failure(.killed(signal: signal, stderrTail: tail))
@@ -451,7 +458,8 @@ struct WriteQueue {
                 return vectors.withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
             }
             return self.slices[self.head + i].withUnsafeBytes { bytes in
-                vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+                let base = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
+                vectors.append(iovec(iov_base: base, iov_len: bytes.count))
                 return gather(i + 1)
             }
         }

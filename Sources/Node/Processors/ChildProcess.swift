@@ -80,6 +80,8 @@ final class ChildProcess: Sendable {
         /// The driver thread ended; the wake pipe is closed.
         var ended = false
         var endWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Why the child could not be started, for jobs submitted after the driver ended.
+        var spawnFailure: ProcessorError?
     }
 
     private init(command: ChildCommand, wake: (read: Int32, write: Int32)) {
@@ -115,7 +117,10 @@ final class ChildProcess: Sendable {
     /// `cancelled` if the child was killed).
     func submit(_ job: ChildJob) {
         let immediate: ChildOutcome? = self.state.withLock { state in
-            if state.ended || state.reaped || state.broken { return state.killed ? .failure(.cancelled) : .childGone }
+            if state.ended || state.reaped || state.broken {
+                if state.killed { return .failure(.cancelled) }
+                return state.spawnFailure.map { .failure($0) } ?? .childGone
+            }
             if state.killed { return .failure(.cancelled) }
             precondition(state.queued == nil, "one job at a time per child")
             state.queued = job
@@ -199,10 +204,13 @@ final class ChildProcess: Sendable {
         }
     }
 
-    /// Marks the driver ended, answers a job queued meanwhile, closes the wake pipe, resumes `waitEnded()`.
-    func finish() {
-        let (queued, waiters, killed): (ChildJob?, [CheckedContinuation<Void, Never>], Bool) = self.state.withLock { state in
+    /// Marks the driver ended, answers a job queued meanwhile (`cancelled` after a kill, else `failure` if given,
+    /// else `childGone`), closes the wake pipe, resumes `waitEnded()`.
+    func finish(answeringLateJobsWith failure: ProcessorError?) {
+        typealias Ending = (queued: ChildJob?, waiters: [CheckedContinuation<Void, Never>], killed: Bool)
+        let (queued, waiters, killed): Ending = self.state.withLock { state in
             state.ended = true
+            state.spawnFailure = failure
             _ = close(self.wake.read)
             _ = close(self.wake.write)
             defer {
@@ -211,7 +219,8 @@ final class ChildProcess: Sendable {
             }
             return (state.queued, state.endWaiters, state.killed)
         }
-        queued?.continuation.resume(returning: killed ? .failure(.cancelled) : .childGone)
+        let late: ChildOutcome = killed ? .failure(.cancelled) : failure.map { .failure($0) } ?? .childGone
+        queued?.continuation.resume(returning: late)
         for waiter in waiters { waiter.resume() }
     }
 }

@@ -15,8 +15,11 @@ internal import Synchronization
 /// SIGPIPE is ignored in the whole process once an ExecProcessor exists (a child that exits without reading its
 /// input is a normal failure, not a crash of the node).
 public final class ExecProcessor: BatchProcessor {
+    /// The shell command, run as `/bin/sh -c command`.
     public let command: String
+    /// Most bytes accepted on stdout for one batch.
     public let maxOutputBytes: Int
+    /// Whether children stay up between batches (``PersistentFraming``).
     public let persistent: Bool
     /// Limits applied to the child's output stream.
     public let limits: IPCReadLimits
@@ -32,7 +35,8 @@ public final class ExecProcessor: BatchProcessor {
     private let state = Mutex(State())
 
     /// - Parameters:
-    ///   - command: run as `/bin/sh -c COMMAND`; environment adds VALKEYFLIGHT_KEY, VALKEYFLIGHT_QUEUE, VALKEYFLIGHT_ATTEMPT.
+    ///   - command: run as `/bin/sh -c COMMAND`; environment adds VALKEYFLIGHT_KEY, VALKEYFLIGHT_QUEUE,
+    ///     VALKEYFLIGHT_ID, VALKEYFLIGHT_ATTEMPT.
     ///   - maxOutputBytes: bounds stdout (beyond → badOutput, child killed); stderr keeps only its last ~4 KiB.
     ///   - persistent: keep one long-lived child per concurrent caller (``PersistentFraming``).
     ///   - limits: bounds every message of the output stream.
@@ -94,8 +98,8 @@ public final class ExecProcessor: BatchProcessor {
     }
 
     /// Starts a child (registered for shutdown) whose thread waits for its first job.
-    private func launch(environment: [(name: String, value: String)], mode: ChildMode, job: ChildJob?) throws(ProcessorError)
-        -> ChildProcess
+    private func launch(environment: [(name: String, value: String)], mode: ChildMode, job: ChildJob?)
+        throws(ProcessorError) -> ChildProcess
     {
         let command = ChildCommand(command: self.command, environment: environment, mode: mode,
                                    maxOutputBytes: self.maxOutputBytes)
@@ -158,10 +162,12 @@ public final class ExecProcessor: BatchProcessor {
             let child = try self.idleOrNewChild()
             let outcome = await self.run(child, request: request)
             if case .childGone = outcome { continue }
+            if case .failure(.spawnFailed) = outcome { return try self.output(of: outcome) }
             if child.isUsable { self.park(child) }
             return try self.output(of: outcome)
         }
-        throw .badOutput("the persistent processor ended before it took the batch, three times in a row", stderrTail: "")
+        throw .badOutput("the persistent processor ended before it took the batch, three times in a row",
+                         stderrTail: "")
     }
 
     private func idleOrNewChild() throws(ProcessorError) -> ChildProcess {

@@ -68,7 +68,7 @@ enum PersistentFraming {
         let length = header[8..<16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         switch status {
         case 0:
-            guard length <= UInt64(maxOutputBytes) else {
+            guard length <= UInt64(min(maxOutputBytes, Int.max - self.answerHeaderSize)) else {
                 return .invalid("the answer holds \(length) bytes, more than the limit of \(maxOutputBytes)")
             }
             return .header(AnswerHeader(isOK: true, length: Int(length)))

@@ -16,16 +16,17 @@ extension ProcessorOutput {
     }
 
     /// As ``decoding(stream:limits:)-([UInt8],_)`` for a slice (messages are slices of the same storage).
-    public static func decoding(stream bytes: ArraySlice<UInt8>, limits: IPCReadLimits = .default) throws(ProcessorError)
-        -> ProcessorOutput
+    public static func decoding(stream bytes: ArraySlice<UInt8>, limits: IPCReadLimits = .default)
+        throws(ProcessorError) -> ProcessorOutput
     {
         guard !bytes.isEmpty else {
             throw .badOutput("empty output: the processor wrote nothing on stdout (an Arrow IPC stream was expected)",
                              stderrTail: "")
         }
         if IPCFormat.detect(bytes) == .file {
-            throw .badOutput("stdout is an Arrow IPC file (ARROW1 magic), not a stream; write it with an IPC stream writer",
-                             stderrTail: "")
+            throw .badOutput(
+                "stdout is an Arrow IPC file (ARROW1 magic), not a stream; write it with an IPC stream writer",
+                stderrTail: "")
         }
         try Self.checkStart(bytes)
         var messages: [StoredMessage] = []
@@ -37,7 +38,8 @@ extension ProcessorOutput {
             while let message = try iterator.next() {
                 // offset + prefix + metadata + body all lie inside `bytes` (the scanner checked them).
                 end = message.offset + message.metadataLength + message.body.count
-                if case let .recordBatch(batch) = try decoder.decode(header: message.metadata, body: message.body.bytes) {
+                let decoded = try decoder.decode(header: message.metadata, body: message.body.bytes)
+                if case let .recordBatch(batch) = decoded {
                     let (sum, overflow) = rows.addingReportingOverflow(batch.length)
                     guard !overflow else { throw ProcessorError.badOutput("row count overflows", stderrTail: "") }
                     rows = sum
@@ -83,8 +85,9 @@ extension ProcessorOutput {
         } else if rest.starts(with: [0, 0, 0, 0]) {
             marker = rest.dropFirst(4)
         } else {
-            throw .badOutput("\(rest.count) bytes after the last message are neither a message nor the end-of-stream marker",
-                             stderrTail: "")
+            throw .badOutput(
+                "\(rest.count) bytes after the last message are neither a message nor the end-of-stream marker",
+                stderrTail: "")
         }
         guard marker.isEmpty else {
             throw .badOutput("\(marker.count) bytes of trailing data after the end-of-stream marker", stderrTail: "")
