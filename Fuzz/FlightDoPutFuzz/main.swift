@@ -1,6 +1,6 @@
 // libFuzzer harness for the DoPut path of a Flight node, built by scripts/fuzz-flight-doput with
 // `swiftc -sanitize=fuzzer,address` from the Sources of FlightProto and ArrowIPC (each its own module) and the
-// node's batch store (Sources/Node/Store, NodeError.swift). The RPC plumbing (GRPCWire) is left out: the input is
+// node's batch store (Sources/Node/Store, Sources/Node/IO, NodeError.swift). The RPC plumbing (GRPCWire) is left out: the input is
 // the sequence of gRPC messages a DoPut call carries, and `doPut` below runs what FlightStoreService.doPut runs on
 // them — FlightData decoding, the descriptor's key, the store's reservation, IPCMessageDecoder with full
 // validation, commit — then serves the stored batch as DoGet does and reads it back as a client would.
