@@ -1,6 +1,7 @@
 import ArrowIPC
 import FlightProto
 import Foundation
+import FlightRPC
 import GRPCWire
 import Node
 import Testing
