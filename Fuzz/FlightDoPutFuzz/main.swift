@@ -1,9 +1,11 @@
 // libFuzzer harness for the DoPut path of a Flight node, built by scripts/fuzz-flight-doput with
 // `swiftc -sanitize=fuzzer,address` from the Sources of FlightProto and ArrowIPC (each its own module) and the
-// node's batch store (Sources/Node/Store, NodeError.swift). The RPC plumbing (GRPCWire) is left out: the input is
-// the sequence of gRPC messages a DoPut call carries, and `doPut` below runs what FlightStoreService.doPut runs on
-// them — FlightData decoding, the descriptor's key, the store's reservation, IPCMessageDecoder with full
-// validation, commit — then serves the stored batch as DoGet does and reads it back as a client would.
+// node's receive path: Sources/Node/Store (the batch store) and Sources/Node/Services/BatchIngest.swift, with
+// NodeError.swift beside this file standing in for the node's (whose gRPC mapping needs GRPCWire). The RPC
+// plumbing is left out: the input is the sequence of gRPC messages a DoPut call carries, and `doPut` below does
+// what FlightStoreService.receive does with them — FlightData decoding, the descriptor's key, the store's
+// reservation, BatchIngest (IPCMessageDecoder with full validation), commit — then serves the stored batch as
+// DoGet does and reads it back as a client would.
 //
 // Input: either gRPC-framed messages (each `flag u8` = 0, `length u32` big-endian, FlightData protobuf), or (first
 // byte neither 0 nor 1) an IPC stream that is cut into its messages and sent as FlightData, the first carrying
@@ -100,7 +102,7 @@ private func run(_ messages: [ArraySlice<UInt8>]) {
     }
 }
 
-/// What FlightStoreService.doPut does with the request messages.
+/// What FlightStoreService.receive does with the request messages.
 private func doPut(_ requests: [ArraySlice<UInt8>]) throws -> StoredBatch {
     var requests = requests.makeIterator()
     guard let firstBytes = requests.next() else { throw DoPutError.rejected("empty DoPut") }
@@ -110,20 +112,13 @@ private func doPut(_ requests: [ArraySlice<UInt8>]) throws -> StoredBatch {
         : try BatchKey(path: descriptor.path)
     let reservation = try store.reserve(key)
     do {
-        var decoder = IPCMessageDecoder(options: .untrusted)
-        var messages: [StoredMessage] = []
+        var ingest = BatchIngest(what: "batch \(key)")
         var next: FlightData? = first
         while let data = next {
-            if data.dataHeader.isEmpty, !data.dataBody.isEmpty { throw DoPutError.rejected("body without header") }
-            if !data.dataHeader.isEmpty {
-                try store.grow(reservation, by: data.dataHeader.count + data.dataBody.count)
-                _ = try decoder.decode(header: data.dataHeader, body: data.dataBody)
-                messages.append(StoredMessage(header: data.dataHeader, body: data.dataBody))
-            }
+            try ingest.add(data) { size in try store.grow(reservation, by: size) }
             next = try requests.next().map { bytes throws(FlightProtoError) in try FlightData(serializedBytes: bytes) }
         }
-        guard let schema = decoder.schema else { throw DoPutError.rejected("no schema") }
-        return store.commit(reservation, schema: schema, messages: messages, rows: decoder.rowCount)
+        return store.commit(reservation, schema: try ingest.schema(), messages: ingest.messages, rows: ingest.rows)
     } catch {
         store.cancel(reservation)
         throw error

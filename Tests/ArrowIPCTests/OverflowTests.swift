@@ -334,6 +334,52 @@ import Testing
         }
     }
 
+    /// A chain of deltas, every batch kept: all batches share one lineage whose chunks were appended in place,
+    /// each batch sees exactly the chunks that existed when it arrived, and our writer re-encodes the chain
+    /// with one message per chunk (before, each delta rebuilt and re-summed the chunk list: O(n²)).
+    @Test func longDeltaChainsAppendInPlace() throws {
+        let count = 20_000
+        let encoding = DictionaryEncoding(id: 1)
+        let schema = Schema([Field("d", .utf8, dictionary: encoding)])
+        var writer = IPCWriter(schema: schema, format: .stream)
+        var dictionary = DictionaryValues(.utf8(["v0"]))
+        for index in 0..<count {
+            if index > 0 { dictionary = try dictionary.appending(.utf8(["v\(index)"])) }
+            try writer.write(try RecordBatch(schema: schema, columns: [.dictionaryEncoded([Int32(index)], dictionary: dictionary, encoding: encoding)]))
+        }
+        writer.finish()
+        var reader = try IPCStreamReader(writer.bytes(), options: .untrusted)
+        let batches = try reader.readAll()
+        #expect(batches.count == count && reader.dictionaryBatchCount == count && reader.rowCount == count)
+        let lineage = try #require(batches.last?.columns[0].dictionary?.lineage)
+        var sameLineage = true
+        var snapshotsRight = true
+        for (index, batch) in batches.enumerated() {
+            guard let values = batch.columns[0].dictionary else { sameLineage = false; continue }
+            sameLineage = sameLineage && values.lineage === lineage
+            snapshotsRight = snapshotsRight && values.chunkCount == index + 1 && values.length == index + 1
+        }
+        #expect(sameLineage && snapshotsRight)
+        let last = try #require(batches.last?.columns[0].dictionary)
+        let located = try #require(last.locate(12_345))
+        #expect(located.index == 0)
+        #expect(try located.chunk.strings() == ["v12345"])
+        #expect(last.locate(count) == nil && last.locate(-1) == nil)
+        // Appending to an older snapshot forks: the newer one is untouched.
+        let old = try #require(batches[9].columns[0].dictionary)
+        let fork = try old.appending(.utf8(["other"]))
+        #expect(fork.lineage !== lineage && fork.chunkCount == 11)
+        #expect(try fork.chunk(10).strings() == ["other"])
+        #expect(last.chunkCount == count)
+        #expect(try last.chunk(10).strings() == ["v10"])
+        // Re-encoding all batches writes each chunk once.
+        var again = IPCWriter(schema: schema, format: .stream)
+        for batch in batches { try again.write(batch) }
+        again.finish()
+        var reread = try IPCStreamReader(again.bytes(), options: .untrusted)
+        #expect(try reread.readAll().count == count && reread.dictionaryBatchCount == count)
+    }
+
     /// Every node length and buffer location of every record and dictionary batch of pyarrow's fixtures and
     /// Arrow's cpp-21 goldens (all type families), set in turn to Int64/Int32 extremes: never a trap; a
     /// rejection is always an ArrowIPCError.

@@ -2,6 +2,7 @@ import ArrowIPC
 import FlightProto
 import FlightRPC
 import Foundation
+import FlightRPC
 import GRPCWire
 import Node
 import Testing
@@ -138,6 +139,22 @@ struct HardeningDoPutTests {
 
         let stop = await server.stop()
         #expect(stop.exited && stop.status == 0, "server did not exit 0 after SIGTERM; stderr:\n\(stop.stderr)")
+    }
+
+    /// `valkeyflight ipc inspect` on every IPC input of the folder: a one-line error and exit status 1, never a
+    /// trap (Int64-extreme lengths used to end it with "arithmetic overflow").
+    @Test func ipcInspectRejectsEveryRegressionInputCleanly() throws {
+        let expected = try Self.expected()
+        let inputs = try FileManager.default.contentsOfDirectory(atPath: Self.regressions.path).sorted()
+            .filter { !["README.md", "EXPECTED"].contains($0) && !$0.hasPrefix("doput-") }
+        #expect(inputs.count >= 6)
+        for name in inputs {
+            let result = try CLI.run(["ipc", "inspect", Self.regressions.appendingPathComponent(name).path])
+            #expect(result.status == 1, "\(name): status \(result.status), stderr \(result.stderr)")
+            if let description = expected[name] {
+                #expect(result.stderr.contains(description), "\(name): \(result.stderr)")
+            }
+        }
     }
 
     /// Replays a fuzzer's FlightData sequence (gRPC-framed protobufs, see Fuzz/FlightDoPutFuzz): each message's

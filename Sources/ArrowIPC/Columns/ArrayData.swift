@@ -87,6 +87,8 @@ public final class DictionaryLineage: Sendable {
         var arrays: [ArrayData] = []
         /// `ends[i]`: number of values in chunks 0...i.
         var ends: [Int] = []
+        /// How many leading chunks passed the structural checks (against the type of chunk 0).
+        var checked = 0
     }
 
     private let storage = Mutex(Chunks())
@@ -102,6 +104,14 @@ public final class DictionaryLineage: Sendable {
             chunks.ends.append(end)
             return true
         }
+    }
+
+    /// Number of leading chunks that passed ``StructuralValidator`` already: a batch built on a grown
+    /// dictionary checks only the chunks added since (O(new chunks), not O(all chunks), per batch).
+    var checkedCount: Int { self.storage.withLock { $0.checked } }
+
+    func markChecked(_ count: Int) {
+        self.storage.withLock { $0.checked = max($0.checked, min(count, $0.arrays.count)) }
     }
 
     func chunk(at index: Int) -> ArrayData {

@@ -76,9 +76,12 @@ enum StructuralValidator {
                 throw self.fail(field, "dictionary \(encoding.id) holds \(dictionary.chunkCount > 0 ? "\(dictionary.valueType)" : "no") values, the schema says \(valueField.type)")
             }
             if checkDictionaries {
-                for index in 0..<dictionary.chunkCount {
+                // Chunks are immutable and all checked against the type of chunk 0 (just compared): the ones a
+                // previous batch checked need no second look.
+                for index in min(dictionary.lineage.checkedCount, dictionary.chunkCount)..<dictionary.chunkCount {
                     try self.check(dictionary.chunk(index), field: valueField, depth: depth, checkDictionaries: true)
                 }
+                dictionary.lineage.markChecked(dictionary.chunkCount)
             }
             return
         }

@@ -1,5 +1,6 @@
 /// Reads an Arrow IPC stream held in memory. Record batches are views of the input bytes: nothing is
-/// copied, whatever the alignment of the buffers (unaligned buffers are read with unaligned loads).
+/// copied. Bodies and buffers must lie on 8-byte boundaries of the stream, as Arrow requires (pyarrow refuses
+/// others); loads are unaligned all the same, so a buffer's place in memory does not matter.
 ///
 /// ```swift
 /// var reader = try IPCStreamReader(bytes)
