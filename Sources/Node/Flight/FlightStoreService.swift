@@ -61,6 +61,11 @@ public final class FlightStoreService: FlightService {
                 }
                 if !data.dataHeader.isEmpty {
                     try self.store.grow(reservation, by: data.dataHeader.count + data.dataBody.count)
+                    // A compressed body is validated by decompressing it into scratch memory, which counts against
+                    // the memory limit while it exists; the stored message stays the compressed bytes received.
+                    let scratch = try decoder.decompressedSize(header: data.dataHeader, body: data.dataBody)
+                    if scratch > 0 { try self.store.grow(reservation, by: scratch) }
+                    defer { if scratch > 0 { try? self.store.grow(reservation, by: -scratch) } }
                     if case let .recordBatch(batch) = try decoder.decode(header: data.dataHeader, body: data.dataBody) {
                         rows += batch.length
                     }
