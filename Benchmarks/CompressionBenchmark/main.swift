@@ -49,7 +49,8 @@ func report(_ codec: String, _ operation: String, _ time: Double, _ bytes: Int) 
 }
 
 print("ours table \(batches.count) batches \(buffers.count) buffers \(total) bytes")
-for (name, codec) in [("lz4", CompressionCodec.lz4Frame), ("zstd", .zstd)] {
+let only = ProcessInfo.processInfo.environment["BENCH_CODEC"]
+for (name, codec) in [("lz4", CompressionCodec.lz4Frame), ("zstd", .zstd)] where only == nil || only == name {
     var frames: [[UInt8]] = []
     let encode = seconds {
         frames = buffers.map { buffer in

@@ -268,27 +268,28 @@ struct ZstdEncoder {
         }
     }
 
-    private static func literalLengthCode(_ value: Int) -> Int {
-        if value < 16 { return value }
-        if value < 64 {
-            // Codes 16...24: two per power of two below 64 (16,18,20,22,24,28,32,40,48).
-            let table = SequenceCode.literalLengthBase
-            var code = 24
-            while Int(table[code]) > value { code -= 1 }
-            return code
-        }
+    /// Literal-length codes of 0..<64 and match-length codes of lengths 0..<131 (the table part of the codes).
+    static let literalLengthCodes: [UInt8] = (0..<64).map { value in
+        var code = min(value, 24)
+        while Int(SequenceCode.literalLengthBase[code]) > value { code -= 1 }
+        return UInt8(code)
+    }
+    static let matchLengthCodes: [UInt8] = (0..<131).map { length in
+        guard length >= 3 else { return 0 }
+        var code = min(length - 3, 42)
+        while Int(SequenceCode.matchLengthBase[code]) > length { code -= 1 }
+        return UInt8(code)
+    }
+
+    @inline(__always)
+    private static func literalLengthCode(_ value: Int, _ table: UnsafeBufferPointer<UInt8>) -> Int {
+        if value < 64 { return Int(table[value]) }
         return min(35, 25 + (Int.bitWidth - 1 - value.leadingZeroBitCount) - 6)
     }
 
-    private static func matchLengthCode(_ length: Int) -> Int {
-        let value = length - 3
-        if value < 32 { return value }
-        if length < 131 {
-            let table = SequenceCode.matchLengthBase
-            var code = 42
-            while Int(table[code]) > length { code -= 1 }
-            return code
-        }
+    @inline(__always)
+    private static func matchLengthCode(_ length: Int, _ table: UnsafeBufferPointer<UInt8>) -> Int {
+        if length < 131 { return Int(table[length]) }
         return min(52, 43 + (Int.bitWidth - 1 - (length - 3).leadingZeroBitCount) - 7)
     }
 
@@ -311,9 +312,12 @@ struct ZstdEncoder {
         var llCounts = [Int](repeating: 0, count: 36)
         var mlCounts = [Int](repeating: 0, count: 53)
         var ofCounts = [Int](repeating: 0, count: 32)
+        let llTable = Self.literalLengthCodes, mlTable = Self.matchLengthCodes
+        let llBase = SequenceCode.literalLengthBase, llBits = SequenceCode.literalLengthBits
+        let mlBase = SequenceCode.matchLengthBase, mlBits = SequenceCode.matchLengthBits
         for (index, sequence) in self.sequences.enumerated() {
-            let ll = Self.literalLengthCode(sequence.literals)
-            let ml = Self.matchLengthCode(sequence.match)
+            let ll = llTable.withUnsafeBufferPointer { Self.literalLengthCode(sequence.literals, $0) }
+            let ml = mlTable.withUnsafeBufferPointer { Self.matchLengthCode(sequence.match, $0) }
             let of = Int.bitWidth - 1 - sequence.offsetValue.leadingZeroBitCount
             llCodes[index] = UInt8(ll)
             mlCodes[index] = UInt8(ml)
@@ -329,12 +333,14 @@ struct ZstdEncoder {
         out.append(contentsOf: llChoice.description)
         out.append(contentsOf: ofChoice.description)
         out.append(contentsOf: mlChoice.description)
-        var writer = BitWriter(capacity: count * 4 + 16)
+        // At most 9 + 9 + 8 state bits and 16 + 16 + 31 extra bits per sequence.
+        var writer = BitWriter(capacity: count * 12 + 16)
+        let sequences = self.sequences
         func extras(_ index: Int, into writer: inout BitWriter) {
-            let s = self.sequences[index]
+            let s = sequences[index]
             let ll = Int(llCodes[index]), ml = Int(mlCodes[index]), of = Int(ofCodes[index])
-            writer.add(s.literals - Int(SequenceCode.literalLengthBase[ll]), Int(SequenceCode.literalLengthBits[ll]))
-            writer.add(s.match - Int(SequenceCode.matchLengthBase[ml]), Int(SequenceCode.matchLengthBits[ml]))
+            writer.add(s.literals - Int(llBase[ll]), Int(llBits[ll]))
+            writer.add(s.match - Int(mlBase[ml]), Int(mlBits[ml]))
             writer.add(s.offsetValue - (1 << of), of)
         }
         let last = count - 1
