@@ -36,16 +36,24 @@ let package = Package(
         .target(name: "RESP", dependencies: ["CEpoll"], swiftSettings: strictSettings),
         // gRPC over nghttp2 (+ OpenSSL for TLS).
         .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL", "CEpoll"], swiftSettings: strictSettings),
-        // The node: CLI commands, Flight server, coordinator, workers.
+        // The Flight RPC library: service protocol, server, client, auth, status mapping (no CLI, no services).
+        .target(name: "FlightRPC", dependencies: ["ArrowIPC", "FlightProto", "GRPCWire"], swiftSettings: strictSettings),
+        // The services and the runtime: batch store, coordinator in Valkey, workers, processors, modes.
         .target(
             name: "Node",
+            dependencies: ["ArrowIPC", "FlightProto", "GRPCWire", "FlightRPC", "RESP", "CMalloc"],
+            swiftSettings: strictSettings
+        ),
+        // The command line: options → configuration, then the runtime (nothing else).
+        .target(
+            name: "ValkeyFlightCLI",
             dependencies: [
-                "ArrowIPC", "FlightProto", "GRPCWire", "RESP", "CMalloc",
+                "Node", "FlightRPC", "ArrowIPC", "FlightProto", "GRPCWire", "RESP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(name: "valkeyflight", dependencies: ["Node", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strictSettings),
+        .executableTarget(name: "valkeyflight", dependencies: ["ValkeyFlightCLI"], swiftSettings: strictSettings),
 
         .executableTarget(
             name: "ArrowIPCBenchmark",
@@ -56,7 +64,7 @@ let package = Package(
         // `FlightBenchmark`: our Flight client's side of scripts/bench-flight (docs/BENCHMARKS.md).
         .executableTarget(
             name: "FlightBenchmark",
-            dependencies: ["Node", "ArrowIPC", "FlightProto"],
+            dependencies: ["Node", "FlightRPC", "ArrowIPC", "FlightProto"],
             path: "Benchmarks/FlightBenchmark",
             swiftSettings: strictSettings
         ),
@@ -78,8 +86,11 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto"], swiftSettings: strictSettings),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "ArrowIPC"], swiftSettings: strictSettings),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC"], swiftSettings: strictSettings),
         .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
+        // `processor-bench`: per-batch cost of passthrough, --exec and --exec-persistent (scripts/bench-processors).
+        .executableTarget(name: "processor-bench", dependencies: ["Node", "ArrowIPC"], path: "Benchmarks/ProcessorBenchmark",
+                          swiftSettings: strictSettings),
         // Load generator for the RESP client (scripts/bench-valkey runs it beside redis-benchmark).
         .executableTarget(name: "resp-bench", dependencies: ["RESP"], path: "Benchmarks/RESPBenchmark", swiftSettings: strictSettings),
     ]

@@ -1,6 +1,7 @@
 import ArrowIPC
 import FlightProto
 import Glibc
+import FlightRPC
 import Node
 
 /// Our Flight client's side of `scripts/bench-flight` (docs/BENCHMARKS.md, "Flight"). Each command connects to a

@@ -168,6 +168,40 @@ public final class RESPClusterClient: Sendable {
         return results
     }
 
+    /// Runs `body` with a connection of its own to the primary serving `key`'s slot (for blocking commands
+    /// such as BLPOP, which must not hold up the shared pipelined connection). When `body` fails with a
+    /// redirection (MOVED, ASK), a retry code (TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN) or an unreachable node,
+    /// the command did not run there: the topology is reloaded and `body` runs again on the slot's primary, up
+    /// to `maxAttempts` times. ASK is not followed (a blocking command would need ASKING): the retry goes to
+    /// the slot's owner once the migration ends.
+    /// - Throws: whatever `body` throws; `.clusterUnavailable` when no node serves the slot.
+    public func withDedicatedConnection<T: Sendable>(
+        forKey key: String, _ body: (RESPDedicatedConnection) async throws(RESPError) -> T
+    ) async throws(RESPError) -> T {
+        let slot = HashSlot.slot(for: key)
+        var lastError = RESPError.clusterUnavailable(slot: slot, reason: "no attempt made")
+        for attempt in 1...self.maxAttempts {
+            let topology = try await self.currentTopology()
+            let index = Int(topology.slots[slot])
+            guard index >= 0, index < topology.primaries.count else {
+                lastError = .clusterUnavailable(slot: slot, reason: "no primary serves the slot")
+                self.counters.add(retries: 1)
+                try await self.pause(attempt, refresh: true)
+                continue
+            }
+            let client = self.client(for: topology.primaries[index])
+            do throws(RESPError) {
+                return try await client.withDedicatedConnection(body)
+            } catch {
+                guard Self.isRoutingError(error) else { throw error }
+                lastError = error
+                if error.serverCode == "MOVED" { self.counters.add(moved: 1) } else { self.counters.add(retries: 1) }
+                try await self.pause(attempt, refresh: true)
+            }
+        }
+        throw lastError
+    }
+
     /// Closes every node connection; later calls throw `.clientClosed`.
     public func close() {
         let clients = self.state.withLock { state in

@@ -1,6 +1,5 @@
-import ArgumentParser
-import Node
+import ValkeyFlightCLI
 
-/// The executable's entry point: everything lives in `Node`.
+/// The executable's entry point: the command line lives in `ValkeyFlightCLI`, everything else below it.
 @main
 extension ValkeyFlightCommand {}

@@ -3,6 +3,7 @@ import FlightProto
 import Foundation
 import GRPCWire
 import Glibc
+import FlightRPC
 import Node
 import Synchronization
 import Testing

@@ -1,5 +1,6 @@
 import ArrowIPC
 import FlightProto
+import FlightRPC
 import GRPCWire
 import Node
 import Testing

@@ -1,6 +1,7 @@
 import ArrowIPC
 import FlightProto
 import GRPCWire
+import FlightRPC
 import Node
 import Synchronization
 import Testing

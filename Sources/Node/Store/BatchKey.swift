@@ -42,7 +42,7 @@ public struct BatchKey: Hashable, Sendable, CustomStringConvertible, Comparable 
 
     public static func < (lhs: BatchKey, rhs: BatchKey) -> Bool { lhs.description < rhs.description }
 
-    static func check(_ part: String, _ what: String) throws(NodeError) {
+    package static func check(_ part: String, _ what: String) throws(NodeError) {
         let bytes = Array(part.utf8)
         guard (1...128).contains(bytes.count) else {
             throw .invalidArgument("\(what) must be 1 to 128 characters, got \(bytes.count)")
@@ -60,5 +60,14 @@ public struct BatchKey: Hashable, Sendable, CustomStringConvertible, Comparable 
         default:
             return false
         }
+    }
+}
+
+extension BatchKey {
+    /// Client text shown in an error message: at most 128 characters, control characters replaced, so a status
+    /// never echoes unbounded or unprintable input.
+    package static func printable(_ text: String) -> String {
+        let cleaned = text.unicodeScalars.prefix(128).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) }
+        return String(cleaned) + (text.unicodeScalars.count > 128 ? "…" : "")
     }
 }

@@ -75,11 +75,14 @@ public final class BatchStore: Sendable {
 
     /// Claims `key` for a batch about to be received.
     ///
-    /// - Throws: ``NodeError/alreadyExists(_:)`` if the key is stored (and not expired) or being received.
-    public func reserve(_ key: BatchKey) throws(NodeError) -> Reservation {
+    /// - Parameter replacing: let the commit replace a stored batch under the same key (results: a later attempt
+    ///   replaces what an earlier one stored); the old batch stays visible until then.
+    /// - Throws: ``NodeError/alreadyExists(_:)`` if the key is stored (and not expired, unless `replacing`) or
+    ///   being received.
+    public func reserve(_ key: BatchKey, replacing: Bool = false) throws(NodeError) -> Reservation {
         let now = self.clock()
         let result: Result<Reservation, NodeError> = self.state.withLock { state in
-            if let existing = state.batches[key] {
+            if let existing = state.batches[key], !replacing {
                 if existing.expiresAt > now { return .failure(.alreadyExists("batch \(key) already exists")) }
                 Self.remove(key, from: &state)
             }
@@ -121,6 +124,7 @@ public final class BatchStore: Sendable {
             if let pending = state.pending.removeValue(forKey: reservation.key), pending.token == reservation.token {
                 state.reservedBytes -= pending.bytes
             }
+            Self.remove(reservation.key, from: &state)
             state.batches[reservation.key] = batch
             state.storedBytes += batch.bytes
         }

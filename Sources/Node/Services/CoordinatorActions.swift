@@ -1,0 +1,134 @@
+internal import FlightProto
+internal import GRPCWire
+
+/// The management actions of a node with a coordinator (../shared/CONTRACT.md §2): `status`, `list`, `retry`,
+/// `cancel`, `delete`, `stats`, `health`. Each returns JSON texts, one per Flight Result.
+struct CoordinatorActions: Sendable {
+    let coordinator: Coordinator
+    /// The node's own store (data of deleted batches is removed from it); nil on a coordinator without data.
+    let store: BatchStore?
+
+    static let actions = [
+        ActionType(type: "status", description: "Body: a batch key QUEUE/ID. The batch's status object (JSON)."),
+        ActionType(type: "list", description: "Body: optional JSON {\"queue\", \"status\", \"limit\"}. One status object per Result, newest first."),
+        ActionType(type: "retry", description: "Body: a batch key. A failed or cancelled batch becomes pending again with its attempts reset."),
+        ActionType(type: "cancel", description: "Body: a batch key. A pending, waiting or processing batch becomes cancelled."),
+        ActionType(type: "delete", description: "Body: a batch key. Removes the batch's status and, on this node, its data and result."),
+        ActionType(type: "stats", description: "Counts per queue and status: {\"QUEUE\": {\"pending\": n, …}, …}."),
+        ActionType(type: "health", description: "Liveness and Valkey reachability: {\"status\":\"ok\", …}."),
+    ]
+
+    /// The most statuses one `list` returns.
+    static let listLimit = 10_000
+
+    func run(_ action: FlightAction) async throws -> [String] {
+        switch action.type {
+        case "status":
+            let key = try self.key(action)
+            guard let status = try await self.coordinator.status(key) else { throw NodeError.notFound("no batch '\(key)'") }
+            return [status.json]
+        case "list":
+            let (queue, state, limit) = try Self.listRequest(action.body)
+            return try await self.coordinator.list(queue: queue, state: state, limit: limit).map(\.json)
+        case "retry":
+            let key = try self.key(action)
+            guard let status = try await self.coordinator.retry(key) else { throw NodeError.notFound("no batch '\(key)' to retry") }
+            return [status.json]
+        case "cancel":
+            let key = try self.key(action)
+            guard let status = try await self.coordinator.cancel(key) else { throw NodeError.notFound("no batch '\(key)' to cancel") }
+            return [status.json]
+        case "delete":
+            let key = try self.key(action)
+            let status = try await self.coordinator.delete(key)
+            let local = self.store?.delete(key) ?? false
+            self.store?.delete(key.resultKey)
+            guard status != nil || local else { throw NodeError.notFound("no batch '\(key)' to delete") }
+            return ["{\"key\":\(JSONText.quote(key.description)),\"deleted\":true}"]
+        case "stats":
+            return [Self.statsJSON(try await self.coordinator.stats())]
+        case "health":
+            let batches = self.store.map { ",\"batches\":\($0.usage.batches)" } ?? ""
+            do {
+                _ = try await self.coordinator.queues()
+                return ["{\"status\":\"ok\",\"valkey\":\"ok\"\(batches)}"]
+            } catch {
+                return ["{\"status\":\"degraded\",\"valkey\":\(JSONText.quote("unreachable: \(error)"))\(batches)}"]
+            }
+        default:
+            throw NodeError.invalidArgument("unknown action '\(BatchKey.printable(action.type))'; this node serves "
+                + Self.actions.map(\.type).joined(separator: ", "))
+        }
+    }
+
+    private func key(_ action: FlightAction) throws(NodeError) -> BatchKey {
+        let text = String(decoding: action.body, as: UTF8.self)
+        do {
+            return try BatchKey(parsing: text)
+        } catch {
+            throw .invalidArgument("action '\(action.type)' needs a batch key QUEUE/ID as its body: \(error)")
+        }
+    }
+
+    /// Parses the `list` body: empty, or a JSON object with optional "queue", "status" and "limit".
+    static func listRequest(_ body: ArraySlice<UInt8>) throws(NodeError) -> (String?, BatchState?, Int) {
+        guard !body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) else { return (nil, nil, 1000) }
+        guard body.count <= 4096, let json = JSONValue.parse(String(decoding: body, as: UTF8.self)),
+              case .object = json
+        else {
+            throw .invalidArgument("action 'list' takes a JSON object {\"queue\", \"status\", \"limit\"} as its body")
+        }
+        var queue: String?
+        if let value = json["queue"], value != .null {
+            guard case let .string(text) = value else { throw .invalidArgument("list: \"queue\" must be a string") }
+            try BatchKey.check(text, "queue")
+            queue = text
+        }
+        var state: BatchState?
+        if let value = json["status"], value != .null {
+            guard case let .string(text) = value, let parsed = BatchState(rawValue: text) else {
+                throw .invalidArgument("list: \"status\" must be one of "
+                    + BatchState.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            state = parsed
+        }
+        var limit = 1000
+        if let value = json["limit"], value != .null {
+            guard case let .number(text) = value, let parsed = Int(text), parsed > 0 else {
+                throw .invalidArgument("list: \"limit\" must be a positive whole number")
+            }
+            limit = min(parsed, Self.listLimit)
+        }
+        return (queue, state, limit)
+    }
+
+    /// `{"QUEUE": {"pending": n, "processing": n, "retry_wait": n, "completed": n, "failed": n, "cancelled": n}, …}`.
+    static func statsJSON(_ stats: [String: [BatchState: Int]]) -> String {
+        let queues = stats.sorted { $0.key < $1.key }.map { queue, counts in
+            let fields = BatchState.allCases.map { "\(JSONText.quote($0.rawValue)):\(counts[$0] ?? 0)" }
+            return "\(JSONText.quote(queue)):{\(fields.joined(separator: ","))}"
+        }
+        return "{\(queues.joined(separator: ","))}"
+    }
+}
+
+/// Waits for a batch to finish, reading its status with a backoff from 2 ms to 100 ms between reads.
+enum BatchWaiter {
+    /// - Throws: DEADLINE_EXCEEDED at `deadline`; ``NodeError/notFound(_:)`` if the batch disappears;
+    ///   CancellationError when the task is cancelled.
+    static func waitUntilFinished(_ key: BatchKey, coordinator: Coordinator,
+                                  deadline: ContinuousClock.Instant?) async throws -> BatchStatus {
+        var pause = Duration.milliseconds(2)
+        while true {
+            guard let status = try await coordinator.status(key) else {
+                throw NodeError.notFound("batch \(key) disappeared while waiting for it (deleted or expired)")
+            }
+            if status.state.isFinished { return status }
+            if let deadline, ContinuousClock.now + pause > deadline {
+                throw GRPCStatus(.deadlineExceeded, "batch \(key) is still \(status.state.rawValue)")
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+}
