@@ -26,6 +26,43 @@ enum LZ4Block {
             guard ip < srcEnd else { throw .truncated(what: "LZ4 sequence token", offset: inputOffset + ip, needed: 1, available: 0) }
             let token = Int(src[ip])
             ip += 1
+            // Fast path: short literals and a match with offset ≥ 8, all well inside both buffers, copied in
+            // 8-byte words (overshooting into bytes that are written next anyway).
+            if token < 0xF0, token & 15 != 15, ip + 16 <= srcEnd, op + 40 <= dstEnd {
+                let literals = token >> 4
+                let raw = UnsafeMutableRawPointer(dst + op)
+                let from = UnsafeRawPointer(src + ip)
+                raw.storeBytes(of: from.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                raw.storeBytes(of: from.loadUnaligned(fromByteOffset: 8, as: UInt64.self), toByteOffset: 8, as: UInt64.self)
+                ip += literals
+                op += literals
+                let offset = Int(src[ip]) | Int(src[ip + 1]) << 8
+                let length = (token & 15) + 4
+                if offset >= 8, offset <= op - floor {
+                    ip += 2
+                    let target = UnsafeMutableRawPointer(dst + op)
+                    let source = UnsafeRawPointer(dst + (op - offset))
+                    target.storeBytes(of: source.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                    target.storeBytes(of: source.loadUnaligned(fromByteOffset: 8, as: UInt64.self), toByteOffset: 8, as: UInt64.self)
+                    if length > 16 {
+                        target.storeBytes(of: source.loadUnaligned(fromByteOffset: 16, as: UInt64.self), toByteOffset: 16, as: UInt64.self)
+                    }
+                    op += length
+                    continue
+                }
+                // Not a fast match: decode the match the careful way below.
+                ip += 2
+                guard offset != 0, offset <= op - floor else {
+                    throw .corrupt(what: "LZ4 match offset", offset: inputOffset + ip - 2,
+                                   reason: "offset \(offset) reaches before the start of the data (\(op - floor) bytes decoded)")
+                }
+                guard length <= dstEnd - op else {
+                    throw .limitExceeded(what: "LZ4 decompressed size", limit: dstEnd, found: op + length)
+                }
+                copyMatch(dst, to: op, offset: offset, length: length)
+                op += length
+                continue
+            }
             var literals = token >> 4
             if literals == 15 {
                 while true {

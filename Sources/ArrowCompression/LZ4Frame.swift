@@ -1,7 +1,7 @@
 /// The LZ4 frame format (lz4_Frame_format.md): magic, frame descriptor, blocks, end mark, optional
 /// content checksum. Decoding accepts linked and independent blocks, block and content checksums
 /// (verified when present), concatenated and skippable frames. Encoding writes independent 4 MiB blocks
-/// with the content size and content checksum.
+/// with the content size, and a content checksum when asked (Arrow C++ writes none).
 public enum LZ4Frame {
     static let magic: UInt32 = 0x184D_2204
     static let encodeBlockSize = 4 << 20
@@ -131,20 +131,22 @@ public enum LZ4Frame {
         return 4 + 11 + blocks * 4 + LZ4Block.bound(count) + blocks * 16 + 4 + 4
     }
 
-    /// Compresses `input` as one LZ4 frame (independent blocks of 4 MiB, content size, content checksum).
-    public static func compress(_ input: some ContiguousCollection) -> [UInt8] {
+    /// Compresses `input` as one LZ4 frame (independent blocks of 4 MiB, content size, and with `checksum`
+    /// the xxHash32 content checksum).
+    public static func compress(_ input: some ContiguousCollection, checksum: Bool = false) -> [UInt8] {
         input.withUnsafeBytes { bytes in
             let bound = self.bound(bytes.count)
             let table = UnsafeMutablePointer<Int32>.allocate(capacity: 1 << LZ4Block.hashLog)
             defer { table.deallocate() }
             return [UInt8](unsafeUninitializedCapacity: bound) { buffer, initialized in
-                initialized = self.compress(bytes, into: UnsafeMutableRawBufferPointer(buffer), table: table)
+                initialized = self.compress(bytes, into: UnsafeMutableRawBufferPointer(buffer), table: table,
+                                            checksum: checksum)
             }
         }
     }
 
     private static func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer,
-                                 table: UnsafeMutablePointer<Int32>) -> Int {
+                                 table: UnsafeMutablePointer<Int32>, checksum: Bool) -> Int {
         var op = 0
         func put32(_ value: UInt32) {
             output.storeBytes(of: value.littleEndian, toByteOffset: op, as: UInt32.self)
@@ -152,7 +154,7 @@ public enum LZ4Frame {
         }
         put32(self.magic)
         let descriptorStart = op
-        output[op] = 0x40 | 0x20 | 0x08 | 0x04     // version 1, independent blocks, content size, content checksum
+        output[op] = 0x40 | 0x20 | 0x08 | (checksum ? 0x04 : 0)   // version 1, independent blocks, content size
         output[op + 1] = 0x70                       // 4 MiB blocks
         op += 2
         output.storeBytes(of: UInt64(input.count).littleEndian, toByteOffset: op, as: UInt64.self)
@@ -178,7 +180,7 @@ public enum LZ4Frame {
             ip += n
         }
         put32(0)
-        put32(XXHash.hash32(input))
+        if checksum { put32(XXHash.hash32(input)) }
         return op
     }
 }

@@ -101,6 +101,9 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "Batch id (one file only); the server makes one when omitted.")
     var id: String?
 
+    @Option(help: "Re-encode the batches with body compression lz4 or zstd before sending. (default: send as is)")
+    var compression: BodyCompressionChoice?
+
     @Flag(help: "Wait until every submitted batch is finished (exit 1 if any did not complete).")
     var wait = false
 
@@ -109,6 +112,7 @@ struct SubmitCommand: AsyncParsableCommand {
 
     func run() async throws {
         let queue = try Environment.resolve(self.queue, "QUEUE", default: "default")
+        let compression = try Environment.resolve(self.compression, "COMPRESSION")
         guard !self.files.isEmpty else { throw NodeError.invalidArgument("submit needs at least one file") }
         guard self.id == nil || self.files.count == 1 else {
             throw NodeError.invalidArgument("--id names one batch: give one file")
@@ -119,7 +123,14 @@ struct SubmitCommand: AsyncParsableCommand {
         defer { client.close() }
         var keys: [BatchKey] = []
         for file in self.files {
-            let bytes = try FileIO.readAll(file)
+            var bytes = try FileIO.readAll(file)
+            if let codec = compression?.codec {
+                let (summary, batches) = try IPCSummary.read(bytes)
+                var writer = IPCWriter(schema: summary.schema, format: .stream, options: IPCWriteOptions(compression: codec))
+                for batch in batches { try writer.write(batch) }
+                writer.finish()
+                bytes = writer.bytes()
+            }
             let progress = TransferProgress("sending \(file)")
             let path = self.id.map { [queue, $0] } ?? [queue]
             let results: [PutResult]

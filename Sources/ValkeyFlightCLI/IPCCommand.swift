@@ -20,6 +20,8 @@ struct IPCSummary {
     var dictionaryBatches = 0
     var rows = 0
     var bytes = 0
+    /// Per record batch: rows, codec (nil = uncompressed), body bytes as stored, buffer bytes uncompressed.
+    var batchBodies: [(rows: Int, codec: CompressionCodec?, bodyBytes: Int, uncompressedBytes: Int)] = []
 
     /// Reads (with full validation) every batch of `bytes` and counts them.
     static func read(_ bytes: [UInt8]) throws(ArrowIPCError) -> (IPCSummary, [RecordBatch]) {
@@ -41,6 +43,12 @@ struct IPCSummary {
         summary.recordBatches = batches.count
         summary.rows = batches.reduce(0) { $0 + $1.length }
         summary.bytes = bytes.count
+        var messages = try IPCMessageIterator(bytes)
+        while let encapsulated = try messages.next() {
+            guard case let .recordBatch(header) = encapsulated.message.header else { continue }
+            summary.batchBodies.append((header.length, header.compression, encapsulated.message.bodyLength,
+                                        try header.uncompressedBufferBytes(body: encapsulated.body)))
+        }
         return (summary, batches)
     }
 
@@ -56,6 +64,10 @@ struct IPCSummary {
         lines.append("dictionary batches: \(self.dictionaryBatches)")
         lines.append("rows: \(self.rows)")
         lines.append("bytes: \(self.bytes)")
+        for (index, batch) in self.batchBodies.enumerated() {
+            lines.append("  batch \(index): rows=\(batch.rows) codec=\(batch.codec?.description ?? "none") "
+                         + "body=\(batch.bodyBytes) uncompressed=\(batch.uncompressedBytes)")
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -63,10 +75,16 @@ struct IPCSummary {
         let fields = self.schema.fields.map { field in
             "{\"name\":\(JSONText.quote(field.name)),\"type\":\(JSONText.quote(field.typeDescription)),\"nullable\":\(field.nullable)}"
         }
+        let batches = self.batchBodies.map { batch in
+            let codec = batch.codec.map { "\"\($0)\"" } ?? "null"
+            return "{\"rows\":\(batch.rows),\"codec\":\(codec),\"body_bytes\":\(batch.bodyBytes),"
+                + "\"uncompressed_bytes\":\(batch.uncompressedBytes)}"
+        }
         let metadata = self.schema.metadata.map { "\(JSONText.quote($0.keyString)):\(JSONText.quote($0.valueString))" }
         return "{\"format\":\"\(self.format.rawValue)\",\"fields\":[\(fields.joined(separator: ","))],"
             + "\"metadata\":{\(metadata.joined(separator: ","))},\"record_batches\":\(self.recordBatches),"
-            + "\"dictionary_batches\":\(self.dictionaryBatches),\"rows\":\(self.rows),\"bytes\":\(self.bytes)}"
+            + "\"dictionary_batches\":\(self.dictionaryBatches),\"rows\":\(self.rows),\"bytes\":\(self.bytes),"
+            + "\"batches\":[\(batches.joined(separator: ","))]}"
     }
 }
 
@@ -74,7 +92,11 @@ struct IPCInspectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Print the schema, batch count, rows and bytes of an Arrow IPC stream or file.",
-        discussion: "The format is detected from the bytes. Every batch is read and fully validated."
+        discussion: """
+            The format is detected from the bytes. Every batch is read and fully validated. Each record batch is \
+            listed with its body compression codec (LZ4_FRAME, ZSTD or none), its body bytes as stored and its \
+            buffers' bytes uncompressed.
+            """
     )
 
     @Argument(help: "The Arrow IPC stream or file ('-' for standard input).")
@@ -94,7 +116,10 @@ struct IPCConvertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Re-encode an Arrow IPC stream or file through ValkeyFlight's reader and writer.",
-        discussion: "The input format is detected from the bytes; every batch is fully validated before it is written."
+        discussion: """
+            The input format is detected from the bytes (compressed input is decompressed); every batch is fully \
+            validated before it is written. The output is uncompressed unless --compression lz4|zstd is given.
+            """
     )
 
     @Argument(help: "Input stream or file ('-' for standard input).")
@@ -106,10 +131,19 @@ struct IPCConvertCommand: AsyncParsableCommand {
     @Option(help: "Output format: stream or file.")
     var to: IPCFormat = Environment.value(for: "TO").flatMap(IPCFormat.init(rawValue:)) ?? .stream
 
+    @Option(help: "Body compression of the output: none, lz4 or zstd. (default: none, whatever the input used)")
+    var compression: BodyCompressionChoice?
+
+    @Option(help: "Compression level (zstd; 1 is fastest). (default: 1)")
+    var level: Int?
+
     func run() async throws {
+        let compression = try Environment.resolve(self.compression, "COMPRESSION", default: .none)
+        let level = try Environment.resolve(self.level, "LEVEL")
         let bytes = try FileIO.readAll(self.input)
         let (summary, batches) = try IPCSummary.read(bytes)
-        var writer = IPCWriter(schema: summary.schema, format: self.to)
+        var writer = IPCWriter(schema: summary.schema, format: self.to,
+                               options: IPCWriteOptions(compression: compression.codec, level: level))
         for batch in batches { try writer.write(batch) }
         writer.finish()
         try FileIO.write(writer.segments, to: self.output)
@@ -117,3 +151,16 @@ struct IPCConvertCommand: AsyncParsableCommand {
 }
 
 extension IPCFormat: ExpressibleByArgument {}
+
+/// `--compression none|lz4|zstd`.
+enum BodyCompressionChoice: String, ExpressibleByArgument, CaseIterable {
+    case none, lz4, zstd
+
+    var codec: CompressionCodec? {
+        switch self {
+        case .none: return nil
+        case .lz4: return .lz4Frame
+        case .zstd: return .zstd
+        }
+    }
+}

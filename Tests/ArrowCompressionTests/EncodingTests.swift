@@ -11,6 +11,7 @@ import Testing
         let input = try #require(Corpus.inputs[name])
         let frame = LZ4Frame.compress(input)
         #expect(try LZ4Frame.decompress(frame, decompressedSize: input.count) == input)
+        #expect(try LZ4Frame.decompress(LZ4Frame.compress(input, checksum: true), decompressedSize: input.count) == input)
         if name == "zeros" || name == "text" { #expect(frame.count < input.count / 2) }
     }
 
@@ -53,6 +54,7 @@ import Testing
         for name in Self.names {
             let input = try #require(Corpus.inputs[name])
             lz4.append((name, input, LZ4Frame.compress(input)))
+            lz4.append((name + "-checksum", input, LZ4Frame.compress(input, checksum: true)))
             zstd.append((name, input, Zstd.compress(input)))
             zstd.append((name + "-l3", input, Zstd.compress(input, level: 3, checksum: true)))
         }

@@ -67,6 +67,8 @@ enum CLI {
             dictionary batches: 3
             rows: 17
             bytes: \(size ?? -1)
+              batch 0: rows=7 codec=none body=80 uncompressed=52
+              batch 1: rows=10 codec=none body=104 uncompressed=76
 
             """)
     }

@@ -1,13 +1,14 @@
 /// Writes a bit stream that ``BackwardBitReader`` reads back: bits accumulate least significant first and
 /// are flushed as little-endian bytes; `close()` adds the end marker.
 struct BitWriter {
-    private(set) var bytes: [UInt8]
+    private let storage: BitWriterStorage
+    private var position = 0
     private var container: UInt64 = 0
     private var count = 0
 
+    /// `capacity`: the most bytes the stream will hold (callers bound it from what they write).
     init(capacity: Int) {
-        self.bytes = []
-        self.bytes.reserveCapacity(capacity)
+        self.storage = BitWriterStorage(capacity: capacity + 16)
     }
 
     /// Adds the low `bits` (0...56 with ≤ 7 pending) bits of `value`.
@@ -19,24 +20,42 @@ struct BitWriter {
         if self.count >= 32 { self.flush() }
     }
 
+    /// Writes the whole bytes pending (one 8-byte store).
     @inline(__always)
     mutating func flush() {
-        while self.count >= 8 {
-            self.bytes.append(UInt8(truncatingIfNeeded: self.container))
-            self.container >>= 8
-            self.count -= 8
-        }
+        let whole = self.count >> 3
+        precondition(self.position + 8 <= self.storage.capacity, "BitWriter capacity exceeded")
+        UnsafeMutableRawPointer(self.storage.bytes + self.position).storeBytes(of: self.container.littleEndian, as: UInt64.self)
+        self.position += whole
+        self.container = whole == 8 ? 0 : self.container >> UInt64(whole * 8)
+        self.count &= 7
     }
 
     /// Adds the end marker (one set bit) and pads to a byte.
     mutating func close() -> [UInt8] {
         self.add(1, 1)
         self.flush()
-        if self.count > 0 { self.bytes.append(UInt8(truncatingIfNeeded: self.container)) }
+        if self.count > 0 {
+            self.storage.bytes[self.position] = UInt8(truncatingIfNeeded: self.container)
+            self.position += 1
+        }
         self.count = 0
         self.container = 0
-        return self.bytes
+        return Array(UnsafeBufferPointer(start: self.storage.bytes, count: self.position))
     }
+}
+
+/// The bytes of one ``BitWriter``.
+final class BitWriterStorage {
+    let bytes: UnsafeMutablePointer<UInt8>
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        self.bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+    }
+
+    deinit { self.bytes.deallocate() }
 }
 
 /// An FSE encoding table (the inverse of ``FSETable/decodingTable(_:log:what:offset:)``).

@@ -155,7 +155,7 @@ struct HuffmanEncoder {
 
     /// One stream: literals written last-to-first so that the decoder reads them first-to-last.
     func encodeStream(_ literals: UnsafeBufferPointer<UInt8>) -> [UInt8] {
-        var writer = BitWriter(capacity: literals.count + 8)
+        var writer = BitWriter(capacity: literals.count * 2 + 8)   // at most 11 bits per literal
         var index = literals.count
         self.codes.withUnsafeBufferPointer { codes in
             self.lengths.withUnsafeBufferPointer { lengths in

@@ -70,6 +70,19 @@ enum SequenceCode {
         })
     }
 
+    private static let predefinedTables: [SequenceTable?] = [SequenceCode.literalLength, .offset, .matchLength].map { code in
+        let (counts, log) = code.predefined
+        return try? code.table(counts, log: log, offset: 0)
+    }
+
+    /// The predefined table (built once).
+    func predefinedTable() throws(CompressionError) -> SequenceTable {
+        let index = self == .literalLength ? 0 : self == .offset ? 1 : 2
+        if let table = Self.predefinedTables[index] { return table }
+        let (counts, log) = self.predefined
+        return try self.table(counts, log: log, offset: 0)
+    }
+
     /// The table of one repeated code (RLE mode).
     func rle(_ code: Int, offset: Int) throws(CompressionError) -> SequenceTable {
         guard code <= self.maxSymbol else {

@@ -62,13 +62,18 @@ struct ZstdDecoder {
     private var offsets: SequenceTable?
     private var matchLengths: SequenceTable?
     private var repeats: (Int, Int, Int) = (1, 4, 8)
-    private var literals: [UInt8] = []
-    private var sequences: [(literals: Int, match: Int, offset: Int)] = []
+    /// The current block's literals: a view of the input (raw literals) or of `scratch` (RLE, Huffman),
+    /// with `literalSlack` more bytes readable after them (for word-sized copies).
+    private var literalBase: UnsafePointer<UInt8>
+    private var literalCount = 0
+    private var literalSlack = 0
+    private let scratch = LiteralScratch()
 
     init(output: UnsafeMutablePointer<UInt8>, capacity: Int, maxWindowSize: Int) {
         self.output = output
         self.capacity = capacity
         self.maxWindowSize = maxWindowSize
+        self.literalBase = UnsafePointer(self.scratch.bytes)
     }
 
     mutating func decodeFrame(_ reader: inout InputReader) throws(CompressionError) {
@@ -172,8 +177,7 @@ struct ZstdDecoder {
     private mutating func decodeCompressedBlock(_ block: UnsafeRawBufferPointer, offset: Int, limit: Int) throws(CompressionError) {
         let literalsUsed = try self.decodeLiterals(block, offset: offset, limit: limit)
         let rest = UnsafeRawBufferPointer(rebasing: block[literalsUsed...])
-        try self.decodeSequences(rest, offset: offset + literalsUsed)
-        try self.execute(limit: limit, offset: offset)
+        try self.decodeSequences(rest, offset: offset + literalsUsed, limit: limit)
     }
 
     /// Decodes the literals section into `self.literals`; returns the section's size.
@@ -194,11 +198,15 @@ struct ZstdDecoder {
             }
             if type == 0 {
                 let bytes = try reader.bytes(size, "Zstandard raw literals")
-                self.literals = [UInt8](bytes)
+                self.literalBase = bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) } ?? UnsafePointer(self.scratch.bytes)
+                self.literalSlack = reader.remaining
             } else {
                 let byte = try reader.u8("Zstandard RLE literals")
-                self.literals = [UInt8](repeating: byte, count: size)
+                self.scratch.bytes.update(repeating: byte, count: size)
+                self.literalBase = UnsafePointer(self.scratch.bytes)
+                self.literalSlack = LiteralScratch.slack
             }
+            self.literalCount = size
             return reader.offset
         }
         let header = Int(try reader.uint(format < 2 ? 2 : format == 2 ? 3 : 4, "Zstandard literals section header")) << 8 | first
@@ -231,15 +239,10 @@ struct ZstdDecoder {
         guard let table = self.huffman else {
             throw .corrupt(what: "Zstandard treeless literals", offset: offset, reason: "no previous Huffman table to repeat")
         }
-        var literals = [UInt8](repeating: 0, count: regenerated)
-        try literals.withUnsafeMutableBufferPointer { (out) throws(CompressionError) in
-            guard let base = out.baseAddress else {
-                throw .corrupt(what: "Zstandard compressed literals", offset: dataOffset, reason: "zero literals in a Huffman section")
-            }
-            if streams == 1 {
-                try table.decodeStream(data, into: base, count: regenerated, offset: dataOffset)
-                return
-            }
+        let base = self.scratch.bytes
+        if streams == 1 {
+            try table.decodeStream(data, into: base, count: regenerated, offset: dataOffset)
+        } else {
             guard data.count >= 6 else {
                 throw .truncated(what: "Zstandard literals jump table", offset: dataOffset, needed: 6, available: data.count)
             }
@@ -263,19 +266,27 @@ struct ZstdDecoder {
                 at += sizes[index]
             }
         }
-        self.literals = literals
+        self.literalBase = UnsafePointer(base)
+        self.literalCount = regenerated
+        self.literalSlack = LiteralScratch.slack
         return reader.offset
     }
 
-    private mutating func decodeSequences(_ section: UnsafeRawBufferPointer, offset: Int) throws(CompressionError) {
-        self.sequences.removeAll(keepingCapacity: true)
+    private mutating func decodeSequences(_ section: UnsafeRawBufferPointer, offset: Int, limit: Int) throws(CompressionError) {
         var reader = InputReader(section)
         let first = Int(try reader.u8("Zstandard sequences header"))
         var count: Int
+        let blockStart = self.written
+        let room = min(limit, self.capacity - blockStart)
         if first == 0 {
             guard reader.isAtEnd else {
                 throw .corrupt(what: "Zstandard sequences section", offset: offset, reason: "bytes follow a count of zero")
             }
+            guard self.literalCount <= room else {
+                throw .limitExceeded(what: "Zstandard decompressed size", limit: self.capacity, found: blockStart + self.literalCount)
+            }
+            (self.output + blockStart).update(from: self.literalBase, count: self.literalCount)
+            self.written += self.literalCount
             return
         } else if first < 128 {
             count = first
@@ -296,8 +307,15 @@ struct ZstdDecoder {
         let streamAt = offset + reader.offset
         var stream = try BackwardBitReader(UnsafeRawBufferPointer(rebasing: section[reader.offset...]),
                                            what: "Zstandard sequence bit stream", offset: streamAt)
-        self.sequences.reserveCapacity(count)
         var repeats = self.repeats
+        let output = self.output
+        let capacity = self.capacity
+        let frameStart = self.frameStart
+        let lits = self.literalBase
+        let literalCount = self.literalCount
+        let literalEnd = literalCount + self.literalSlack
+        var op = blockStart
+        var lp = 0
         try ll.entries.withUnsafeBufferPointer { (llTable) throws(CompressionError) in
             try of.entries.withUnsafeBufferPointer { (ofTable) throws(CompressionError) in
                 try ml.entries.withUnsafeBufferPointer { (mlTable) throws(CompressionError) in
@@ -310,13 +328,13 @@ struct ZstdDecoder {
                         let mlEntry = mlTable[mlState]
                         let offsetValue = Int(ofEntry.baseValue) + stream.read(Int(ofEntry.extraBits))
                         let match = Int(mlEntry.baseValue) + stream.read(Int(mlEntry.extraBits))
-                        let literalCount = Int(llEntry.baseValue) + stream.read(Int(llEntry.extraBits))
+                        let literals = Int(llEntry.baseValue) + stream.read(Int(llEntry.extraBits))
                         var offsetResult: Int
                         if offsetValue > 3 {
                             offsetResult = offsetValue - 3
                             repeats = (offsetResult, repeats.0, repeats.1)
                         } else {
-                            let slot = offsetValue - 1 + (literalCount == 0 ? 1 : 0)
+                            let slot = offsetValue - 1 + (literals == 0 ? 1 : 0)
                             switch slot {
                             case 0:
                                 offsetResult = repeats.0
@@ -334,7 +352,41 @@ struct ZstdDecoder {
                                 repeats = (offsetResult, repeats.0, repeats.1)
                             }
                         }
-                        self.sequences.append((literalCount, match, offsetResult))
+                        // Execute: literals, then the match.
+                        guard literals <= literalCount - lp else {
+                            throw .corrupt(what: "Zstandard sequence \(index)", offset: streamAt, reason: "more literals than the block holds")
+                        }
+                        guard literals + match <= room - (op - blockStart) else {
+                            throw .limitExceeded(what: "Zstandard decompressed size", limit: min(capacity, blockStart + room),
+                                                 found: op + literals + match)
+                        }
+                        if literals <= 16, lp + 16 <= literalEnd, op + 16 <= capacity {
+                            let to = UnsafeMutableRawPointer(output + op)
+                            let from = UnsafeRawPointer(lits + lp)
+                            to.storeBytes(of: from.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                            to.storeBytes(of: from.loadUnaligned(fromByteOffset: 8, as: UInt64.self), toByteOffset: 8, as: UInt64.self)
+                        } else {
+                            (output + op).update(from: lits + lp, count: literals)
+                        }
+                        op += literals
+                        lp += literals
+                        guard offsetResult <= op - frameStart else {
+                            throw .corrupt(what: "Zstandard sequence \(index)", offset: streamAt,
+                                           reason: "offset \(offsetResult) reaches before the start of the frame")
+                        }
+                        if offsetResult >= 8, op + match + 8 <= capacity {
+                            let to = UnsafeMutableRawPointer(output + op)
+                            let from = UnsafeRawPointer(output + (op - offsetResult))
+                            var copied = 0
+                            while copied < match {
+                                to.storeBytes(of: from.loadUnaligned(fromByteOffset: copied, as: UInt64.self),
+                                              toByteOffset: copied, as: UInt64.self)
+                                copied += 8
+                            }
+                        } else {
+                            LZ4Block.copyMatch(output, to: op, offset: offsetResult, length: match)
+                        }
+                        op += match
                         if index + 1 < count {
                             llState = Int(llEntry.nextBaseline) + stream.read(Int(llEntry.stateBits))
                             mlState = Int(mlEntry.nextBaseline) + stream.read(Int(mlEntry.stateBits))
@@ -348,14 +400,19 @@ struct ZstdDecoder {
         guard stream.isExactlyConsumed() else {
             throw .corrupt(what: "Zstandard sequence bit stream", offset: streamAt, reason: "the stream's bits do not match \(count) sequences")
         }
+        let rest = literalCount - lp
+        guard rest <= room - (op - blockStart) else {
+            throw .limitExceeded(what: "Zstandard decompressed size", limit: min(capacity, blockStart + room), found: op + rest)
+        }
+        (output + op).update(from: lits + lp, count: rest)
+        self.written = op + rest
     }
 
     private func table(_ code: SequenceCode, mode: Int, _ reader: inout InputReader, previous: SequenceTable?,
                        base: Int) throws(CompressionError) -> SequenceTable {
         switch mode {
         case 0:
-            let (counts, log) = code.predefined
-            return try code.table(counts, log: log, offset: base + reader.offset)
+            return try code.predefinedTable()
         case 1:
             let at = base + reader.offset
             return try code.rle(Int(try reader.u8("Zstandard RLE code of \(code.name)")), offset: at)
@@ -373,48 +430,17 @@ struct ZstdDecoder {
             return previous
         }
     }
+}
 
-    /// Executes the decoded sequences: literals, then a match, per sequence; then the remaining literals.
-    private mutating func execute(limit: Int, offset: Int) throws(CompressionError) {
-        let blockStart = self.written
-        let capacity = self.capacity
-        let room = min(limit, capacity - blockStart)
-        var op = blockStart
-        let output = self.output
-        let frameStart = self.frameStart
-        let literalCount = self.literals.count
-        let sequences = self.sequences
-        try self.literals.withUnsafeBufferPointer { (lits) throws(CompressionError) in
-            var lp = 0
-            for (index, sequence) in sequences.enumerated() {
-                guard sequence.literals <= literalCount - lp else {
-                    throw .corrupt(what: "Zstandard sequence \(index)", offset: offset, reason: "more literals than the block holds")
-                }
-                let total = sequence.literals + sequence.match
-                guard total <= room - (op - blockStart) else {
-                    throw .limitExceeded(what: "Zstandard decompressed size", limit: min(capacity, blockStart + room), found: op + total)
-                }
-                if sequence.literals > 0, let from = lits.baseAddress {
-                    (output + op).update(from: from + lp, count: sequence.literals)
-                }
-                op += sequence.literals
-                lp += sequence.literals
-                guard sequence.offset <= op - frameStart else {
-                    throw .corrupt(what: "Zstandard sequence \(index)", offset: offset,
-                                   reason: "offset \(sequence.offset) reaches before the start of the frame")
-                }
-                LZ4Block.copyMatch(output, to: op, offset: sequence.offset, length: sequence.match)
-                op += sequence.match
-            }
-            let rest = literalCount - lp
-            guard rest <= room - (op - blockStart) else {
-                throw .limitExceeded(what: "Zstandard decompressed size", limit: min(capacity, blockStart + room), found: op + rest)
-            }
-            if rest > 0, let from = lits.baseAddress {
-                (output + op).update(from: from + lp, count: rest)
-            }
-            op += rest
-        }
-        self.written = op
+/// The decoder's literal buffer: one block's worth plus slack for word-sized copies.
+final class LiteralScratch {
+    static let slack = 32
+    let bytes: UnsafeMutablePointer<UInt8>
+
+    init() {
+        self.bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: Zstd.maxBlockSize + Self.slack)
+        self.bytes.initialize(repeating: 0, count: Zstd.maxBlockSize + Self.slack)
     }
+
+    deinit { self.bytes.deallocate() }
 }

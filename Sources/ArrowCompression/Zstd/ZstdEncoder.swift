@@ -268,27 +268,28 @@ struct ZstdEncoder {
         }
     }
 
-    private static func literalLengthCode(_ value: Int) -> Int {
-        if value < 16 { return value }
-        if value < 64 {
-            // Codes 16...24: two per power of two below 64 (16,18,20,22,24,28,32,40,48).
-            let table = SequenceCode.literalLengthBase
-            var code = 24
-            while Int(table[code]) > value { code -= 1 }
-            return code
-        }
+    /// Literal-length codes of 0..<64 and match-length codes of lengths 0..<131 (the table part of the codes).
+    static let literalLengthCodes: [UInt8] = (0..<64).map { value in
+        var code = min(value, 24)
+        while Int(SequenceCode.literalLengthBase[code]) > value { code -= 1 }
+        return UInt8(code)
+    }
+    static let matchLengthCodes: [UInt8] = (0..<131).map { length in
+        guard length >= 3 else { return 0 }
+        var code = min(length - 3, 42)
+        while Int(SequenceCode.matchLengthBase[code]) > length { code -= 1 }
+        return UInt8(code)
+    }
+
+    @inline(__always)
+    private static func literalLengthCode(_ value: Int, _ table: UnsafeBufferPointer<UInt8>) -> Int {
+        if value < 64 { return Int(table[value]) }
         return min(35, 25 + (Int.bitWidth - 1 - value.leadingZeroBitCount) - 6)
     }
 
-    private static func matchLengthCode(_ length: Int) -> Int {
-        let value = length - 3
-        if value < 32 { return value }
-        if length < 131 {
-            let table = SequenceCode.matchLengthBase
-            var code = 42
-            while Int(table[code]) > length { code -= 1 }
-            return code
-        }
+    @inline(__always)
+    private static func matchLengthCode(_ length: Int, _ table: UnsafeBufferPointer<UInt8>) -> Int {
+        if length < 131 { return Int(table[length]) }
         return min(52, 43 + (Int.bitWidth - 1 - (length - 3).leadingZeroBitCount) - 7)
     }
 
@@ -305,41 +306,127 @@ struct ZstdEncoder {
             out.append(UInt8((count - 0x7F00) >> 8))
         }
         guard count > 0 else { return }
-        out.append(0)   // predefined tables for all three codes
-        var writer = BitWriter(capacity: count * 4 + 16)
-        let ll = self.literalLengths, ml = self.matchLengths, of = self.offsets
-        func codes(_ s: (literals: Int, match: Int, offsetValue: Int)) -> (Int, Int, Int) {
-            (Self.literalLengthCode(s.literals), Self.matchLengthCode(s.match),
-             Int.bitWidth - 1 - s.offsetValue.leadingZeroBitCount)
+        var llCodes = [UInt8](repeating: 0, count: count)
+        var mlCodes = [UInt8](repeating: 0, count: count)
+        var ofCodes = [UInt8](repeating: 0, count: count)
+        var llCounts = [Int](repeating: 0, count: 36)
+        var mlCounts = [Int](repeating: 0, count: 53)
+        var ofCounts = [Int](repeating: 0, count: 32)
+        let llTable = Self.literalLengthCodes, mlTable = Self.matchLengthCodes
+        let llBase = SequenceCode.literalLengthBase, llBits = SequenceCode.literalLengthBits
+        let mlBase = SequenceCode.matchLengthBase, mlBits = SequenceCode.matchLengthBits
+        for (index, sequence) in self.sequences.enumerated() {
+            let ll = llTable.withUnsafeBufferPointer { Self.literalLengthCode(sequence.literals, $0) }
+            let ml = mlTable.withUnsafeBufferPointer { Self.matchLengthCode(sequence.match, $0) }
+            let of = Int.bitWidth - 1 - sequence.offsetValue.leadingZeroBitCount
+            llCodes[index] = UInt8(ll)
+            mlCodes[index] = UInt8(ml)
+            ofCodes[index] = UInt8(of)
+            llCounts[ll] += 1
+            mlCounts[ml] += 1
+            ofCounts[of] += 1
         }
-        func extras(_ s: (literals: Int, match: Int, offsetValue: Int), _ c: (Int, Int, Int), into writer: inout BitWriter) {
-            writer.add(s.literals - Int(SequenceCode.literalLengthBase[c.0]), Int(SequenceCode.literalLengthBits[c.0]))
-            writer.add(s.match - Int(SequenceCode.matchLengthBase[c.1]), Int(SequenceCode.matchLengthBits[c.1]))
-            writer.add(s.offsetValue - (1 << c.2), c.2)
+        let llChoice = SequenceTableChoice(llCounts, total: count, code: .literalLength, predefined: self.literalLengths)
+        let ofChoice = SequenceTableChoice(ofCounts, total: count, code: .offset, predefined: self.offsets)
+        let mlChoice = SequenceTableChoice(mlCounts, total: count, code: .matchLength, predefined: self.matchLengths)
+        out.append(UInt8(llChoice.mode << 6 | ofChoice.mode << 4 | mlChoice.mode << 2))
+        out.append(contentsOf: llChoice.description)
+        out.append(contentsOf: ofChoice.description)
+        out.append(contentsOf: mlChoice.description)
+        // At most 9 + 9 + 8 state bits and 16 + 16 + 31 extra bits per sequence.
+        var writer = BitWriter(capacity: count * 12 + 16)
+        let sequences = self.sequences
+        func extras(_ index: Int, into writer: inout BitWriter) {
+            let s = sequences[index]
+            let ll = Int(llCodes[index]), ml = Int(mlCodes[index]), of = Int(ofCodes[index])
+            writer.add(s.literals - Int(llBase[ll]), Int(llBits[ll]))
+            writer.add(s.match - Int(mlBase[ml]), Int(mlBits[ml]))
+            writer.add(s.offsetValue - (1 << of), of)
         }
-        let lastSequence = self.sequences[count - 1]
-        let lastCodes = codes(lastSequence)
-        var mlState = ml.initial(lastCodes.1)
-        var ofState = of.initial(lastCodes.2)
-        var llState = ll.initial(lastCodes.0)
-        extras(lastSequence, lastCodes, into: &writer)
-        var index = count - 1
+        let last = count - 1
+        var mlState = mlChoice.encoder?.initial(Int(mlCodes[last])) ?? 0
+        var ofState = ofChoice.encoder?.initial(Int(ofCodes[last])) ?? 0
+        var llState = llChoice.encoder?.initial(Int(llCodes[last])) ?? 0
+        extras(last, into: &writer)
+        var index = last
         while index > 0 {
             index -= 1
-            let sequence = self.sequences[index]
-            let c = codes(sequence)
-            of.encode(c.2, state: &ofState, into: &writer)
-            ml.encode(c.1, state: &mlState, into: &writer)
-            ll.encode(c.0, state: &llState, into: &writer)
-            extras(sequence, c, into: &writer)
+            ofChoice.encoder?.encode(Int(ofCodes[index]), state: &ofState, into: &writer)
+            mlChoice.encoder?.encode(Int(mlCodes[index]), state: &mlState, into: &writer)
+            llChoice.encoder?.encode(Int(llCodes[index]), state: &llState, into: &writer)
+            extras(index, into: &writer)
         }
-        ml.finish(mlState, into: &writer)
-        of.finish(ofState, into: &writer)
-        ll.finish(llState, into: &writer)
+        mlChoice.encoder?.finish(mlState, into: &writer)
+        ofChoice.encoder?.finish(ofState, into: &writer)
+        llChoice.encoder?.finish(llState, into: &writer)
         out.append(contentsOf: writer.close())
     }
 }
 
+/// How one kind of sequence code is coded in a block: the predefined table, one repeated code (RLE), or a
+/// table of its own (FSE_Compressed), whichever the estimated bit cost favours.
+struct SequenceTableChoice {
+    /// Symbol_Compression_Modes value: 0 predefined, 1 RLE, 2 FSE_Compressed.
+    let mode: Int
+    /// The bytes after the modes byte: nothing, the RLE code, or the table description.
+    let description: [UInt8]
+    /// nil for RLE (no bits per symbol).
+    let encoder: FSEEncoder?
+
+    init(_ counts: [Int], total: Int, code: SequenceCode, predefined: FSEEncoder) {
+        let used = counts.indices.filter { counts[$0] > 0 }
+        if used.count == 1 {
+            self.mode = 1
+            self.description = [UInt8(used[0])]
+            self.encoder = nil
+            return
+        }
+        let (predefinedCounts, predefinedLog) = code.predefined
+        var predefinedCost = 0.0
+        for symbol in used {
+            guard symbol < predefinedCounts.count else {
+                predefinedCost = .infinity
+                break
+            }
+            let p = Double(max(1, Int(predefinedCounts[symbol])))
+            predefinedCost += Double(counts[symbol]) * (Double(predefinedLog) - p.log2)
+        }
+        let maxSymbol = used.last ?? 0
+        var log = max(5, min(code.maxLog, (Int.bitWidth - 1 - total.leadingZeroBitCount) - 1))
+        while 1 << log < used.count { log += 1 }
+        if total >= 16, log <= code.maxLog,
+           let normalized = FSENormalizer.normalize(Array(counts[0...maxSymbol]), total: total, log: log) {
+            let header = FSENormalizer.writeDistribution(normalized, log: log)
+            var cost = Double(header.count * 8)
+            for symbol in used {
+                cost += Double(counts[symbol]) * (Double(log) - Double(normalized[symbol]).log2)
+            }
+            if cost < predefinedCost {
+                self.mode = 2
+                self.description = header
+                self.encoder = FSEEncoder(normalized, log: log)
+                return
+            }
+        }
+        self.mode = 0
+        self.description = []
+        self.encoder = predefined
+    }
+}
+
+extension Double {
+    fileprivate var log2: Double {
+        // log2 without Foundation: exponent plus a short series on the mantissa (accurate to ~1e-4, enough
+        // for choosing a table).
+        guard self > 0 else { return -.infinity }
+        let exponent = Double(self.exponent)
+        let m = self.significand   // in [1, 2)
+        let y = (m - 1) / (m + 1)
+        let y2 = y * y
+        let ln = 2 * y * (1 + y2 / 3 + y2 * y2 / 5 + y2 * y2 * y2 / 7)
+        return exponent + ln / 0.693_147_180_559_945_3
+    }
+}
 /// The match finder's hash table: the last position seen per hash (−1 = none).
 final class MatchTable {
     let entries: UnsafeMutablePointer<Int32>

@@ -100,3 +100,28 @@ extension IPCMessageDecoder {
         return total
     }
 }
+
+extension RecordBatchHeader {
+    /// The bytes this batch's buffers hold once decompressed: each compressed buffer's declared length,
+    /// a −1 buffer's raw bytes, an uncompressed buffer's length (padding excluded).
+    ///
+    /// - Throws: ``ArrowIPCError`` for a buffer outside `body` or a compressed buffer without its prefix.
+    public func uncompressedBufferBytes(body: ArrowBuffer) throws(ArrowIPCError) -> Int {
+        var total = 0
+        for (index, location) in self.buffers.enumerated() {
+            guard location.offset <= body.count, location.length <= body.count - location.offset else {
+                throw .invalidMessage(what: "RecordBatch.buffers[\(index)]", reason: "outside the body of \(body.count) bytes")
+            }
+            var size = location.length
+            if self.compression != nil {
+                let buffer = body.slice(offset: location.offset, count: location.length)
+                let declared = try BodyDecompressor.declaredLength(buffer, what: "RecordBatch.buffers[\(index)]")
+                size = declared.map { $0 == -1 ? location.length - 8 : $0 } ?? 0
+            }
+            let (sum, overflow) = total.addingReportingOverflow(size)
+            guard !overflow else { throw .limitExceeded(what: "uncompressed body size", limit: Int.max, found: Int.max) }
+            total = sum
+        }
+        return total
+    }
+}

@@ -18,7 +18,8 @@ public struct BatchIngest: Sendable {
     }
 
     /// Validates one FlightData message and keeps its IPC message. `charge` is called with the message's size
-    /// before it is kept (the store's reservation grows there, and may refuse).
+    /// before it is kept (the store's reservation grows there, and may refuse), and for a compressed body with
+    /// its decompressed size before decoding and the negative of it after.
     ///
     /// - Throws: ``NodeError/invalidArgument(_:)`` for a body without a header or rows beyond `Int.max`;
     ///   `ArrowIPCError` for malformed IPC; whatever `charge` throws.
@@ -36,6 +37,11 @@ public struct BatchIngest: Sendable {
         guard !sizeOverflow else { throw NodeError.invalidArgument("\(self.what): message size overflows") }
         let size = max(slices, heldBytes ?? 0)
         try charge(size)
+        // A compressed body is validated by decompressing it into scratch memory, which is charged while it exists
+        // (and refunded with a negative charge); the kept message stays the compressed bytes received.
+        let scratch = try self.decoder.decompressedSize(header: data.dataHeader, body: data.dataBody)
+        if scratch > 0 { try charge(scratch) }
+        defer { if scratch > 0 { try? charge(-scratch) } }
         if case let .recordBatch(batch) = try self.decoder.decode(header: data.dataHeader, body: data.dataBody) {
             let (rows, overflow) = self.rows.addingReportingOverflow(batch.length)
             guard !overflow else { throw NodeError.invalidArgument("\(self.what): the row count overflows") }

@@ -1,0 +1,20 @@
+// libFuzzer harness for the Zstandard decoder, built by scripts/fuzz-compression with
+// `swiftc -sanitize=fuzzer,address` over Sources/ArrowCompression. Input: a little-endian u32 whose low
+// 20 bits are the declared size, then the frames. Decoding must return exactly that many bytes or throw a
+// CompressionError (never trap, hang or allocate beyond the declared size); decoded bytes must survive
+// our encoder and decoder unchanged.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    guard size >= 4 else { return 0 }
+    let input = Array(UnsafeBufferPointer(start: data, count: size))
+    let declared = (Int(input[0]) | Int(input[1]) << 8 | Int(input[2]) << 16) & 0xF_FFFF
+    let frame = Array(input[4...])
+    guard let decoded = try? Zstd.decompress(frame, decompressedSize: declared, limit: 1 << 20) else { return 0 }
+    guard decoded.count == declared else { fatalError("decoded \(decoded.count) bytes, declared \(declared)") }
+    let again = Zstd.compress(decoded, level: Int(input[3] & 3), checksum: input[3] & 4 != 0)
+    guard let back = try? Zstd.decompress(again, decompressedSize: declared), back == decoded else {
+        fatalError("our Zstandard frame of \(declared) bytes does not round-trip")
+    }
+    return 0
+}
