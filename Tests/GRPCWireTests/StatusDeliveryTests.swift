@@ -31,14 +31,9 @@ import Testing
         return try GRPCServer(configuration: config, router: router)
     }
 
-    /// Runs a process on a thread of its own: `TestSupport.run` waits by polling, and on the cooperative pool (two
-    /// threads here) it would starve the server's handlers while another test does the same.
+    /// Runs a process; `TestSupport.run` waits off the cooperative pool.
     static func runOffThePool(_ executable: String, _ arguments: [String]) async throws -> (Int32, String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(with: Result { try TestSupport.run(executable, arguments, timeout: .seconds(60)) })
-            }.start()
-        }
+        try await TestSupport.run(executable, arguments, timeout: .seconds(60))
     }
 
     @Test func encodingCapsTheMessageAtACharacterBoundary() {

@@ -61,7 +61,7 @@ struct HardeningDoPutTests {
                                          environment: ["PYTHONDONTWRITEBYTECODE": "1"])
         child.closeInput()
         defer { child.terminate() }
-        guard await child.waitForExit(timeout: 120) else { throw FlightTestError("pyarrow \(arguments) did not finish; \(child.stderr)") }
+        guard await child.waitForExit(within: 120) else { throw FlightTestError("pyarrow \(arguments) did not finish; \(child.stderr)") }
         try #require(child.exitStatus == 0, "pyarrow \(arguments) failed:\n\(child.stderr)")
         return try PyJSON.lastLine(of: child.stdout)
     }
@@ -143,13 +143,13 @@ struct HardeningDoPutTests {
 
     /// `valkeyflight ipc inspect` on every IPC input of the folder: a one-line error and exit status 1, never a
     /// trap (Int64-extreme lengths used to end it with "arithmetic overflow").
-    @Test func ipcInspectRejectsEveryRegressionInputCleanly() throws {
+    @Test func ipcInspectRejectsEveryRegressionInputCleanly() async throws {
         let expected = try Self.expected()
         let inputs = try FileManager.default.contentsOfDirectory(atPath: Self.regressions.path).sorted()
             .filter { !["README.md", "EXPECTED"].contains($0) && !$0.hasPrefix("doput-") }
         #expect(inputs.count >= 6)
         for name in inputs {
-            let result = try CLI.run(["ipc", "inspect", Self.regressions.appendingPathComponent(name).path])
+            let result = try await CLI.run(["ipc", "inspect", Self.regressions.appendingPathComponent(name).path])
             #expect(result.status == 1, "\(name): status \(result.status), stderr \(result.stderr)")
             if let description = expected[name] {
                 #expect(result.stderr.contains(description), "\(name): \(result.stderr)")

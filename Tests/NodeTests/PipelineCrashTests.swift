@@ -22,7 +22,7 @@ final class ModeProcess: @unchecked Sendable {
         let serving = mode != "worker"
         let child = try TestChildProcess(CLI.binary, [mode] + (serving ? ["--listen", listen] : []) + arguments)
         guard serving else { return ModeProcess(child: child, location: nil) }
-        guard let line = await child.nextLine(timeout: 30), line.hasPrefix("listening on ") else {
+        guard let line = await child.nextLine(within: 30), line.hasPrefix("listening on ") else {
             child.terminate()
             throw FlightTestError("\(mode) did not start; stderr: \(child.stderr)")
         }
@@ -33,7 +33,7 @@ final class ModeProcess: @unchecked Sendable {
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM, within seconds: Double = 15) async -> Int32? {
         self.child.send(signal)
-        guard await self.child.waitForExit(timeout: seconds) else {
+        guard await self.child.waitForExit(within: seconds) else {
             self.child.terminate()
             return nil
         }

@@ -221,7 +221,7 @@ import Testing
                 let child = try TestChildProcess(PyArrow.python, [script, node.location, "pyexample"])
                 child.closeInput()
                 defer { child.terminate() }
-                #expect(await child.waitForExit(timeout: 120), "example did not finish; stderr: \(child.stderr)")
+                #expect(await child.waitForExit(within: 120), "example did not finish; stderr: \(child.stderr)")
                 #expect(child.exitStatus == 0, "stderr: \(child.stderr)")
                 let lines = child.stdout.split(separator: "\n").map(String.init)
                 #expect(lines.count == 2, "stdout: \(child.stdout)")

@@ -84,7 +84,7 @@ enum ProcessorSupport {
                                          environment: ["PYTHONDONTWRITEBYTECODE": "1"])
         child.closeInput()
         defer { child.terminate() }
-        guard await child.waitForExit(timeout: timeout) else {
+        guard await child.waitForExit(within: timeout) else {
             throw FlightTestError("python did not finish within \(timeout) s; stderr:\n\(child.stderr)")
         }
         guard child.exitStatus == 0 else { throw FlightTestError("python failed:\n\(child.stderr)") }
