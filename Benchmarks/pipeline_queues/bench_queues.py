@@ -18,7 +18,9 @@ the workers to go, and the clock stops when the last job has finished:
 The end time is the latest "job finished" instant any worker reports (time.monotonic is system-wide on Linux).
 The job (jobs.py) returns its argument, the job's index: RQ and arq pickle the call, BullMQ stores JSON data
 {"value": i}; every library stores the return value (their defaults), and check_results reads some back.
-The caller flushes the database before each run.
+The caller flushes the database and resets its command statistics before each run; "valkey_commands" in the report
+is what the server executed until the workers stopped (enqueue, processing, heartbeats; commands inside Lua scripts
+count), without the driver's own checks.
 """
 
 import argparse
@@ -226,16 +228,32 @@ def enqueue_bullmq(url, count):
 
 
 def wait_bullmq_completed(url, count, deadline):
+    """Waits until the completed and failed sets hold `count` jobs; returns how many commands that took (they are
+    the driver's, not BullMQ's: they are subtracted from the command count). Only decides when to stop the workers:
+    the end time is the last completion the workers saw, so the 50 ms period does not show in the result."""
     from redis import Redis
 
     connection = Redis.from_url(url)
+    commands = 0
     while True:
-        done = connection.zcard(f"bull:{QUEUE}:completed") + connection.zcard(f"bull:{QUEUE}:failed")
+        pipe = connection.pipeline(transaction=False)
+        pipe.zcard(f"bull:{QUEUE}:completed")
+        pipe.zcard(f"bull:{QUEUE}:failed")
+        done = sum(pipe.execute())
+        commands += 2
         if done >= count:
-            return
+            return commands
         if time.monotonic() >= deadline:
             raise Timeout(f"only {done} of {count} BullMQ jobs finished")
-        time.sleep(0.005)
+        time.sleep(0.05)
+
+
+def valkey_commands(url):
+    """Commands the server executed since CONFIG RESETSTAT (scripts' inner calls included)."""
+    from redis import Redis
+
+    stats = Redis.from_url(url).info("commandstats")
+    return sum(entry["calls"] for entry in stats.values())
 
 
 def rq_counts(url):
@@ -293,10 +311,12 @@ def driver_main(args):
         if time.monotonic() >= deadline:
             raise Timeout("enqueueing alone took the whole time limit")
         workers.send("go")
+        probe_commands = 0
         if args.system == "bullmq":
-            wait_bullmq_completed(args.url, args.jobs, deadline)
+            probe_commands = wait_bullmq_completed(args.url, args.jobs, deadline)
             workers.send("stop")
         answers = workers.read_all(deadline)
+        report["valkey_commands"] = valkey_commands(args.url) - probe_commands
         finished = max(a["done"] for a in answers if a["done"] is not None)
         if args.system == "rq":
             ok, failed = rq_counts(args.url)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prints scripts/bench-pipeline's results (TSV: round, system, jobs, seconds, enqueue seconds, error) as a
+"""Prints scripts/bench-pipeline's results (TSV: round, system, jobs, seconds, enqueue seconds, Valkey commands,
+error) as a
 Markdown table of medians over the successful rounds, with ValkeyFlight's end-to-end jobs/s ÷ each system's."""
 
 import statistics
@@ -26,12 +27,14 @@ NAMES = {
 def main(path):
     rows = {}
     for line in open(path):
-        round_, system, jobs, seconds, enqueue, error = line.rstrip("\n").split("\t")
-        entry = rows.setdefault(system, {"jobs": int(jobs), "seconds": [], "enqueue": [], "errors": []})
+        round_, system, jobs, seconds, enqueue, commands, error = line.rstrip("\n").split("\t")
+        entry = rows.setdefault(system, {"jobs": int(jobs), "seconds": [], "enqueue": [], "commands": [], "errors": []})
         if seconds and not error:
             entry["seconds"].append(float(seconds))
             if enqueue:
                 entry["enqueue"].append(float(enqueue))
+            if commands:
+                entry["commands"].append(int(commands) / int(jobs))
         else:
             entry["errors"].append(f"round {round_}: {error or 'no result'}")
 
@@ -39,8 +42,8 @@ def main(path):
         return entry["jobs"] / statistics.median(entry["seconds"]) if entry["seconds"] else None
 
     reference = rate(rows["valkeyflight"]) if "valkeyflight" in rows else None
-    print("| system | N | seconds | jobs/s | ValkeyFlight ÷ system | notes |")
-    print("|---|---|---|---|---|---|")
+    print("| system | N | seconds | jobs/s | ValkeyFlight ÷ system | Valkey commands/job | notes |")
+    print("|---|---|---|---|---|---|---|")
     for system, entry in rows.items():
         jobs_per_second = rate(entry)
         runs = len(entry["seconds"]) + len(entry["errors"])
@@ -53,11 +56,12 @@ def main(path):
         if entry["errors"]:
             notes.append(f"{len(entry['errors'])} of {runs} runs failed: " + "; ".join(entry["errors"]))
         if jobs_per_second is None:
-            print(f"| {NAMES.get(system, system)} | {entry['jobs']} | – | – | – | {'; '.join(notes)} |")
+            print(f"| {NAMES.get(system, system)} | {entry['jobs']} | – | – | – | – | {'; '.join(notes)} |")
             continue
         ratio = f"{reference / jobs_per_second:.2f}×" if reference else "–"
+        commands = f"{statistics.median(entry['commands']):.1f}" if entry["commands"] else "–"
         print(f"| {NAMES.get(system, system)} | {entry['jobs']} | {statistics.median(entry['seconds']):.2f} "
-              f"| {jobs_per_second:,.0f} | {ratio} | {'; '.join(notes)} |")
+              f"| {jobs_per_second:,.0f} | {ratio} | {commands} | {'; '.join(notes)} |")
 
 
 if __name__ == "__main__":
