@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Prints scripts/bench-pipeline's results (TSV: round, system, jobs, seconds, enqueue seconds, Valkey commands,
 error) as a
-Markdown table of medians over the successful rounds, with ValkeyFlight's end-to-end jobs/s ÷ each system's."""
+Markdown table of medians over the successful rounds, with ValkeyFlight's end-to-end jobs/s ÷ each system's.
+
+    report.py RESULTS.tsv PY_WORKERS PY_CONCURRENCY"""
 
 import statistics
 import sys
@@ -15,16 +17,18 @@ def version(package):
         return "?"
 
 
-NAMES = {
-    "valkeyflight": "ValkeyFlight `bench pipeline` (end to end)",
-    "valkeyflight-coordinator": "ValkeyFlight `bench pipeline --coordinator-only`",
-    "rq": f"RQ {version('rq')} (SimpleWorker, burst)",
-    "arq": f"arq {version('arq')} (burst)",
-    "bullmq": f"BullMQ-Python {version('bullmq')}",
-}
+def names(workers, concurrency):
+    return {
+        "valkeyflight": "ValkeyFlight `bench pipeline` (end to end)",
+        "valkeyflight-coordinator": "ValkeyFlight `bench pipeline --coordinator-only`",
+        "rq": f"RQ {version('rq')} (SimpleWorker, burst), {workers} processes",
+        "arq": f"arq {version('arq')} (burst), {workers} processes × {concurrency}",
+        "bullmq": f"BullMQ-Python {version('bullmq')}, {workers} processes × {concurrency}",
+    }
 
 
-def main(path):
+def main(path, workers, concurrency):
+    NAMES = names(workers, concurrency)
     rows = {}
     for line in open(path):
         round_, system, jobs, seconds, enqueue, commands, error = line.rstrip("\n").split("\t")
@@ -65,4 +69,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])
