@@ -3,7 +3,7 @@
 
     bench_queues.py run SYSTEM --url redis://127.0.0.1:PORT --jobs N [--workers W] [--concurrency C] [--timeout S]
 
-prints one JSON line: {"system", "jobs", "seconds", "enqueue_seconds", "ok", "failed"}; exit status 0 only when all
+prints one JSON line: {"system", "jobs", "seconds", "enqueue_seconds", "ok", "failed", "valkey_commands"}; exit status 0 only when all
 N jobs completed with the right result within --timeout (otherwise the JSON says why, exit 1; 3 on timeout).
 
 Every run: W worker processes (`bench_queues.py worker SYSTEM …`) start, import the library, connect and report
@@ -17,7 +17,8 @@ the workers to go, and the clock stops when the last job has finished:
           no burst mode: the driver watches the completed set and stops the workers once it holds N).
 The end time is the latest "job finished" instant any worker reports (time.monotonic is system-wide on Linux).
 The job (jobs.py) returns its argument, the job's index: RQ and arq pickle the call, BullMQ stores JSON data
-{"value": i}; every library stores the return value (their defaults), and check_results reads some back.
+{"value": i}; every library stores the return value (their defaults); check_results counts the stored results
+and reads the first and last back (RQ, BullMQ).
 The caller flushes the database and resets its command statistics before each run; "valkey_commands" in the report
 is what the server executed until the workers stopped (enqueue, processing, heartbeats; commands inside Lua scripts
 count), without the driver's own checks.
