@@ -243,7 +243,7 @@ final class CountingAdmission: GRPCMessageAdmission {
         #expect(server.bufferedRequestBytes <= 4 << 20)
         #expect(refused >= 6, "\(refused) of 8 connections were refused")
         for raw in raws { raw.close() }
-        #expect(await ServerBehaviourTests.waitUntil { server.bufferedRequestBytes == 0 })
+        #expect(await ServerBehaviourTests.waitUntil(.seconds(30)) { server.bufferedRequestBytes == 0 })
         await server.shutdown(gracePeriod: .seconds(1))
     }
 

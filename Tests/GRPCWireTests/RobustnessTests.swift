@@ -156,7 +156,7 @@ struct RawConnection {
             try await channel.unary(path: ServerBehaviourTests.echoPath, request: [[5][...]], timeout: .seconds(10))
                 == [5])
         raw.close()
-        #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 1 })
+        #expect(await ServerBehaviourTests.waitUntil(.seconds(30)) { server.connectionCount == 1 })
         channel.close()
         await server.shutdown(gracePeriod: .seconds(1))
     }
