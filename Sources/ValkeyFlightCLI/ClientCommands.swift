@@ -217,7 +217,7 @@ struct GetCommand: AsyncParsableCommand {
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List the batches a node holds (ListFlights).")
+        abstract: "List batches: status objects from a node with a coordinator (newest first), else what a Flight store holds (ListFlights).")
 
     @OptionGroup var client: ClientOptions
 

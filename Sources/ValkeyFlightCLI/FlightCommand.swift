@@ -3,14 +3,23 @@ internal import FlightRPC
 internal import ArgumentParser
 internal import GRPCWire
 
-/// Options every long-running mode shares (../shared/CONTRACT.md §1).
-struct NodeOptions: ParsableArguments {
+/// Where a serving mode listens and what it advertises.
+struct ListenOptions: ParsableArguments {
     @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free port. (default: 127.0.0.1:8815)")
     var listen: HostPort?
 
     @Option(help: "Location advertised in FlightInfo and recorded for each batch, grpc://HOST:PORT. (default: the listen address with the bound port)")
     var advertise: String?
 
+    func apply(to configuration: inout NodeConfiguration) throws {
+        configuration.listen = try Environment.resolve(self.listen, "LISTEN", default: HostPort(host: "127.0.0.1", port: 8815))
+        configuration.advertise = try Environment.resolve(self.advertise, "ADVERTISE")
+        if let advertise = configuration.advertise { _ = try FlightLocation(parsing: advertise) }
+    }
+}
+
+/// Options every long-running mode shares (../shared/CONTRACT.md §1).
+struct NodeOptions: ParsableArguments {
     @Option(help: "Valkey: valkey://[user:pass@]host:port[/db], valkeys://… (TLS), unix:///path; a cluster node uses the whole cluster; several seeds comma-separated.")
     var valkey: String?
 
@@ -30,9 +39,6 @@ struct NodeOptions: ParsableArguments {
         let level = try Environment.resolve(self.logLevel, "LOG_LEVEL", default: "info")
         let format = try Environment.resolve(self.logFormat, "LOG_FORMAT", default: "text")
         configuration.log = try NodeLogger(level: level, format: format)
-        configuration.listen = try Environment.resolve(self.listen, "LISTEN", default: HostPort(host: "127.0.0.1", port: 8815))
-        configuration.advertise = try Environment.resolve(self.advertise, "ADVERTISE")
-        if let advertise = configuration.advertise { _ = try FlightLocation(parsing: advertise) }
         configuration.valkeyURL = try Environment.resolve(self.valkey, "VALKEY")
         configuration.valkeyTLSCA = try Environment.resolve(self.valkeyTlsCa, "VALKEY_TLS_CA")
         configuration.grace = try Environment.resolve(self.grace, "GRACE", default: DurationOption(argument: "10s")!).duration
@@ -177,6 +183,7 @@ struct FlightCommand: AsyncParsableCommand {
         discussion: "Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM."
     )
 
+    @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var server: FlightServerOptions
 
@@ -185,6 +192,7 @@ struct FlightCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = NodeConfiguration(mode: .flight)
+        try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
         try self.server.apply(to: &configuration)
         configuration.worker.policy.maxAttempts = try Environment.resolve(self.maxAttempts, "MAX_ATTEMPTS", default: 3)
@@ -204,6 +212,7 @@ struct AllCommand: AsyncParsableCommand {
             """
     )
 
+    @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var server: FlightServerOptions
     @OptionGroup var coordinator: CoordinatorOptions
@@ -214,6 +223,7 @@ struct AllCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = NodeConfiguration(mode: .all)
+        try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
         try self.server.apply(to: &configuration)
         try self.coordinator.apply(to: &configuration)
@@ -231,6 +241,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         discussion: "Needs --valkey. Prints 'listening on grpc://HOST:PORT' once it serves."
     )
 
+    @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var coordinator: CoordinatorOptions
 
@@ -239,6 +250,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = NodeConfiguration(mode: .coordinator)
+        try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
         try self.coordinator.apply(to: &configuration)
         configuration.auth = try Environment.resolve(self.authBasic, "AUTH_BASIC").map { try FlightBasicAuth(parsing: $0) }
