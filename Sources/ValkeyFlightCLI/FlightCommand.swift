@@ -125,6 +125,9 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "PEM CA file for reaching grpc+tls nodes.")
     var tlsCa: String?
 
+    @Option(help: "Body compression of results that passthrough (or a Swift processor) produces: none, lz4 or zstd; --exec results are stored as the child wrote them. (default: none)")
+    var resultCompression: BodyCompressionChoice?
+
     func apply(to configuration: inout NodeConfiguration) throws {
         var worker = configuration.worker
         let queues = try Environment.resolve(self.queue, "QUEUE", default: "default")
@@ -166,6 +169,7 @@ struct WorkerOptions: ParsableArguments {
             throw NodeError.invalidArgument("give one of --processor, --exec and --exec-persistent")
         }
         configuration.trustRoots = try Environment.resolve(self.tlsCa, "TLS_CA")
+        configuration.worker.resultCompression = try Environment.resolve(self.resultCompression, "RESULT_COMPRESSION")?.codec
     }
 }
 

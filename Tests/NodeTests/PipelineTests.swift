@@ -77,6 +77,37 @@ import Testing
         }
     }
 
+    @Test(arguments: [CompressionCodec.lz4Frame, .zstd])
+    func resultCompressionCompressesWhatPassthroughProduces(_ codec: CompressionCodec) async throws {
+        try await withPrivateValkey { valkey in
+            let configuration = Self.configuration { $0.worker.resultCompression = codec }
+            try await InProcessNode.with(configuration(valkey.url)) { node in
+                let input = try PipelineData.stream(rows: 5000)
+                let key = try #require(try await node.submit(input, queue: "life")["key"].string)
+                #expect(try await node.waitFinished(key)["status"] == "completed")
+                let result = try await node.fetch(key + "/result")
+                var codecs: [CompressionCodec?] = []
+                var messages = try IPCMessageIterator(result[...])
+                while let message = try messages.next() {
+                    if case let .recordBatch(header) = message.message.header { codecs.append(header.compression) }
+                }
+                #expect(codecs == [codec], "the result's batches are compressed with \(codec)")
+                #expect(try PipelineData.prices(result) == (try PipelineData.prices(input)))
+                // pyarrow reads the compressed result as the same table.
+                let path = NSTemporaryDirectory() + "vf-result-\(UUID().uuidString).arrows"
+                try Data(result).write(to: URL(fileURLWithPath: path))
+                defer { unlink(path) }
+                let check = "import sys, pyarrow as pa; t = pa.ipc.open_stream(sys.argv[1]).read_all(); print(t.num_rows, sum(t['price'].to_pylist()))"
+                let child = try TestChildProcess(PyArrow.python, ["-c", check, path])
+                child.closeInput()
+                defer { child.terminate() }
+                #expect(await child.waitForExit(within: 60))
+                #expect(child.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "5000 \((0..<5000).map { Double($0) * 0.5 }.reduce(0, +))",
+                        "pyarrow: \(child.stdout) \(child.stderr)")
+            }
+        }
+    }
+
     @Test func execProcessorResultIsWhatPyarrowComputes() async throws {
         try await withPrivateValkey { valkey in
             let configuration = Self.configuration { $0.processor = .exec(command: Self.doublePrice, persistent: false) }

@@ -115,3 +115,21 @@ extension String {
         String(self.map { $0 == "\n" || $0 == "\t" ? " " : $0 })
     }
 }
+
+extension ProcessorOutput {
+    /// The same batches re-encoded with `codec` bodies (buffers that do not shrink stay uncompressed, as Arrow
+    /// C++ does).
+    ///
+    /// - Throws: `ArrowIPCError` if re-encoding fails; ``ProcessorError`` if the result does not decode.
+    public func compressed(with codec: CompressionCodec) throws -> ProcessorOutput {
+        var decoder = IPCMessageDecoder(options: .untrusted)
+        var writer = IPCWriter(schema: self.schema, format: .stream, options: IPCWriteOptions(compression: codec))
+        for message in self.messages {
+            if case let .recordBatch(batch) = try decoder.decode(header: message.header, body: message.body) {
+                try writer.write(batch)
+            }
+        }
+        writer.finish()
+        return try ProcessorOutput.decoding(stream: writer.bytes())
+    }
+}

@@ -1,3 +1,4 @@
+public import ArrowIPC
 internal import Glibc
 internal import GRPCWire
 internal import Synchronization
@@ -16,6 +17,9 @@ public struct WorkerConfiguration: Sendable {
     public var timeout: Duration?
     /// The name recorded as the batch's `worker` (slot numbers are appended).
     public var name: String
+    /// `--result-compression`: body codec of results ValkeyFlight itself writes (passthrough and Swift
+    /// ``BatchProcessor`` outputs); `--exec` results are stored as the child wrote them. nil: as produced.
+    public var resultCompression: CompressionCodec?
 
     public init(name: String = WorkerConfiguration.defaultName()) {
         self.name = name
@@ -197,7 +201,10 @@ public final class WorkerPool: Sendable {
     /// Fetch, process, store the result, complete.
     private func attempt(_ claim: BatchClaim) async throws -> FenceResult {
         let input = try await self.data.fetch(claim)
-        let output = try await self.processor.process(input)
+        var output = try await self.processor.process(input)
+        if let codec = self.configuration.resultCompression, !(self.processor is ExecProcessor) {
+            output = try output.compressed(with: codec)
+        }
         let resultKey = try await self.data.storeResult(output, for: claim)
         return try await self.coordinator.complete(claim, resultKey: resultKey)
     }
