@@ -94,6 +94,9 @@ struct BenchPipelineCommand: AsyncParsableCommand {
     @Flag(help: "Only the coordinator: register + claim + complete per batch, no data, no Flight.")
     var coordinatorOnly = false
 
+    @Option(help: "With --coordinator-only: batches one claim call takes at most (1…1000).")
+    var claim = 1
+
     @Option(help: "Valkey URL (default: a private valkey-server).")
     var valkey: String?
 
@@ -110,6 +113,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         benchmark.workers = self.workers
         benchmark.submitters = self.submitters
         benchmark.coordinatorOnly = self.coordinatorOnly
+        benchmark.claimLimit = self.claim
         benchmark.valkeyURL = try Environment.resolve(self.valkey, "VALKEY")
         benchmark.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")
         print(try await benchmark.run().description)

@@ -15,6 +15,8 @@ package struct PipelineBenchmark: Sendable {
     package var submitters = 32
     package var clients = 4
     package var coordinatorOnly = false
+    /// Batches one claim takes at most (coordinator only), as a worker pool claiming for several slots would.
+    package var claimLimit = 1
     package var valkeyURL: String?
     package var valkeyServerBinary: String?
 
@@ -68,7 +70,8 @@ package struct PipelineBenchmark: Sendable {
     private func runCoordinator(url: String) async throws -> Report {
         let valkey = try await ValkeyConnection.connect(url, clientName: "valkeyflight-bench")
         defer { valkey.close() }
-        let result = try await runCoordinatorBenchmark(valkey: valkey, batches: self.batches, concurrency: self.submitters)
+        let result = try await runCoordinatorBenchmark(valkey: valkey, batches: self.batches, concurrency: self.submitters,
+                                                       claimLimit: self.claimLimit)
         return Report(batches: self.batches, rows: 0, seconds: Double(self.batches) / result.batchesPerSecond)
     }
 
