@@ -38,6 +38,8 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         var patterns: Set<[UInt8]> = []
         var shardChannels: Set<[UInt8]> = []
         var waiters: [Waiter] = []
+        /// Counts connections opened; callbacks of an older connection than the current one are ignored.
+        var generation: UInt64 = 0
     }
 
     private let client: RESPClient
@@ -176,19 +178,26 @@ public final class RESPSubscription: AsyncSequence, Sendable {
     }
 
     private func openConnection() async -> Result<RESPConnection, RESPError> {
+        let generation = self.state.withLock { state in
+            state.generation &+= 1
+            return state.generation
+        }
         let options = self.client.connectionOptions(
-            push: { [weak self] push in self?.handle(push) },
-            onClose: { [weak self] error in self?.connectionClosed(error) })
+            push: { [weak self] push in self?.handle(push, generation: generation) },
+            onClose: { [weak self] error in self?.connectionClosed(error, generation: generation) })
         let result = await self.client.establish(options: options)
         guard case .success(let connection) = result else { return result }
-        let keep = self.state.withLock { state in
-            guard !state.closed else { return false }
+        let keep: RESPError? = self.state.withLock { state in
+            if state.closed { return .clientClosed }
+            guard state.generation == generation else {  // a newer attempt took over
+                return .connectionClosed(endpoint: "subscription", reason: "superseded by a newer connection", commandsInFlight: 0)
+            }
             state.connection = connection
-            return true
+            return nil
         }
-        guard keep else {
+        if let keep {
             connection.close()
-            return .failure(.clientClosed)
+            return .failure(keep)
         }
         return .success(connection)
     }
@@ -201,8 +210,10 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         for waiter in waiters { waiter.continuation.resume(returning: .failure(error)) }
     }
 
-    /// Called on the loop thread for each push of the subscription's connection.
-    private func handle(_ push: RESPValue) {
+    /// Called on the loop thread for each push of the subscription's connection (pushes of a connection that is
+    /// no longer the current one are dropped: they would be duplicates).
+    private func handle(_ push: RESPValue, generation: UInt64) {
+        guard self.state.withLock({ $0.generation == generation }) else { return }
         guard let parts = push.elements, let kind = parts.first?.string?.lowercased() else { return }
         func b(_ i: Int) -> [UInt8] { i < parts.count ? (parts[i].bytes ?? []) : [] }
         switch kind {
@@ -236,10 +247,12 @@ public final class RESPSubscription: AsyncSequence, Sendable {
     }
 
     /// The connection dropped: fail waiting subscribers, then reconnect and resubscribe in the background.
-    private func connectionClosed(_ error: RESPError) {
+    private func connectionClosed(_ error: RESPError, generation: UInt64) {
+        // A late close callback of an older connection must not tear down the current one.
+        guard self.state.withLock({ $0.generation == generation }) else { return }
         self.failWaiters(error)
         let start = self.state.withLock { state in
-            guard !state.closed, !state.reconnecting else { return false }
+            guard !state.closed, !state.reconnecting, state.generation == generation else { return false }
             state.reconnecting = true
             state.connection = nil
             return true
