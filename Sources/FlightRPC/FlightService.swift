@@ -59,7 +59,7 @@ public struct FlightResponseStream<Message: ProtoMessage>: Sendable {
 /// An Arrow Flight service: implement the RPCs you serve; the others answer UNIMPLEMENTED.
 ///
 /// Handlers throw ``GRPCStatus`` or any error; ``NodeError``, `ArrowIPCError` and `FlightProtoError` map to
-/// the gRPC codes of ../shared/CONTRACT.md §2, anything else to INTERNAL.
+/// the gRPC codes of the ValkeyFlight contract (CONTRACT.md) §2, anything else to INTERNAL.
 public protocol FlightService: Sendable {
     func handshake(_ requests: FlightRequestStream<HandshakeMessage>, _ responses: FlightResponseStream<HandshakeMessage>,
                    _ context: FlightCallContext) async throws

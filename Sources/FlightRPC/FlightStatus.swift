@@ -2,7 +2,7 @@ internal import ArrowIPC
 package import GRPCWire
 internal import FlightProto
 
-/// The one place errors become gRPC statuses, as Flight users expect (../shared/CONTRACT.md §2).
+/// The one place errors become gRPC statuses, as Flight users expect (the ValkeyFlight contract (CONTRACT.md) §2).
 package enum FlightStatus {
     package static func from(_ error: any Error) -> GRPCStatus {
         switch error {

@@ -4,7 +4,7 @@ internal import ArgumentParser
 internal import Glibc
 
 /// Option defaults from the environment: every option `--some-option` may come from
-/// `VALKEYFLIGHT_SOME_OPTION` (../shared/CONTRACT.md §1).
+/// `VALKEYFLIGHT_SOME_OPTION` (the ValkeyFlight contract (CONTRACT.md) §1).
 enum Environment {
     /// The value of `VALKEYFLIGHT_<name>`, if set.
     static func value(for name: String) -> String? {

@@ -18,7 +18,7 @@ struct ListenOptions: ParsableArguments {
     }
 }
 
-/// Options every long-running mode shares (../shared/CONTRACT.md §1).
+/// Options every long-running mode shares (the ValkeyFlight contract (CONTRACT.md) §1).
 struct NodeOptions: ParsableArguments {
     @Option(help: "Valkey: valkey://[user:pass@]host:port[/db], valkeys://… (TLS), unix:///path; a cluster node uses the whole cluster; several seeds comma-separated.")
     var valkey: String?

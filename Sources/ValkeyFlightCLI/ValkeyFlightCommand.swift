@@ -4,7 +4,7 @@ public import ArgumentParser
 internal import GRPCWire
 internal import Glibc
 
-/// The `valkeyflight` command: every mode and client command of ../shared/CONTRACT.md §1 hangs below it.
+/// The `valkeyflight` command: every mode and client command of the ValkeyFlight contract (CONTRACT.md) §1 hangs below it.
 public struct ValkeyFlightCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "valkeyflight",

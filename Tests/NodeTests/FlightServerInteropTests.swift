@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// pyarrow's Flight client (the reference implementation) against `valkeyflight flight`, over real sockets
-/// (../shared/CONTRACT.md §1–2). The Python side lives in `Tests/Fixtures/Flight/pyarrow_client.py`; it
+/// (the ValkeyFlight contract (CONTRACT.md) §1–2). The Python side lives in `Tests/Fixtures/Flight/pyarrow_client.py`; it
 /// checks data equality itself and reports facts as PyJSON that these tests check against the contract.
 @Suite(.timeLimit(.minutes(3)))
 struct FlightServerInteropTests {

@@ -3,7 +3,7 @@ internal import Synchronization
 /// One Arrow array: its type, length, null count, buffers and children. Buffers are zero-copy views
 /// into the bytes the array was read from (or the arrays it was built from).
 ///
-/// Buffers follow the IPC layout of the type (../shared/PROTOCOLS.md §1.4), with the V5 conventions:
+/// Buffers follow the IPC layout of the type (PROTOCOLS.md §1.4), with the V5 conventions:
 /// unions carry no validity buffer, view types list their variadic data buffers after the views.
 /// A dictionary-encoded array has `type` = the dictionary's value type, `buffers` = [validity, indices],
 /// and non-nil `encoding` and `dictionary`.

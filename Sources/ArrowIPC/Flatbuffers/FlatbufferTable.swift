@@ -1,4 +1,4 @@
-/// Bounds-checked reads of flatbuffer data (Arrow's IPC metadata), following ../shared/PROTOCOLS.md §1.2.
+/// Bounds-checked reads of flatbuffer data (Arrow's IPC metadata), following PROTOCOLS.md §1.2.
 ///
 /// Every offset read from the bytes is checked before it is followed, so malformed or hostile metadata
 /// throws ``ArrowIPCError/invalidFlatbuffer(what:offset:reason:)`` or ``ArrowIPCError/truncated(what:offset:needed:available:)``

@@ -1,5 +1,5 @@
 /// Turns a RecordBatch header plus its body into arrays whose buffers are views of the body, consuming
-/// the pre-order nodes and buffers field by field (../shared/PROTOCOLS.md §1.4).
+/// the pre-order nodes and buffers field by field (PROTOCOLS.md §1.4).
 struct ArrayLoader {
     let header: RecordBatchHeader
     let body: ArrowBuffer

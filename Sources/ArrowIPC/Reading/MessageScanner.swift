@@ -11,7 +11,7 @@ public struct EncapsulatedMessage: Sendable {
     public let metadataLength: Int
 }
 
-/// Reads encapsulated messages (../shared/PROTOCOLS.md §1.1) one after another from bytes in memory,
+/// Reads encapsulated messages (PROTOCOLS.md §1.1) one after another from bytes in memory,
 /// accepting both the current framing (0xFFFFFFFF marker) and the legacy pre-0.15 framing.
 struct MessageScanner {
     let bytes: ArraySlice<UInt8>

@@ -1,4 +1,4 @@
-// Messages of Arrow's Flight.proto (package arrow.flight.protocol), field numbers per ../shared/PROTOCOLS.md §2.2.
+// Messages of Arrow's Flight.proto (package arrow.flight.protocol), field numbers per PROTOCOLS.md §2.2.
 // Bytes fields are slices of the decoded input: decoding copies no payload.
 
 /// `HandshakeRequest` and `HandshakeResponse` (same fields).

@@ -1,6 +1,6 @@
 public import ArrowIPC
 
-/// What one processing attempt gets: the batch as it is stored (../shared/CONTRACT.md §3).
+/// What one processing attempt gets: the batch as it is stored (the ValkeyFlight contract (CONTRACT.md) §3).
 public struct ProcessorInput: Sendable {
     public let key: BatchKey
     /// 1-based: the claim that started this attempt set the batch's `attempts` to this value.

@@ -2,7 +2,7 @@ public import ArrowIPC
 internal import Glibc
 internal import Synchronization
 
-/// `--exec 'COMMAND ARGS'` (../shared/CONTRACT.md §3): each attempt runs `/bin/sh -c COMMAND` with the batch as
+/// `--exec 'COMMAND ARGS'` (the ValkeyFlight contract (CONTRACT.md) §3): each attempt runs `/bin/sh -c COMMAND` with the batch as
 /// an Arrow IPC stream on stdin; its stdout, an Arrow IPC stream, is the result. The environment adds
 /// `VALKEYFLIGHT_KEY` (`QUEUE/ID`), `VALKEYFLIGHT_QUEUE`, `VALKEYFLIGHT_ID` and `VALKEYFLIGHT_ATTEMPT` (1-based).
 /// A non-zero exit, a signal, bad output or cancellation (timeout, shutdown) fails the attempt, with the tail of

@@ -1,7 +1,7 @@
 public import FlightRPC
 public import GRPCWire
 
-/// The long-running modes of ../shared/CONTRACT.md §1.
+/// The long-running modes of the ValkeyFlight contract (CONTRACT.md) §1.
 public enum NodeMode: String, Sendable {
     /// Flight server + coordinator + worker pool in one process.
     case all

@@ -1,7 +1,7 @@
 internal import FlightProto
 internal import GRPCWire
 
-/// The management actions of a node with a coordinator (../shared/CONTRACT.md §2): `status`, `list`, `retry`,
+/// The management actions of a node with a coordinator (the ValkeyFlight contract (CONTRACT.md) §2): `status`, `list`, `retry`,
 /// `cancel`, `delete`, `stats`, `health`. Each returns JSON texts, one per Flight Result.
 struct CoordinatorActions: Sendable {
     let coordinator: Coordinator

@@ -4,7 +4,7 @@ public import FlightRPC
 internal import GRPCWire
 internal import Synchronization
 
-/// The Flight service of a node that stores data (../shared/CONTRACT.md §1–2). DoPut stores a whole validated
+/// The Flight service of a node that stores data (the ValkeyFlight contract (CONTRACT.md) §1–2). DoPut stores a whole validated
 /// IPC stream under `QUEUE/ID`; DoGet sends the stored messages back byte for byte, body buffers without copies.
 /// With a coordinator, a stored batch is registered in Valkey (it becomes pending only once completely stored),
 /// GetFlightInfo carries its status, DoExchange submits and streams the result back, results are written under

@@ -1,5 +1,5 @@
 /// The key of a stored batch, `QUEUE/ID`, or `QUEUE/ID/result` for the result of processing it
-/// (../shared/CONTRACT.md §2). QUEUE and ID are 1–128 characters of `[A-Za-z0-9._-]`.
+/// (the ValkeyFlight contract (CONTRACT.md) §2). QUEUE and ID are 1–128 characters of `[A-Za-z0-9._-]`.
 public struct BatchKey: Hashable, Sendable, CustomStringConvertible, Comparable {
     public let queue: String
     public let id: String

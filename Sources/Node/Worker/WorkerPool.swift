@@ -3,7 +3,7 @@ internal import Glibc
 internal import GRPCWire
 internal import Synchronization
 
-/// What a worker pool claims and how it processes (../shared/CONTRACT.md §1 worker options, §3 semantics).
+/// What a worker pool claims and how it processes (the ValkeyFlight contract (CONTRACT.md) §1 worker options, §3 semantics).
 public struct WorkerConfiguration: Sendable {
     /// Queues claimed from, fairly (each slot starts its round at the next queue).
     public var queues: [String] = ["default"]

@@ -5,7 +5,7 @@ Used by Tests/NodeTests/FlightServerInteropTests.swift. Usage:
 
     pyarrow_client.py SUBCOMMAND URL [ARGS...]
 
-Each subcommand checks what ../shared/CONTRACT.md §2 promises. On success it prints
+Each subcommand checks what the ValkeyFlight contract (CONTRACT.md) §2 promises. On success it prints
 one JSON object (facts the Swift test checks again) as the last stdout line and
 exits 0; a failed check prints "FAIL: reason" on stderr and exits 1.
 

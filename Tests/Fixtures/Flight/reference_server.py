@@ -8,7 +8,7 @@ Used by Tests/NodeTests/FlightClientInteropTests.swift. Usage:
 Listens on 127.0.0.1, port 0, and prints "listening on grpc://127.0.0.1:PORT"
 (grpc+tls:// with --tls) as its first stdout line. Stops on SIGTERM/SIGINT.
 
-It follows ../shared/CONTRACT.md §2 for a node without a coordinator, as far as
+It follows the ValkeyFlight contract (CONTRACT.md) §2 for a node without a coordinator, as far as
 pyarrow lets a server:
   * DoPut by descriptor PATH [QUEUE, ID] or [QUEUE] (an ID is made); one PutResult
     whose app_metadata is JSON {"key", "rows", "bytes", "status"}; a key that exists
