@@ -26,6 +26,9 @@ struct NodeOptions: ParsableArguments {
     @Option(help: "PEM CA file for valkeys:// (default: the system trust store).")
     var valkeyTlsCa: String?
 
+    @Option(help: "Replicas every acknowledged state change must reach first (WAIT, at most 1 s). (default: 1 when Valkey has replicas, else 0)")
+    var valkeyReplicasAck: Int?
+
     @Option(help: "How long in-flight work may take to finish at shutdown; DURATION is seconds or 100ms, 1.5s, 5m, 1h, 7d. (default: 10s)")
     var grace: DurationOption?
 
@@ -41,6 +44,10 @@ struct NodeOptions: ParsableArguments {
         configuration.log = try NodeLogger(level: level, format: format)
         configuration.valkeyURL = try Environment.resolve(self.valkey, "VALKEY")
         configuration.valkeyTLSCA = try Environment.resolve(self.valkeyTlsCa, "VALKEY_TLS_CA")
+        configuration.replicasAck = try Environment.resolve(self.valkeyReplicasAck, "VALKEY_REPLICAS_ACK")
+        if let ack = configuration.replicasAck, !(0...16).contains(ack) {
+            throw NodeError.invalidArgument("--valkey-replicas-ack must be 0 to 16, got \(ack)")
+        }
         configuration.grace = try Environment.resolve(self.grace, "GRACE", default: DurationOption(argument: "10s")!).duration
     }
 }

@@ -38,6 +38,9 @@ public struct NodeConfiguration: Sendable {
     public var valkeyServerBinary: String?
     /// `--valkey-tls-ca`: CA file for `valkeys://`.
     public var valkeyTLSCA: String?
+    /// `--valkey-replicas-ack`: replicas every acknowledged state change must reach first (WAIT); nil: 1 when
+    /// Valkey has replicas, else 0.
+    public var replicasAck: Int?
     /// `--ttl` of stored batches.
     public var ttl: Duration = .seconds(3600)
     /// `--max-memory` in bytes (`Int.max`: no limit).

@@ -42,7 +42,14 @@ public enum ValkeyFlightNode {
                 let connection = try await ValkeyConnection.connect(valkeyURL, clientName: "valkeyflight-\(mode.rawValue)",
                                                                     tlsCAFile: configuration.valkeyTLSCA)
                 valkey = connection
-                coordinator = Coordinator(valkey: connection, retention: configuration.retention)
+                let replicas = try await connection.replicaCount()
+                let ack = configuration.replicasAck ?? (replicas > 0 ? 1 : 0)
+                if ack > replicas {
+                    log.warning("--valkey-replicas-ack exceeds the replicas Valkey has; writes wait up to 1 s for them",
+                                ["ack": String(ack), "replicas": String(replicas)])
+                }
+                coordinator = Coordinator(valkey: connection, retention: configuration.retention, replicasAck: ack,
+                                          onReplicaShortfall: { log.warning("replica acknowledgement short", ["detail": $0]) })
             }
         } catch {
             await embedded?.stop()
