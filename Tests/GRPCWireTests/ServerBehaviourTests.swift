@@ -74,7 +74,7 @@ final class Probe: Sendable {
 
     /// Polls `condition` until it holds; false if it did not within `limit` (checked once more after the
     /// deadline, since a starved task may wake only then).
-    static func waitUntil(_ limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    static func waitUntil(_ limit: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now.advanced(by: limit)
         while !condition() {
             if ContinuousClock.now > deadline { return condition() }
