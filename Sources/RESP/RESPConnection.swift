@@ -75,7 +75,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
         /// Command bytes queued and not yet written (`outbound` plus the loop's unwritten bytes).
         var queuedBytes = 0
         /// Callers waiting for `queuedBytes` to fall below the limit.
-        var sendWaiters: [CheckedContinuation<Void, Never>] = []
+        var sendWaiters: [CheckedContinuation<Bool, Never>] = []
         var flushScheduled = false
         var pending: [Pending] = []
         var head = 0
@@ -181,18 +181,20 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     /// still run (its reply is dropped when it arrives). A task cancelled before the call sends nothing.
     func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
         let id = self.nextID.add(1, ordering: .relaxed).oldValue
-        await self.waitForSendCapacity()
+        let size = command.encoded.count
+        await self.reserveSendCapacity(size)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 // A caller cancelled before sending sends nothing.
                 if Task.isCancelled {
+                    self.wrote(size)  // returns the reservation
                     continuation.resume(returning: .failure(.cancelled(command: command.name)))
                     return
                 }
                 var pending = Pending(
                     waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
                 pending.id = id
-                if let error = self.enqueue(command.encoded, pending) {
+                if let error = self.enqueue(command.encoded, pending, reserved: size) {
                     continuation.resume(returning: .failure(error))
                 } else if Task.isCancelled {
                     self.cancel(id)
@@ -207,10 +209,12 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
         if commands.isEmpty { return [] }
         let id = self.nextID.add(1, ordering: .relaxed).oldValue
-        await self.waitForSendCapacity()
+        let size = commands.reduce(0) { $0 + $1.encoded.count }
+        await self.reserveSendCapacity(size)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 if Task.isCancelled {
+                    self.wrote(size)  // returns the reservation
                     let cancelled = commands.map { Result<RESPValue, RESPError>.failure(.cancelled(command: $0.name)) }
                     continuation.resume(returning: cancelled)
                     return
@@ -220,7 +224,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
                     deadline: self.deadline())
                 pending.id = id
                 pending.results.reserveCapacity(commands.count)
-                if let error = self.enqueue(commands, pending) {
+                if let error = self.enqueue(commands, pending, reserved: size) {
                     continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
                 } else if Task.isCancelled {
                     self.cancel(id)
@@ -252,7 +256,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     /// Writes a command that the server answers only with pushes (SUBSCRIBE family in RESP3).
     /// - Throws: `RESPError.connectionClosed` if the connection is closed.
     func sendWithoutReply(_ command: RESPCommand) throws(RESPError) {
-        if let error = self.enqueue(command.encoded, nil) { throw error }
+        if let error = self.enqueue(command.encoded, nil, reserved: 0) { throw error }
     }
 
     /// Closes the connection; queued and in-flight commands fail with `connectionClosed`.
@@ -271,57 +275,87 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     /// Bytes the read buffer holds room for (it grows with what arrives, up to `receiveBufferLimit`).
     var receiveBufferCapacity: Int { self.io.withLock { $0.readBuffer.count } }
 
-    /// Suspends while `sendBufferLimit` or more command bytes wait for the socket (a server that does not read,
-    /// a slow network): callers cannot queue unbounded memory. Returns at once on a closed connection (the
-    /// enqueue then reports it).
-    private func waitForSendCapacity() async {
+    /// Reserves `bytes` of the send queue, suspending while `sendBufferLimit` or more command bytes wait for the
+    /// socket (a server that does not read, a slow network): callers cannot queue unbounded memory, and the queue
+    /// holds at most the limit plus the last command admitted. Returns at once on a connection that is not open
+    /// (the enqueue then reports it) and for a cancelled caller (which then sends nothing).
+    private func reserveSendCapacity(_ bytes: Int) async {
         let limit = self.options.sendBufferLimit
-        guard self.state.withLock({ $0.queuedBytes >= limit }) else { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let wait = self.state.withLock { state -> Bool in
-                guard case .open = state.phase, state.queuedBytes >= limit else { return false }
-                state.sendWaiters.append(continuation)
+        let admitted = self.state.withLock { state -> Bool in
+            guard case .open = state.phase, state.queuedBytes >= limit else {
+                state.queuedBytes += bytes
                 return true
             }
-            if !wait { continuation.resume() }
+            return false
         }
+        if admitted { return }
+        await withTaskCancellationHandler {
+            while true {
+                let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                    let outcome = self.state.withLock { state -> Bool? in
+                        guard case .open = state.phase, state.queuedBytes >= limit, !Task.isCancelled else {
+                            state.queuedBytes += bytes
+                            return true
+                        }
+                        state.sendWaiters.append(continuation)
+                        return nil
+                    }
+                    if let outcome { continuation.resume(returning: outcome) }
+                }
+                if admitted { return }
+            }
+        } onCancel: {
+            self.wakeSenders()
+        }
+    }
+
+    /// Wakes every suspended sender to try its reservation again.
+    private func wakeSenders() {
+        let waiters = self.state.withLock { state in
+            defer { state.sendWaiters = [] }
+            return state.sendWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
     }
 
     /// `written` queued bytes reached the socket: wake suspended callers once the queue is below the limit.
     private func wrote(_ written: Int) {
         guard written > 0 else { return }
         let limit = self.options.sendBufferLimit
-        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+        let waiters: [CheckedContinuation<Bool, Never>] = self.state.withLock { state in
             state.queuedBytes = max(0, state.queuedBytes - written)
             guard state.queuedBytes < limit, !state.sendWaiters.isEmpty else { return [] }
             defer { state.sendWaiters = [] }
             return state.sendWaiters
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.resume(returning: false) }
     }
 
     private func deadline() -> UInt64 {
         self.options.commandTimeout == 0 ? 0 : monotonicNanoseconds() &+ self.options.commandTimeout
     }
 
-    private func enqueue(_ bytes: [UInt8], _ pending: Pending?) -> RESPError? {
-        self.enqueue(pending) { $0.append(contentsOf: bytes) }
+    private func enqueue(_ bytes: [UInt8], _ pending: Pending?, reserved: Int) -> RESPError? {
+        self.enqueue(pending, reserved: reserved) { $0.append(contentsOf: bytes) }
     }
 
-    private func enqueue(_ commands: [RESPCommand], _ pending: Pending?) -> RESPError? {
-        self.enqueue(pending) { outbound in
+    private func enqueue(_ commands: [RESPCommand], _ pending: Pending?, reserved: Int) -> RESPError? {
+        self.enqueue(pending, reserved: reserved) { outbound in
             for command in commands { outbound.append(contentsOf: command.encoded) }
         }
     }
 
     /// Appends to the outbound buffer (via `write`) and the reply queue in one critical section, so bytes and
     /// waiters stay in the same order, and asks the loop to flush unless a flush is already scheduled.
-    private func enqueue(_ pending: Pending?, _ write: (inout [UInt8]) -> Void) -> RESPError? {
+    /// `reserved`: bytes already counted in `queuedBytes` by ``reserveSendCapacity(_:)`` (returned on failure).
+    private func enqueue(_ pending: Pending?, reserved: Int, _ write: (inout [UInt8]) -> Void) -> RESPError? {
         let outcome: (error: RESPError?, schedule: Bool) = self.state.withLock { state in
             switch state.phase {
             case .closed(let error):
+                state.queuedBytes = max(0, state.queuedBytes - reserved)
                 return (Self.closedError(error, endpoint: self.endpoint), false)
             case .connecting:
+                state.queuedBytes = max(0, state.queuedBytes - reserved)
                 return (
                     .connectionClosed(endpoint: self.endpoint, reason: "not connected yet", commandsInFlight: 0), false
                 )
@@ -330,7 +364,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
             }
             let before = state.outbound.count
             write(&state.outbound)
-            state.queuedBytes += state.outbound.count - before
+            state.queuedBytes += state.outbound.count - before - reserved
             if let pending { state.pending.append(pending) }
             if state.flushScheduled { return (nil, false) }
             state.flushScheduled = true
@@ -714,7 +748,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
 
     /// Closes the socket and fails everything queued or in flight. Loop thread only; idempotent.
     private func fail(_ error: RESPError, runner: LoopRunner) {
-        let closing: (failed: [Pending], senders: [CheckedContinuation<Void, Never>])? = self.state.withLock { state in
+        let closing: (failed: [Pending], senders: [CheckedContinuation<Bool, Never>])? = self.state.withLock { state in
             if case .closed = state.phase { return nil }
             state.phase = .closed(error)
             let failed = Array(state.pending[state.head...])
@@ -726,7 +760,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
             return (failed, state.sendWaiters)
         }
         guard let (failed, senders) = closing else { return }
-        for sender in senders { sender.resume() }
+        for sender in senders { sender.resume(returning: false) }
         runner.unregister(fd: self.stream.fileDescriptor, id: self.io.withLock { $0.registration })
         self.stream.close()
         let inFlight = failed.reduce(0) { $0 + ($1.waiter == nil ? 0 : $1.expected) }
