@@ -101,6 +101,8 @@ final class RESPConnection: ByteStreamHandler, Sendable {
         var needed = 0
         /// The descriptor's registration with the loop.
         var registration: UInt64 = 0
+        /// Times the buffered bytes were parsed (for tests of incremental parsing).
+        var parseAttempts = 0
         static let initialCapacity = 64 << 10
     }
 
@@ -274,6 +276,9 @@ final class RESPConnection: ByteStreamHandler, Sendable {
 
     /// Bytes the read buffer holds room for (it grows with what arrives, up to `receiveBufferLimit`).
     var receiveBufferCapacity: Int { self.io.withLock { $0.readBuffer.count } }
+
+    /// Times received bytes were parsed so far.
+    var parseAttempts: Int { self.io.withLock { $0.parseAttempts } }
 
     /// Reserves `bytes` of the send queue, suspending while `sendBufferLimit` or more command bytes wait for the
     /// socket (a server that does not read, a slow network): callers cannot queue unbounded memory, and the queue
@@ -590,6 +595,7 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     private func parseAll(_ io: inout IO, into values: inout [RESPValue]) throws(RESPError) {
         // A partial reply is parsed again only once the bytes it needs at least are here.
         guard io.end - io.start >= io.needed else { return }
+        io.parseAttempts += 1
         let parser = self.parser
         let (start, end) = (io.start, io.end)
         var needed = 0
