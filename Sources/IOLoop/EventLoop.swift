@@ -36,7 +36,6 @@ extension ByteStreamHandler {
 package enum Readiness {
     package static let readable = EPOLLIN.rawValue
     package static let writable = EPOLLOUT.rawValue
-    package static let peerClosed = EPOLLRDHUP.rawValue
     package static let hangup = EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
 }
 
@@ -58,8 +57,6 @@ package final class EventLoop: Sendable {
 
     let epollFD: Int32
     let wakeFD: Int32
-    /// Index in its group.
-    package let index: Int
     /// How often handlers get `tick`.
     package let tickInterval: Duration
     private let inbox = Mutex(Inbox())
@@ -68,8 +65,7 @@ package final class EventLoop: Sendable {
 
     /// Creates the epoll set and wake-up eventfd (the thread starts with ``startThread()``).
     /// - Throws: `IOLoopError.systemCall` naming `epoll_create1`, `eventfd` or `epoll_ctl`.
-    package init(index: Int, tickInterval: Duration = .milliseconds(50)) throws(IOLoopError) {
-        self.index = index
+    package init(tickInterval: Duration = .milliseconds(50)) throws(IOLoopError) {
         self.tickInterval = tickInterval
         let ep = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard ep >= 0 else { throw .systemCall(name: "epoll_create1", errno: errno) }
@@ -282,8 +278,8 @@ package final class EventLoopGroup: Sendable {
         // (plain sockets also use MSG_NOSIGNAL; OpenSSL writes through write(2)).
         signal(SIGPIPE, SIG_IGN)
         var loops: [EventLoop] = []
-        for i in 0..<max(1, count) {
-            let loop = try EventLoop(index: i, tickInterval: tickInterval)
+        for _ in 0..<max(1, count) {
+            let loop = try EventLoop(tickInterval: tickInterval)
             try loop.startThread()
             loops.append(loop)
         }

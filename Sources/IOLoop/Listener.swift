@@ -188,8 +188,6 @@ package final class Listener: LoopHandler {
     private var spareFD: Int32 = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
     /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     package static let exhaustionBackoff: Duration = .milliseconds(100)
-    /// Times accepting paused for lack of descriptors or memory.
-    package private(set) var backoffs = 0
 
     private init(fd: Int32, registry: ConnectionRegistry, group: EventLoopGroup, delegate: any ListenerDelegate) {
         self.fd = fd
@@ -219,13 +217,6 @@ package final class Listener: LoopHandler {
     /// Stops accepting and closes the listening socket (on the loop it runs on).
     package static func stop(loop: EventLoop, id: UInt64) {
         loop.execute { runner in (runner.handler(id) as? Listener)?.closeForShutdown(runner: runner) }
-    }
-
-    /// Times the listener registered as `id` on `loop` paused accepting (0 when it is not running).
-    package static func backoffCount(loop: EventLoop, id: UInt64) async -> Int {
-        await withCheckedContinuation { continuation in
-            loop.execute { runner in continuation.resume(returning: (runner.handler(id) as? Listener)?.backoffs ?? 0) }
-        }
     }
 
     package func handleEvents(_ events: UInt32, runner: LoopRunner) {
@@ -266,7 +257,6 @@ package final class Listener: LoopHandler {
     /// Out of descriptors or memory: refuse the connection at the head of the queue with the spare descriptor
     /// (so its client learns at once), then stop polling the listener for a moment.
     private func backOff(runner: LoopRunner) {
-        self.backoffs += 1
         if self.spareFD >= 0 {
             _ = Glibc.close(self.spareFD)
             let c = accept(self.fd, nil, nil)
