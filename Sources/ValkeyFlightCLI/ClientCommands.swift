@@ -12,7 +12,7 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The node, grpc://HOST:PORT or grpc+tls://HOST:PORT. (default: grpc://127.0.0.1:8815)")
     var server: String?
 
-    @Option(help: "PEM file of the CA that signed the server's certificate (for grpc+tls).")
+    @Option(help: "PEM file of the CA that signed the server's certificate (grpc+tls). (default: the system trust store)")
     var tlsCa: String?
 
     @Option(help: "Authenticate with USER:PASS (Handshake) before the command.")
