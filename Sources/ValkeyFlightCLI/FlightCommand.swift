@@ -197,6 +197,7 @@ struct FlightCommand: AsyncParsableCommand {
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var server: FlightServerOptions
+    @OptionGroup var durability: DurabilityOptions
 
     @Option(help: "max_attempts recorded for registered batches until a worker claims them. (default: 3)")
     var maxAttempts: Int?
@@ -206,6 +207,7 @@ struct FlightCommand: AsyncParsableCommand {
         try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
         try self.server.apply(to: &configuration)
+        try self.durability.apply(to: &configuration)
         configuration.worker.policy.maxAttempts = try Environment.resolve(self.maxAttempts, "MAX_ATTEMPTS", default: 3)
         try await ValkeyFlightNode.run(configuration)
     }
@@ -226,6 +228,7 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var server: FlightServerOptions
+    @OptionGroup var durability: DurabilityOptions
     @OptionGroup var coordinator: CoordinatorOptions
     @OptionGroup var worker: WorkerOptions
 
@@ -237,6 +240,7 @@ struct AllCommand: AsyncParsableCommand {
         try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
         try self.server.apply(to: &configuration)
+        try self.durability.apply(to: &configuration)
         try self.coordinator.apply(to: &configuration)
         try self.worker.apply(to: &configuration)
         configuration.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")

@@ -78,7 +78,9 @@ public final class FlightStoreService: FlightService {
                 try ingest.add(data, heldBytes: size) { charged in try self.store.grow(reservation, by: charged) }
                 next = try await requests.nextWithSize()
             }
-            return self.store.commit(reservation, schema: try ingest.schema(), messages: ingest.messages, rows: ingest.rows)
+            // With --data-dir the batch is on disk (and the received memory released) before this returns.
+            return try await self.store.store(reservation, schema: try ingest.schema(), messages: ingest.messages,
+                                              rows: ingest.rows)
         } catch {
             self.store.cancel(reservation)
             throw error
@@ -179,6 +181,9 @@ public final class FlightStoreService: FlightService {
     private func batch(for ticket: Ticket) throws -> StoredBatch {
         let text = String(decoding: ticket.value, as: UTF8.self)
         guard let key = try? BatchKey(parsing: text), let batch = self.store.get(key) else {
+            if let key = try? BatchKey(parsing: text), let corruption = self.store.corruption(of: key) {
+                throw NodeError.notFound(corruption)
+            }
             throw NodeError.notFound("no batch '\(BatchKey.printable(text))' (unknown, deleted or expired)")
         }
         return batch
