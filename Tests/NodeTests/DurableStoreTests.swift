@@ -160,6 +160,79 @@ func withDataDirectory<T>(_ body: (String) async throws -> T) async throws -> T 
         }
     }
 
+    /// An IPC stream of `count` record batches of `rows` rows each (schema as `PipelineData.stream`).
+    static func multiBatchStream(count: Int, rows: Int) throws -> [UInt8] {
+        var writer = IPCWriter(schema: Self.schema, format: .stream)
+        for index in 0..<count {
+            try writer.write(try RecordBatch(schema: Self.schema, columns: [
+                .primitive((0..<Int64(rows)).map { Optional($0 + Int64(index * rows)) }),
+                .primitive((0..<rows).map { Optional(Double($0) * 0.5 + Double(index)) }),
+            ]))
+        }
+        writer.finish()
+        return writer.bytes()
+    }
+
+    /// Waits (bounded) until `condition` holds; false if it never did within 10 s.
+    static func eventually(_ condition: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
+
+    @Test func messagesAppendedWhileReceivingMakeTheSameFile() async throws {
+        try await withDataDirectory { directory in
+            let store = BatchStore(spill: try SpillDirectory(path: directory))
+            let stream = try Self.multiBatchStream(count: 5, rows: 1000)
+            let messages = try Self.messages(stream)
+            let reservation = try store.reserve(try BatchKey(parsing: "q/a"))
+            for message in messages {
+                try store.grow(reservation, by: message.heldBytes)
+                try store.append(reservation, message)
+            }
+            let batch = try await store.store(reservation, schema: Self.schema, messages: messages, rows: 5000)
+            #expect(Self.file(directory + "/q/a.arrows") == stream)
+            #expect(Self.stream(of: batch) == stream)
+            #expect(store.usage.storedBytes == 0 && store.diskUsage.fileBytes == stream.count)
+            #expect(Self.names(directory) == ["q", "q/a.arrows"])
+        }
+    }
+
+    @Test func maxDiskReachedWhileReceivingLeavesNothingBehind() async throws {
+        try await withDataDirectory { directory in
+            let stream = try Self.multiBatchStream(count: 4, rows: 1000)
+            let messages = try Self.messages(stream)
+            // Room for the schema and two record batches, not for the third.
+            let limit = messages.prefix(3).reduce(0) { $0 + 8 + $1.header.count + $1.body.count } + 8
+            let store = BatchStore(spill: try SpillDirectory(path: directory, maxDisk: limit))
+            let reservation = try store.reserve(try BatchKey(parsing: "q/a"))
+            var refused: NodeError?
+            for message in messages {
+                try store.grow(reservation, by: message.heldBytes)
+                do {
+                    try store.append(reservation, message)
+                } catch let error as NodeError {
+                    refused = error
+                    break
+                }
+            }
+            guard case let .resourceExhausted(message)? = refused else {
+                Issue.record("expected RESOURCE_EXHAUSTED at the fourth message, got \(String(describing: refused))")
+                return
+            }
+            #expect(message.contains("--max-disk"))
+            store.cancel(reservation)
+            #expect(store.get(try BatchKey(parsing: "q/a")) == nil && store.diskUsage == (0, 0))
+            // The temporary file is removed on the writer's queue once its queued writes are done.
+            #expect(try await Self.eventually { !Self.names(directory).contains { $0.contains(".tmp-") } },
+                    "\(Self.names(directory))")
+            #expect(!Self.names(directory).contains { $0.hasSuffix(".arrows") })
+        }
+    }
+
     @Test func ttlAndDeleteRemoveTheFiles() async throws {
         try await withDataDirectory { directory in
             let clock = TestClock()

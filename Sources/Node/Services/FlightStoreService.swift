@@ -73,9 +73,15 @@ public final class FlightStoreService: FlightService {
         do {
             var ingest = BatchIngest(what: "batch \(key)")
             var next: (message: FlightData, size: Int)? = first
+            var spilled = 0
             while let (data, size) = next {
                 // The header and body are slices of the whole received message: charge all of it.
                 try ingest.add(data, heldBytes: size) { charged in try self.store.grow(reservation, by: charged) }
+                // With --data-dir each validated message is written to the batch's file while the rest arrives.
+                while spilled < ingest.messages.count {
+                    try self.store.append(reservation, ingest.messages[spilled])
+                    spilled += 1
+                }
                 next = try await requests.nextWithSize()
             }
             // With --data-dir the batch is on disk (and the received memory released) before this returns.

@@ -75,6 +75,8 @@ public final class BatchStore: Sendable {
         var bytes: Int
         /// Disk bytes reserved for its file.
         var disk = 0
+        /// Writes its file while it is received (with a spill directory).
+        var writer: SpillWriter?
     }
 
     struct State {
@@ -128,7 +130,7 @@ public final class BatchStore: Sendable {
             guard state.pending[key] == nil else { return .failure(.alreadyExists("batch \(key) is being stored")) }
             let token = state.nextToken
             state.nextToken += 1
-            state.pending[key] = Pending(token: token, bytes: 0)
+            state.pending[key] = Pending(token: token, bytes: 0, writer: self.spill.map { SpillWriter(key: key, spill: $0) })
             return .success(Reservation(key: key, token: token))
         }
         return try result.get()
@@ -167,6 +169,7 @@ public final class BatchStore: Sendable {
                 state.pending[reservation.key] = nil
                 state.reservedBytes -= pending.bytes
                 state.reservedDiskBytes -= pending.disk
+                pending.writer?.abandon()
             }
             self.remove(reservation.key, from: &state)
             state.batches[reservation.key] = batch
@@ -182,6 +185,7 @@ public final class BatchStore: Sendable {
             state.pending[reservation.key] = nil
             state.reservedBytes -= pending.bytes
             state.reservedDiskBytes -= pending.disk
+            pending.writer?.abandon()
         }
     }
 

@@ -19,16 +19,31 @@ extension BatchStore {
             return self.commit(reservation, schema: schema, messages: messages, rows: rows)
         }
         do throws(NodeError) {
-            let layout = try SpillLayout(messages)
-            try self.reserveDisk(reservation, bytes: layout.size, limit: spill.maxDisk)
             let key = reservation.key
-            let (file, mapped) = try await SpillDirectory.offPool { () throws(NodeError) in
-                let file = try spill.writeTemporary(layout, for: key)
-                return (file, MappedFile.map(file.descriptor, size: file.size))
+            let writer = self.state.withLock { state in
+                state.pending[key].flatMap { $0.token == reservation.token ? $0.writer : nil }
+            }
+            let file: SpillDirectory.PendingFile
+            let mapped: ArraySlice<UInt8>?
+            if let writer, writer.messageCount > 0 {
+                // Written while received (``append(_:_:)``): only the end-of-stream marker and the fsync are left.
+                guard writer.messageCount == messages.count else {
+                    throw .invalidArgument("\(key): \(writer.messageCount) of its \(messages.count) messages were appended")
+                }
+                try self.reserveDisk(reservation, bytes: SpillLayout.endOfStream.count, limit: spill.maxDisk)
+                (file, mapped) = try await writer.finish()
+            } else {
+                writer?.abandon()
+                let layout = try SpillLayout(messages)
+                try self.reserveDisk(reservation, bytes: layout.size, limit: spill.maxDisk)
+                (file, mapped) = try await SpillDirectory.offPool { () throws(NodeError) in
+                    let file = try spill.writeTemporary(layout, for: key)
+                    return (file, MappedFile.map(file.descriptor, size: file.size))
+                }
             }
             close(file.descriptor)
             // Fallback (the mapping checks failed): the batch stays in the received memory, as charged.
-            let kept = mapped.map { layout.messages(in: $0) } ?? messages
+            let kept = mapped.map { file.layout.messages(in: $0) } ?? messages
             let batch = try self.commitSpilled(reservation, schema: schema, messages: kept, rows: rows, file: file,
                                                spill: spill)
             do throws(NodeError) {
@@ -42,6 +57,30 @@ extension BatchStore {
             self.cancel(reservation)
             throw error
         }
+    }
+
+    /// With a `spill` directory, lays out `message` (the next one of the batch being received, already validated)
+    /// in the batch's file and queues its write, so the file is written while the rest arrives; without one it
+    /// does nothing. ``store(_:schema:messages:rows:)`` then only finishes the file — when every message was
+    /// appended this way, in order; else it writes the file itself.
+    ///
+    /// - Throws: ``NodeError/resourceExhausted(_:)`` when the file would exceed `--max-disk` or an earlier write
+    ///   found the disk full; ``NodeError/io(operation:path:errno:)`` when an earlier write failed.
+    public func append(_ reservation: Reservation, _ message: StoredMessage) throws(NodeError) {
+        guard let spill = self.spill else { return }
+        let writer = self.state.withLock { state in
+            state.pending[reservation.key].flatMap { $0.token == reservation.token ? $0.writer : nil }
+        }
+        guard let writer else { throw .invalidArgument("no reservation for \(reservation.key)") }
+        // The message's place in the file is known before it is written: reserve its bytes first.
+        let added = try writer.layOut(message)
+        do throws(NodeError) {
+            try self.reserveDisk(reservation, bytes: added.bytes, limit: spill.maxDisk)
+        } catch {
+            writer.fail(error)
+            throw error
+        }
+        writer.enqueue(added.segments)
     }
 
     private func reserveDisk(_ reservation: Reservation, bytes: Int, limit: Int) throws(NodeError) {

@@ -86,12 +86,29 @@ public final class SpillDirectory: Sendable {
         let layout: SpillLayout
     }
 
-    /// Writes `messages` as `key`'s file under a temporary name with `writev` from the slices themselves,
+    /// Writes a whole layout as `key`'s file under a temporary name with `writev` from the slices themselves,
     /// fsyncing it per policy. Blocking: call through ``offPool(_:)``.
     ///
     /// - Throws: ``NodeError/resourceExhausted(_:)`` when the disk is full (ENOSPC, EDQUOT);
     ///   ``NodeError/io(operation:path:errno:)`` for other failures. Nothing stays behind on failure.
     func writeTemporary(_ layout: SpillLayout, for key: BatchKey) throws(NodeError) -> PendingFile {
+        let (fd, temporary) = try self.createTemporary(for: key)
+        do throws(NodeError) {
+            try Self.write(layout.segments, to: fd, path: temporary)
+            try self.syncFile(fd, path: temporary)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        return PendingFile(key: key, temporary: temporary, final: self.file(of: key), size: layout.size, descriptor: fd,
+                           layout: layout)
+    }
+
+    /// Creates `key`'s temporary file (and the directories it needs), open for reading and writing. Blocking.
+    ///
+    /// - Throws: as ``writeTemporary(_:for:)``.
+    func createTemporary(for key: BatchKey) throws(NodeError) -> (descriptor: Int32, path: String) {
         let directory = self.directory(of: key)
         if key.isResult { try self.makeDirectory("\(self.path)/\(key.queue)") }
         try self.makeDirectory(directory)
@@ -99,25 +116,25 @@ public final class SpillDirectory: Sendable {
         let temporary = "\(directory)/.\(Self.fileName(of: key)).tmp-\(getpid())-\(number)"
         let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Self.failure("create", temporary, errno) }
-        var queue = WriteQueue(layout.segments)
+        return (fd, temporary)
+    }
+
+    /// Writes `segments` at the end of `fd` with `writev` (64 slices at a time). Blocking.
+    ///
+    /// - Throws: as ``writeTemporary(_:for:)``.
+    static func write(_ segments: [ArraySlice<UInt8>], to fd: Int32, path: String) throws(NodeError) {
+        var queue = WriteQueue(segments)
         while !queue.isEmpty {
             let written = queue.writev(to: fd)
             if written == -2 { continue }
-            if written < 0 {
-                let code = errno
-                close(fd)
-                unlink(temporary)
-                throw Self.failure("write", temporary, code)
-            }
+            if written < 0 { throw Self.failure("write", path, errno) }
         }
-        if self.fsync == .always, Glibc.fsync(fd) != 0 {
-            let code = errno
-            close(fd)
-            unlink(temporary)
-            throw Self.failure("fsync", temporary, code)
-        }
-        return PendingFile(key: key, temporary: temporary, final: self.file(of: key), size: layout.size, descriptor: fd,
-                           layout: layout)
+    }
+
+    /// fsyncs a written file per policy. Blocking.
+    func syncFile(_ fd: Int32, path: String) throws(NodeError) {
+        guard self.fsync == .always else { return }
+        guard Glibc.fsync(fd) == 0 else { throw Self.failure("fsync", path, errno) }
     }
 
     /// Renames a written file into place (replacing an older file of the key). Quick: called under the store's lock

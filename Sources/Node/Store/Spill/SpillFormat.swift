@@ -16,38 +16,58 @@ struct SpillLayout: Sendable {
     private static let zeros = [UInt8](repeating: 0, count: 8)
     static let endOfStream: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]
 
-    /// - Throws: ``NodeError/invalidArgument(_:)`` for a header that does not decode or sizes that overflow (the
-    ///   messages were validated when received: neither happens for a stored batch).
+    /// An empty layout; ``append(_:)`` each message, then ``finish()``.
+    init() {}
+
+    /// The layout of `messages`, finished.
+    ///
+    /// - Throws: as ``append(_:)``.
     init(_ messages: [StoredMessage]) throws(NodeError) {
         self.segments.reserveCapacity(messages.count * 4 + 1)
-        for message in messages {
-            let bodyLength: Int
-            do {
-                bodyLength = try Message.decode(message.header).bodyLength
-            } catch {
-                throw .invalidArgument("a stored message header does not decode: \(error)")
-            }
-            guard bodyLength <= message.body.count else {
-                throw .invalidArgument("a stored message body has \(message.body.count) bytes, its header says \(bodyLength)")
-            }
-            let padding = (8 - message.header.count % 8) % 8
-            let (metadataLength, o1) = message.header.count.addingReportingOverflow(padding)
-            guard !o1, metadataLength <= Int(Int32.max) else {
-                throw .invalidArgument("a stored message header of \(message.header.count) bytes is too large to frame")
-            }
-            var prefix: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF]
-            withUnsafeBytes(of: Int32(metadataLength).littleEndian) { prefix.append(contentsOf: $0) }
-            let headerStart = self.size + 8
-            let (bodyStart, o2) = headerStart.addingReportingOverflow(metadataLength)
-            let (end, o3) = bodyStart.addingReportingOverflow(bodyLength)
-            guard !o2, !o3 else { throw .invalidArgument("a stored batch's size overflows") }
-            self.segments.append(prefix[...])
-            self.segments.append(message.header)
-            if padding > 0 { self.segments.append(Self.zeros[0..<padding]) }
-            if bodyLength > 0 { self.segments.append(message.body.prefix(bodyLength)) }
-            self.placements.append((headerStart..<(headerStart + message.header.count), bodyStart..<end))
-            self.size = end
+        for message in messages { _ = try self.append(message) }
+        try self.finish()
+    }
+
+    /// Adds one message; returns the segments it adds (what to write next) and their size.
+    ///
+    /// - Throws: ``NodeError/invalidArgument(_:)`` for a header that does not decode or sizes that overflow (the
+    ///   messages were validated when received: neither happens for a stored batch).
+    @discardableResult
+    mutating func append(_ message: StoredMessage) throws(NodeError) -> (segments: [ArraySlice<UInt8>], bytes: Int) {
+        let bodyLength: Int
+        do {
+            bodyLength = try Message.decode(message.header).bodyLength
+        } catch {
+            throw .invalidArgument("a stored message header does not decode: \(error)")
         }
+        guard bodyLength <= message.body.count else {
+            throw .invalidArgument("a stored message body has \(message.body.count) bytes, its header says \(bodyLength)")
+        }
+        let padding = (8 - message.header.count % 8) % 8
+        let (metadataLength, o1) = message.header.count.addingReportingOverflow(padding)
+        guard !o1, metadataLength <= Int(Int32.max) else {
+            throw .invalidArgument("a stored message header of \(message.header.count) bytes is too large to frame")
+        }
+        var prefix: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF]
+        withUnsafeBytes(of: Int32(metadataLength).littleEndian) { prefix.append(contentsOf: $0) }
+        let start = self.size
+        let headerStart = start + 8
+        let (bodyStart, o2) = headerStart.addingReportingOverflow(metadataLength)
+        let (end, o3) = bodyStart.addingReportingOverflow(bodyLength)
+        guard !o2, !o3 else { throw .invalidArgument("a stored batch's size overflows") }
+        var added: [ArraySlice<UInt8>] = [prefix[...], message.header]
+        if padding > 0 { added.append(Self.zeros[0..<padding]) }
+        if bodyLength > 0 { added.append(message.body.prefix(bodyLength)) }
+        self.segments += added
+        self.placements.append((headerStart..<(headerStart + message.header.count), bodyStart..<end))
+        self.size = end
+        return (added, end - start)
+    }
+
+    /// Adds the end-of-stream marker.
+    ///
+    /// - Throws: ``NodeError/invalidArgument(_:)`` when the size overflows.
+    mutating func finish() throws(NodeError) {
         let (total, overflow) = self.size.addingReportingOverflow(Self.endOfStream.count)
         guard !overflow else { throw .invalidArgument("a stored batch's size overflows") }
         self.segments.append(Self.endOfStream[...])
