@@ -39,10 +39,21 @@ enum MappedFile {
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
+    /// Off under strict overcommit (`vm.overcommit_memory` 2): there every reserved-but-untouched allocation counts
+    /// against the commit limit, so the address space the mappings take would exhaust it; batches then stay in
+    /// memory.
+    static let enabled: Bool = {
+        let fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        return Glibc.read(fd, &byte, 1) != 1 || byte != UInt8(ascii: "2")
+    }()
+
     /// The `size` bytes of the open file `fd` as a mapping, or nil when the checks above fail (the caller then
     /// keeps the bytes in memory, see ``read(_:size:path:)``).
     static func map(_ fd: Int32, size: Int) -> ArraySlice<UInt8>? {
-        guard size > 0, let elementOffset = self.elementOffset else { return nil }
+        guard size > 0, self.enabled, let elementOffset = self.elementOffset else { return nil }
         let page = self.pageSize
         let (padded, overflow) = size.addingReportingOverflow(3 * page)
         guard !overflow else { return nil }
