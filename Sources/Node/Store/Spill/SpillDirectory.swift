@@ -81,7 +81,7 @@ public final class SpillDirectory: Sendable {
         let temporary: String
         let final: String
         let size: Int
-        /// The temporary file, open for reading (mapping it later).
+        /// The temporary file, open for reading and writing: the caller maps it, then closes it.
         let descriptor: Int32
         let layout: SpillLayout
     }
@@ -149,9 +149,8 @@ public final class SpillDirectory: Sendable {
         try Self.syncDirectory(self.directory(of: key))
     }
 
-    /// Drops a file that was written but not installed.
+    /// Drops a file that was written but not installed (its descriptor is closed already).
     func discard(_ file: PendingFile) {
-        close(file.descriptor)
         unlink(file.temporary)
     }
 
