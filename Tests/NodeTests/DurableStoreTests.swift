@@ -115,7 +115,7 @@ func withDataDirectory<T>(_ body: (String) async throws -> T) async throws -> T 
                                                    contents: Data(Array(good.prefix(64)) + [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])))
 
             let restarted = BatchStore(spill: try SpillDirectory(path: directory))
-            let report = await restarted.loadSpilled(log: .discard)
+            let report = await restarted.loadSpilled()
             #expect(report.loaded == 4 && report.corrupted == 3 && report.temporaryRemoved == 1, "\(report)")
             for (key, stream) in streams {
                 let batch = try #require(restarted.get(try BatchKey(parsing: key)), "\(key) not served after restart")
@@ -133,7 +133,7 @@ func withDataDirectory<T>(_ body: (String) async throws -> T) async throws -> T 
             #expect(restarted.diskUsage.fileBytes == streams.values.reduce(0) { $0 + $1.count })
             // A restart after that one sees the same batches and no corrupt files any more (they were renamed).
             let again = BatchStore(spill: try SpillDirectory(path: directory))
-            let second = await again.loadSpilled(log: .discard)
+            let second = await again.loadSpilled()
             #expect(second.loaded == 4 && second.corrupted == 0 && second.temporaryRemoved == 0, "\(second)")
         }
     }

@@ -96,7 +96,7 @@ public enum ValkeyFlightNode {
         let store = BatchStore(maxMemory: configuration.maxMemory, ttl: configuration.ttl, spill: spill)
         if let spill {
             // The index is rebuilt before the node serves (and says `listening on`).
-            let report = await store.loadSpilled(log: log)
+            let report = await store.loadSpilled { warning, line in warning ? log.warning(line) : log.info(line) }
             log.info("data directory loaded", ["dir": spill.path, "batches": String(report.loaded),
                                                "corrupted": String(report.corrupted),
                                                "temporary_removed": String(report.temporaryRemoved),

@@ -164,7 +164,12 @@ extension BatchStore {
     /// is truncated or corrupt is renamed `NAME.arrows.corrupt`, logged in one line and remembered
     /// (``corruption(of:)``), and never stops the start; files older than the TTL are removed. A file's age is its
     /// modification time.
-    package func loadSpilled(log: NodeLogger) async -> LoadReport {
+    ///
+    /// - Parameter log: gets each log line, `warning` true for a corrupted file (the store does not depend on the
+    ///   node's logger: the DoPut fuzz harness builds it alone).
+    package func loadSpilled(log: @escaping @Sendable (_ warning: Bool, _ line: String) -> Void = { _, _ in })
+        async -> LoadReport
+    {
         guard let spill = self.spill else { return LoadReport() }
         let files = (try? await SpillDirectory.offPool { () throws(NodeError) in spill.scan(log: log) })
             ?? SpillDirectory.ScanResult()
@@ -200,8 +205,7 @@ extension BatchStore {
             case let .failure(error):
                 let reason = "the data of batch \(entry.key) was corrupted on disk (\(entry.path): \(error))"
                 rename(entry.path, entry.path + ".corrupt")
-                log.warning("skipping a corrupted batch file", ["key": entry.key.description, "file": entry.path,
-                                                                "error": "\(error)"])
+                log(true, "skipping a corrupted batch file key=\(entry.key) file=\(entry.path) error=\(error)")
                 self.state.withLock { $0.corrupted[entry.key] = reason }
                 report.corrupted += 1
             }
@@ -271,7 +275,7 @@ extension SpillDirectory {
 
     /// Lists `DIR/QUEUE/ID.arrows` and `DIR/QUEUE/ID/result.arrows` and removes temporary files (`.NAME.tmp-…`)
     /// left by interrupted writes. Names that are no batch of ours are left alone. Blocking.
-    func scan(log: NodeLogger) -> ScanResult {
+    func scan(log: @Sendable (_ warning: Bool, _ line: String) -> Void) -> ScanResult {
         var result = ScanResult()
         for queue in Self.entries(self.path) ?? [] where queue.isDirectory && !queue.name.hasPrefix(".") {
             let queueDirectory = "\(self.path)/\(queue.name)"
@@ -297,8 +301,7 @@ extension SpillDirectory {
             }
         }
         if result.temporaryRemoved > 0 {
-            log.info("removed temporary files of interrupted writes", ["count": String(result.temporaryRemoved),
-                                                                        "dir": self.path])
+            log(false, "removed temporary files of interrupted writes count=\(result.temporaryRemoved) dir=\(self.path)")
         }
         result.batches.sort { $0.key < $1.key }
         return result
