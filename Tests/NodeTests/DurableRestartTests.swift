@@ -137,6 +137,20 @@ import Glibc
         }
     }
 
+    @Test func durabilityOptionsAreChecked() async throws {
+        let orphan = try await CLI.run(["flight", "--listen", "127.0.0.1:0", "--fsync", "never"])
+        #expect(orphan.status != 0 && orphan.stderr.contains("--fsync and --max-disk need --data-dir"), "\(orphan.stderr)")
+        let bad = try await CLI.run(["flight", "--listen", "127.0.0.1:0", "--data-dir", "/tmp", "--fsync", "sometimes"])
+        #expect(bad.status != 0 && bad.stderr.contains("always"), "\(bad.stderr)")
+        // A data directory that is a file cannot be used: the node says so and does not start.
+        try await withDataDirectory { directory in
+            let file = directory + "/plain"
+            #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+            let refused = try await CLI.run(["flight", "--listen", "127.0.0.1:0", "--data-dir", file])
+            #expect(refused.status != 0 && refused.stderr.contains(file), "\(refused.stderr)")
+        }
+    }
+
     /// Whether `pid` exists and is not a zombie.
     static func isRunning(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
