@@ -29,14 +29,15 @@ import Glibc
         return inputs
     }
 
-    /// Waits until some batch of `keys` is processing (the kill then lands in the middle of an attempt).
+    /// Waits until some batch of `keys` is processing (the kill then lands in the middle of an attempt; the
+    /// processors take seconds, so the others are still pending or processing then).
     static func waitUntilOneIsProcessing(_ view: InProcessNodeView, _ keys: [String]) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            for key in keys where try await view.status(key)["status"] == "processing" { return }
+            for key in keys.sorted() where try await view.status(key)["status"] == "processing" { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        Issue.record("no batch of \(keys) started processing")
+        Issue.record("no batch of \(keys) started processing within 60 s")
     }
 
     @Test(arguments: [true, false])
@@ -52,8 +53,8 @@ import Glibc
                 // A batch of its own queue, claimed only after the restart, whose file is corrupted meanwhile.
                 let damaged = try await Self.submit(view, queue: "damaged", prefix: "x", count: 1)
                 let worker = try await ModeProcess.start("worker", [
-                    "--valkey", valkey.url, "--queue", "durable", "--concurrency", "2", "--lease", "3s",
-                    "--retry-base", "100ms", "--retry-max", "500ms", "--exec", "sleep 0.5; exec cat",
+                    "--valkey", valkey.url, "--queue", "durable", "--concurrency", "2", "--lease", "6s",
+                    "--retry-base", "100ms", "--retry-max", "500ms", "--exec", "sleep 2; exec cat",
                 ])
                 defer { worker.child.terminate() }
                 try await Self.waitUntilOneIsProcessing(view, Array(inputs.keys))
@@ -102,8 +103,8 @@ import Glibc
 
     @Test func allWithDataDirectoryKilledAndRestartedCompletesEveryBatch() async throws {
         try await withDataDirectory { directory in
-            let arguments = ["--data-dir", directory, "--queue", "whole", "--concurrency", "1", "--lease", "2s",
-                             "--retry-base", "100ms", "--retry-max", "500ms", "--exec", "sleep 0.5; exec cat"]
+            let arguments = ["--data-dir", directory, "--queue", "whole", "--concurrency", "1", "--lease", "3s",
+                             "--retry-base", "100ms", "--retry-max", "500ms", "--exec", "sleep 1.5; exec cat"]
             let all = try await ModeProcess.start("all", arguments)
             let location = try #require(all.location)
             let view = InProcessNodeView(client: try Self.client(location), location: location)

@@ -33,6 +33,8 @@ public struct StoredBatch: Sendable {
     /// Bytes of its file in `--data-dir` (0: held in memory only). A spilled batch's messages are slices of the
     /// mapped file and hold no memory (`heldBytes` 0).
     public internal(set) var fileBytes = 0
+    /// Its messages are slices of a mapping of its file (see `MappedFile`).
+    var isMapped = false
     let expiresAt: ContinuousClock.Instant
 
     public init(key: BatchKey, schema: Schema, messages: [StoredMessage], rows: Int, createdAtMilliseconds: Int64,
@@ -90,6 +92,8 @@ public final class BatchStore: Sendable {
         var reservedDiskBytes = 0
         /// Batches whose file failed its checks at start, with the reason.
         var corrupted: [BatchKey: String] = [:]
+        /// Stored batches served from a mapping (each takes three of the process's memory maps).
+        var mappedBatches = 0
     }
 
     public let maxMemory: Int
@@ -249,6 +253,7 @@ public final class BatchStore: Sendable {
     func remove(_ key: BatchKey, from state: inout State) {
         guard let batch = state.batches.removeValue(forKey: key) else { return }
         state.storedBytes -= batch.heldBytes
+        if batch.isMapped { state.mappedBatches -= 1 }
         if batch.fileBytes > 0 {
             state.diskBytes -= batch.fileBytes
             self.spill?.remove(key)

@@ -23,6 +23,8 @@ extension BatchStore {
             let writer = self.state.withLock { state in
                 state.pending[key].flatMap { $0.token == reservation.token ? $0.writer : nil }
             }
+            // Past the mapping budget (memory maps of the process) batches stay in the received memory.
+            let mayMap = self.state.withLock { $0.mappedBatches } < MappedFile.maximumMappings
             let file: SpillDirectory.PendingFile
             let mapped: ArraySlice<UInt8>?
             if let writer, writer.messageCount > 0 {
@@ -31,21 +33,21 @@ extension BatchStore {
                     throw .invalidArgument("\(key): \(writer.messageCount) of its \(messages.count) messages were appended")
                 }
                 try self.reserveDisk(reservation, bytes: SpillLayout.endOfStream.count, limit: spill.maxDisk)
-                (file, mapped) = try await writer.finish()
+                (file, mapped) = try await writer.finish(map: mayMap)
             } else {
                 writer?.abandon()
                 let layout = try SpillLayout(messages)
                 try self.reserveDisk(reservation, bytes: layout.size, limit: spill.maxDisk)
                 (file, mapped) = try await SpillDirectory.offPool { () throws(NodeError) in
                     let file = try spill.writeTemporary(layout, for: key)
-                    return (file, MappedFile.map(file.descriptor, size: file.size))
+                    return (file, mayMap ? MappedFile.map(file.descriptor, size: file.size) : nil)
                 }
             }
             close(file.descriptor)
             // Fallback (the mapping checks failed): the batch stays in the received memory, as charged.
             let kept = mapped.map { file.layout.messages(in: $0) } ?? messages
             let batch = try self.commitSpilled(reservation, schema: schema, messages: kept, rows: rows, file: file,
-                                               spill: spill)
+                                               spill: spill, isMapped: mapped != nil)
             do throws(NodeError) {
                 try await SpillDirectory.offPool { () throws(NodeError) in try spill.syncDirectory(of: key) }
             } catch {
@@ -104,11 +106,13 @@ extension BatchStore {
 
     /// Renames the file into place and makes the batch visible in one step under the lock.
     private func commitSpilled(_ reservation: Reservation, schema: Schema, messages: [StoredMessage], rows: Int,
-                               file: SpillDirectory.PendingFile, spill: SpillDirectory) throws(NodeError) -> StoredBatch {
+                               file: SpillDirectory.PendingFile, spill: SpillDirectory,
+                               isMapped: Bool) throws(NodeError) -> StoredBatch {
         let now = self.clock()
         var batch = StoredBatch(key: reservation.key, schema: schema, messages: messages, rows: rows,
                                 createdAtMilliseconds: WallClock.milliseconds(), expiresAt: now.advanced(by: self.ttl))
         batch.fileBytes = file.size
+        batch.isMapped = isMapped
         let result: Result<StoredBatch, NodeError> = self.state.withLock { state in
             guard let pending = state.pending[reservation.key], pending.token == reservation.token else {
                 spill.discard(file)
@@ -127,11 +131,13 @@ extension BatchStore {
             if let old = state.batches.removeValue(forKey: reservation.key) {
                 state.storedBytes -= old.heldBytes
                 state.diskBytes -= old.fileBytes
+                if old.isMapped { state.mappedBatches -= 1 }
             }
             state.corrupted[reservation.key] = nil
             state.batches[reservation.key] = batch
             state.storedBytes += batch.heldBytes
             state.diskBytes += batch.fileBytes
+            if batch.isMapped { state.mappedBatches += 1 }
             return .success(batch)
         }
         return try result.get()
@@ -178,8 +184,11 @@ extension BatchStore {
         let ttlMilliseconds = Self.milliseconds(self.ttl)
         for entry in files.batches {
             let outcome: Result<OpenedFile, NodeError>
+            let mayMap = self.state.withLock { $0.mappedBatches } < MappedFile.maximumMappings
             do throws(NodeError) {
-                outcome = .success(try await SpillDirectory.offPool { () throws(NodeError) in try Self.open(entry, spill: spill) })
+                outcome = .success(try await SpillDirectory.offPool { () throws(NodeError) in
+                    try Self.open(entry, spill: spill, mayMap: mayMap)
+                })
             } catch {
                 outcome = .failure(error)
             }
@@ -196,10 +205,12 @@ extension BatchStore {
                                         rows: opened.contents.rows, createdAtMilliseconds: opened.modifiedMilliseconds,
                                         expiresAt: self.clock().advanced(by: .milliseconds(ttlMilliseconds - age)))
                 batch.fileBytes = opened.size
+                batch.isMapped = opened.mapped
                 self.state.withLock { state in
                     state.batches[entry.key] = batch
                     state.storedBytes += batch.heldBytes
                     state.diskBytes += batch.fileBytes
+                    if batch.isMapped { state.mappedBatches += 1 }
                 }
                 report.loaded += 1
             case let .failure(error):
@@ -215,12 +226,15 @@ extension BatchStore {
 
     private struct OpenedFile: Sendable {
         let contents: SpilledBatchContents
+        let mapped: Bool
         let size: Int
         let modifiedMilliseconds: Int64
     }
 
     /// Maps (or reads) one file and checks it. Blocking.
-    private static func open(_ entry: SpillDirectory.FoundFile, spill: SpillDirectory) throws(NodeError) -> OpenedFile {
+    private static func open(_ entry: SpillDirectory.FoundFile, spill: SpillDirectory, mayMap: Bool) throws(NodeError)
+        -> OpenedFile
+    {
         let fd = Glibc.open(entry.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(operation: "open", path: entry.path, errno: errno) }
         defer { close(fd) }
@@ -230,7 +244,7 @@ extension BatchStore {
         guard size > 0 else { throw .invalidArgument("the file is empty") }
         let bytes: ArraySlice<UInt8>
         let mapped: Bool
-        if let map = MappedFile.map(fd, size: size) {
+        if mayMap, let map = MappedFile.map(fd, size: size) {
             (bytes, mapped) = (map, true)
         } else {
             (bytes, mapped) = (try MappedFile.read(fd, size: size, path: entry.path)[...], false)
@@ -251,7 +265,7 @@ extension BatchStore {
             contents = SpilledBatchContents(schema: contents.schema, messages: held, rows: contents.rows)
         }
         let modified = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
-        return OpenedFile(contents: contents, size: size, modifiedMilliseconds: modified)
+        return OpenedFile(contents: contents, mapped: mapped, size: size, modifiedMilliseconds: modified)
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {

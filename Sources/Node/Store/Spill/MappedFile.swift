@@ -39,6 +39,22 @@ enum MappedFile {
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
+    /// How many batches may be mapped at once: each mapping splits its chunk into three of the process's memory
+    /// maps, and `vm.max_map_count` (default 65,530) bounds those; 8,192 are left for everything else.
+    static let maximumMappings: Int = {
+        var limit = 65_530
+        let fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 31) }
+            close(fd)
+            if got > 0, let value = Int(String(decoding: buffer.prefix(got), as: UTF8.self).filter(\.isNumber)) {
+                limit = value
+            }
+        }
+        return max(0, (limit - 8192) / 3)
+    }()
+
     /// Off under strict overcommit (`vm.overcommit_memory` 2): there every reserved-but-untouched allocation counts
     /// against the commit limit, so the address space the mappings take would exhaust it; batches then stay in
     /// memory.

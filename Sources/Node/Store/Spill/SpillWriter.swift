@@ -82,12 +82,12 @@ final class SpillWriter: Sendable {
         }
     }
 
-    /// Waits for the queued writes, writes the end-of-stream marker, fsyncs per policy and maps the file.
+    /// Waits for the queued writes, writes the end-of-stream marker, fsyncs per policy and (`map`) maps the file.
     ///
     /// - Returns: the written file (not yet installed), its layout, and the mapping (nil: the mapping checks
     ///   failed; the caller keeps the received memory).
     /// - Throws: the first write failure; the temporary file is then removed.
-    func finish() async throws(NodeError) -> (file: SpillDirectory.PendingFile, mapped: ArraySlice<UInt8>?) {
+    func finish(map: Bool) async throws(NodeError) -> (file: SpillDirectory.PendingFile, mapped: ArraySlice<UInt8>?) {
         let finished: Result<SpillLayout, NodeError> = self.state.withLock { state in
             if let failure = state.failure { return .failure(failure) }
             do throws(NodeError) {
@@ -124,7 +124,8 @@ final class SpillWriter: Sendable {
                     let pending = SpillDirectory.PendingFile(
                         key: self.key, temporary: file.temporary, final: self.spill.file(of: self.key), size: layout.size,
                         descriptor: file.descriptor, layout: layout)
-                    continuation.resume(returning: .success((pending, MappedFile.map(file.descriptor, size: layout.size))))
+                    let mapped = map ? MappedFile.map(file.descriptor, size: layout.size) : nil
+                    continuation.resume(returning: .success((pending, mapped)))
                 }
             }
         do throws(NodeError) {
