@@ -29,15 +29,20 @@ import Glibc
         return inputs
     }
 
-    /// Waits until some batch of `keys` is processing (the kill then lands in the middle of an attempt; the
+    /// Waits until a worker took up some batch of `keys` (the kill then lands in the middle of an attempt; the
     /// processors take seconds, so the others are still pending or processing then).
-    static func waitUntilOneIsProcessing(_ view: InProcessNodeView, _ keys: [String]) async throws {
+    static func waitUntilOneIsProcessing(_ view: InProcessNodeView, _ keys: [String], worker: ModeProcess?) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
+        var statuses: [String: String] = [:]
         while ContinuousClock.now < deadline {
-            for key in keys.sorted() where try await view.status(key)["status"] == "processing" { return }
+            for key in keys.sorted() {
+                let status = try await view.status(key)
+                statuses[key] = "\(status)"
+                if status["status"] != "pending" { return }
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
-        Issue.record("no batch of \(keys) started processing within 60 s")
+        Issue.record("no batch was claimed within 60 s: \(statuses); worker stderr: \(worker?.child.stderr ?? "-")")
     }
 
     @Test(arguments: [true, false])
@@ -57,7 +62,7 @@ import Glibc
                     "--retry-base", "100ms", "--retry-max", "500ms", "--exec", "sleep 2; exec cat",
                 ])
                 defer { worker.child.terminate() }
-                try await Self.waitUntilOneIsProcessing(view, Array(inputs.keys))
+                try await Self.waitUntilOneIsProcessing(view, Array(inputs.keys), worker: worker)
                 await flight.stop(SIGKILL)
                 if durable {
                     let file = directory + "/damaged/x0.arrows"
@@ -110,7 +115,7 @@ import Glibc
             let view = InProcessNodeView(client: try Self.client(location), location: location)
             defer { view.client.close() }
             let inputs = try await Self.submit(view, queue: "whole", prefix: "w", count: 5)
-            try await Self.waitUntilOneIsProcessing(view, Array(inputs.keys))
+            try await Self.waitUntilOneIsProcessing(view, Array(inputs.keys), worker: all)
             // The embedded server is valkey-server or, when that is what PATH has, redis-server.
             let valkeys = (PipelineCrashTests.childProcesses(named: "valkey-server")
                 + PipelineCrashTests.childProcesses(named: "redis-server")).filter { $0.parent == all.child.pid }
