@@ -45,6 +45,8 @@ public final class WorkerPool: Sendable {
     let data: any BatchDataAccess
     let processor: any BatchProcessor
     let log: NodeLogger
+    /// Where attempts, waits and busy slots are recorded (`/metrics`); nil records nothing.
+    let metrics: NodeMetrics?
     private let state = Mutex(State())
 
     private struct State {
@@ -55,7 +57,8 @@ public final class WorkerPool: Sendable {
     }
 
     package init(coordinator: Coordinator, data: any BatchDataAccess, processor: any BatchProcessor,
-                 configuration: WorkerConfiguration, log: NodeLogger) {
+                 configuration: WorkerConfiguration, log: NodeLogger, metrics: NodeMetrics? = nil) {
+        self.metrics = metrics
         self.coordinator = coordinator
         self.data = data
         self.processor = processor
@@ -100,7 +103,12 @@ public final class WorkerPool: Sendable {
                 if let claim = try await self.claimOne(worker: worker, startingAt: &nextQueue) {
                     failures = 0
                     self.state.withLock { $0.busy += 1 }
+                    if let metrics = self.metrics {
+                        metrics.workerStarted()
+                        metrics.queue(claim.key.queue).wait.observe(.milliseconds(claim.waitedMilliseconds))
+                    }
                     await self.process(claim, worker: worker)
+                    self.metrics?.workerFinished()
                     self.state.withLock { $0.busy -= 1 }
                     continue
                 }
@@ -281,8 +289,13 @@ public final class WorkerPool: Sendable {
     }
 
     private func transition(_ claim: BatchClaim, _ worker: String, _ outcome: String, _ took: Duration, error: String? = nil) {
-        let ms = Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15
-        let duration = String(Int(ms.rounded())) + "ms"
+        if let metrics = self.metrics, outcome != "released" {
+            let queue = metrics.queue(claim.key.queue)
+            queue.processing.observe(took)
+            queue.attemptEnded(outcome)
+        }
+        guard self.log.level <= .info else { return }
+        let duration = NodeLogger.milliseconds(took)
         if let error {
             self.log.info("batch attempt ended", ["key": claim.key.description, "queue": claim.key.queue,
                                                   "attempt": String(claim.attempt), "worker": worker,
