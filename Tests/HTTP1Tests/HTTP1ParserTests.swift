@@ -1,3 +1,4 @@
+import Foundation
 import HTTP1
 import Testing
 
@@ -147,5 +148,40 @@ private func parse(_ text: String, limits: HTTP1Limits = HTTP1Limits()) throws(H
         }
         let flood = [UInt8](repeating: 0x41, count: connection.maxBuffered + 1)
         #expect(flood.withUnsafeBytes { connection.receive($0, now: start) } == .close)
+    }
+}
+
+/// Every fuzz seed and every input that once crashed or hung the harness (scripts/fuzz-http1) is parsed again:
+/// it must end in a request, nil or an HTTP1Error, and a request never takes more bytes than it was given.
+@Suite struct HTTP1FuzzRegressionTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/HTTP1")
+
+    static var inputs: [URL] {
+        ["fuzz-corpus", "fuzz-regressions"].flatMap { folder in
+            (try? FileManager.default.contentsOfDirectory(at: root.appendingPathComponent(folder),
+                                                         includingPropertiesForKeys: nil)) ?? []
+        }.filter { !$0.lastPathComponent.hasPrefix(".") }
+    }
+
+    @Test func seedsExist() { #expect(Self.inputs.count >= 6) }
+
+    @Test func everyInputParsesOrFailsCleanly() throws {
+        for url in Self.inputs {
+            let bytes = try [UInt8](Data(contentsOf: url))
+            var rest = bytes[...]
+            var rounds = 0
+            while rounds < 64, !rest.isEmpty {
+                rounds += 1
+                do {
+                    guard let (_, consumed) = try HTTP1Parser.parse(rest) else { break }
+                    #expect(consumed > 0 && consumed <= rest.count, "\(url.lastPathComponent)")
+                    rest = rest.dropFirst(consumed)
+                } catch {
+                    #expect((400...505).contains(error.status), "\(url.lastPathComponent)")
+                    break
+                }
+            }
+        }
     }
 }
