@@ -60,8 +60,8 @@ public struct GRPCServerConfiguration: Sendable {
     public var keepaliveInterval: Duration?
     /// How long a keepalive PING may stay unanswered.
     public var keepaliveTimeout: Duration
-    /// Serves plain-text connections that do not begin with the HTTP/2 preface (HTTP/1.1 on the gRPC port);
-    /// nil: every connection is HTTP/2. Ignored with TLS.
+    /// Serves connections that do not begin with the HTTP/2 preface (HTTP/1.1 on the gRPC port; with TLS, those
+    /// that negotiate ALPN `http/1.1` or none); nil: every connection is HTTP/2.
     public var http1: (any HTTP1ConnectionHandler)?
 
     /// Creates a configuration with defaults.
@@ -273,7 +273,7 @@ final class Listener: LoopHandler {
                     }
                 }
                 let shared = self.shared
-                let sniff = shared.configuration.http1 != nil && shared.tlsContext == nil
+                let sniff = shared.configuration.http1 != nil
                 let address = PeerAddress(peer)
                 self.group.nextLoop().execute { runner in
                     if sniff {
@@ -329,7 +329,7 @@ public final class GRPCServer: Sendable {
     /// - Throws: `GRPCWireError.systemCall`/`.invalidAddress` when binding fails, `.tls` for bad certificates.
     public init(configuration: GRPCServerConfiguration, router: GRPCRouter) throws(GRPCWireError) {
         let tls = try configuration.tls.map { c throws(GRPCWireError) in
-            try TLSContext(configuration: c, isServer: true)
+            try TLSContext(configuration: c, isServer: true, acceptsHTTP1: configuration.http1 != nil)
         }
         SocketCalls.raiseOpenFileLimit()
         let shared = ServerShared(configuration: configuration, router: router, tlsContext: tls)

@@ -4,8 +4,8 @@ import Synchronization
 
 /// Serves the connections of a ``GRPCServer`` that do not begin with the HTTP/2 client preface (an HTTP/1.1
 /// client on the gRPC port). GRPCWire only tells the protocols apart (by the first bytes, peeked without reading
-/// them) and moves bytes; the handler parses and answers. Plain-text connections only: with TLS every connection
-/// is HTTP/2 (ALPN h2).
+/// them; with TLS, by ALPN: `h2` is gRPC, `http/1.1` or none is HTTP/1.1) and moves bytes; the handler parses and
+/// answers.
 public protocol HTTP1ConnectionHandler: Sendable {
     /// A new non-HTTP/2 connection, called on its loop thread; returns the session that gets its bytes.
     func connectionOpened(_ connection: RawConnection) -> any RawConnectionSession
@@ -69,9 +69,10 @@ protocol ServerSideConnection: AnyObject {
 
 extension ServerConnection: ServerSideConnection {}
 
-/// A new plain-text connection of a server with an HTTP/1.1 handler: peeks at the first bytes; the HTTP/2 preface
+/// A new connection of a server with an HTTP/1.1 handler. Plain text: peeks at the first bytes; the HTTP/2 preface
 /// hands the socket to a ``ServerConnection`` (nothing was read, nghttp2 sees the whole preface), anything else
-/// goes to the HTTP/1.1 handler's session.
+/// goes to the HTTP/1.1 handler's session. TLS: runs the handshake; ALPN `h2` hands the established session to a
+/// ``ServerConnection``, `http/1.1` (or no ALPN) goes to the handler.
 final class SniffedConnection: LoopHandler, ServerSideConnection {
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     /// Most bytes queued for the socket before the session is told to wait.
@@ -95,6 +96,7 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
     private var outputOffset = 0
     private var closeAfterOutput = false
     private var sessionWaiting = false
+    private var tls: TLSSession?
 
     private init(fd: Int32, shared: ServerShared, key: Int, peer: PeerAddress) {
         self.fd = fd
@@ -106,6 +108,7 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
     static func start(fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int, peer: PeerAddress) {
         let conn = SniffedConnection(fd: fd, shared: shared, key: key, peer: peer)
         do {
+            if let context = shared.tlsContext { conn.tls = try TLSSession(context: context, fd: fd, hostForClient: nil) }
             conn.id = try runner.register(fd: fd, events: conn.events, handler: conn)
         } catch {
             _ = closeFD(fd)
@@ -117,7 +120,8 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
 
     func handleEvents(_ events: UInt32, runner: LoopRunner) {
         switch self.phase {
-        case .sniffing: self.sniff(runner: runner)
+        case .sniffing:
+            if self.tls != nil { self.handshake(runner: runner) } else { self.sniff(runner: runner) }
         case .http1(let session):
             if events & EPOLLOUT.rawValue != 0 { self.writeOutput(runner: runner) }
             if case .closed = self.phase { return }
@@ -153,6 +157,30 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
             ServerConnection.start(fd: self.fd, runner: runner, shared: self.shared, key: self.key, peer: self.peer)
             return
         }
+        self.becomeHTTP1(runner: runner)
+    }
+
+    /// One step of the TLS handshake; once done, ALPN decides.
+    private func handshake(runner: LoopRunner) {
+        guard let tls = self.tls else { return }
+        switch tls.handshake(fd: self.fd) {
+        case .done:
+            if tls.negotiatedHTTP1 {
+                self.becomeHTTP1(runner: runner)
+            } else {
+                runner.unregister(fd: self.fd, id: self.id)
+                self.phase = .closed
+                ServerConnection.start(
+                    fd: self.fd, runner: runner, shared: self.shared, key: self.key, peer: self.peer,
+                    establishedTLS: tls)
+            }
+        case .wantRead: self.setEvents(H2Connection.readEvents, runner: runner)
+        case .wantWrite: self.setEvents(H2Connection.readWriteEvents, runner: runner)
+        case .failed: self.close(runner: runner)
+        }
+    }
+
+    private func becomeHTTP1(runner: LoopRunner) {
         guard let handler = self.shared.configuration.http1 else {
             self.close(runner: runner)
             return
@@ -170,6 +198,7 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
             guard case .http1 = self.phase else { return }
             let size = runner.readBuffer.count
             let n: Int = runner.readBuffer.withUnsafeMutableBytes { buf in
+                if let tls = self.tls { return tls.read(fd: self.fd, into: buf) }
                 let r = Glibc.read(self.fd, buf.baseAddress, buf.count)
                 if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
                 return r
@@ -180,7 +209,7 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
                 return
             }
             runner.readBuffer.withUnsafeBytes { session.received(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            if n < size { return }
+            if n < size && self.tls == nil { return }
         }
     }
 
@@ -205,10 +234,14 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
     private func writeOutput(runner: LoopRunner) {
         while self.outputOffset < self.output.count {
             let n = self.output.withUnsafeBytes { buf in
-                send(self.fd, buf.baseAddress! + self.outputOffset, buf.count - self.outputOffset, Int32(MSG_NOSIGNAL))
+                let rest = UnsafeRawBufferPointer(rebasing: buf[self.outputOffset...])
+                if let tls = self.tls { return tls.write(fd: self.fd, rest) }
+                let r = send(self.fd, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
+                if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
+                return r
             }
             if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
+                if n == -2 {
                     self.setEvents(H2Connection.readWriteEvents, runner: runner)
                     return
                 }
@@ -241,7 +274,7 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
         case .sniffing:
             if now - self.createdAt > self.shared.configuration.handshakeTimeout {
                 self.close(runner: runner)
-            } else if self.events == 0 {
+            } else if self.events == 0 && self.tls == nil {
                 self.sniff(runner: runner)
             }
         case .http1(let session): session.tick(now: now)
@@ -266,6 +299,7 @@ final class SniffedConnection: LoopHandler, ServerSideConnection {
         if case .closed = previous { return }
         self.phase = .closed
         runner.unregister(fd: self.fd, id: self.id)
+        self.tls?.shutdown(fd: self.fd)
         _ = Glibc.close(self.fd)
         self.output = []
         self.shared.connectionEnded(key: self.key)

@@ -62,7 +62,10 @@ final class ServerConnection: H2Connection {
     }
 
     /// Creates the connection on the current loop thread and starts HTTP/2 (or the TLS handshake).
-    static func start(fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int, peer: PeerAddress? = nil) {
+    static func start(
+        fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int, peer: PeerAddress? = nil,
+        establishedTLS: TLSSession? = nil
+    ) {
         let conn = ServerConnection(fd: fd, loop: runner.loop, shared: shared, key: key)
         conn.peer = peer?.description ?? ""
         let config = shared.configuration
@@ -71,7 +74,9 @@ final class ServerConnection: H2Connection {
         conn.handshakeTimeout = config.handshakeTimeout
         conn.awaitingPreface = true
         do {
-            if let ctx = shared.tlsContext {
+            if let establishedTLS {
+                conn.tls = establishedTLS
+            } else if let ctx = shared.tlsContext {
                 conn.tls = try TLSSession(context: ctx, fd: fd, hostForClient: nil)
             }
             conn.session = try NGHTTP2Calls.makeSession(
@@ -92,6 +97,8 @@ final class ServerConnection: H2Connection {
         }
         shared.connectionStarted(key: key, loop: runner.loop, handlerID: conn.id)
         conn.flush(runner: runner)
+        // OpenSSL may already hold the client's first records (read with the handshake): epoll will not report them.
+        if establishedTLS != nil { conn.handleEvents(H2Connection.readEvents, runner: runner) }
     }
 
     override func connectionClosed(reason: GRPCStatus) {

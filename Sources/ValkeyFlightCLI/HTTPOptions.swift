@@ -4,7 +4,7 @@ internal import ArgumentParser
 
 /// `--http-listen` of the modes with a gRPC port (`all`, `flight`, `coordinator`).
 struct HTTPOptions: ParsableArguments {
-    @Option(help: "Serve HTTP (/metrics, /healthz, /readyz, /api, the dashboard at /) on HOST:PORT instead of the gRPC port (HTTP/1.1 and gRPC share it by default; not with TLS); 'off' turns HTTP off. (default: the gRPC port)")
+    @Option(help: "Serve HTTP (/metrics, /healthz, /readyz, /api, the dashboard at /) on HOST:PORT instead of the gRPC port (HTTP/1.1 and gRPC share it by default, with TLS too: ALPN tells them apart); 'off' turns HTTP off. (default: the gRPC port)")
     var httpListen: String?
 
     func apply(to configuration: inout NodeConfiguration) throws {

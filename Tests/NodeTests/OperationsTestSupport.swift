@@ -27,10 +27,11 @@ enum HTTPProbe {
         return result
     }
 
-    static func get(_ url: String, method: String = "GET", headers: [String] = [], data: String? = nil) async throws
-        -> Response
+    static func get(_ url: String, method: String = "GET", headers: [String] = [], data: String? = nil,
+                    cafile: String? = nil) async throws -> Response
     {
         var arguments = ["get", url, "--method", method]
+        if let cafile { arguments += ["--cafile", cafile] }
         for header in headers { arguments += ["--header", header] }
         if let data { arguments += ["--data", data] }
         let result = try await self.run(arguments)

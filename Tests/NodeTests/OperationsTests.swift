@@ -208,6 +208,32 @@ import Glibc
         #expect(bad.stderr.contains("--http-listen"))
     }
 
+    @Test func httpsAndGRPCShareATLSPortByALPN() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vf-ops-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cert = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        let openssl = try TestChildProcess(URL(fileURLWithPath: "/usr/bin/env"), [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert,
+        ])
+        openssl.closeInput()
+        #expect(await openssl.waitForExit(within: 30))
+        try #require(openssl.exitStatus == 0, "openssl failed: \(openssl.stderr)")
+        try await FlightServerProcess.with(["--tls-cert", cert, "--tls-key", key]) { server in
+            #expect(server.scheme == "grpc+tls")
+            // urllib offers ALPN http/1.1 (or none): HTTPS on the gRPC port.
+            let health = try await HTTPProbe.get("https://localhost:\(server.port)/healthz", cafile: cert)
+            #expect(health.status == 200 && health.body == "ok\n")
+            let stats = try await HTTPProbe.get("https://localhost:\(server.port)/metrics", cafile: cert)
+            #expect(stats.body.contains("# TYPE valkeyflight_store_batches gauge"))
+            // pyarrow offers h2: gRPC on the same port.
+            let facts = try await PyArrow.run(["tls", server.url, "--root-certs", cert])
+            #expect(facts["put"]["rows"] == 3000)
+        }
+    }
+
     @Test func aWorkerServesHTTPOnItsListenAddressAndLogsJSONLines() async throws {
         try await withPrivateValkey { valkey in
             let flight = try TestChildProcess(CLI.binary, ["flight", "--listen", "127.0.0.1:0", "--valkey", valkey.url,

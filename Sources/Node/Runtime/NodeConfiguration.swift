@@ -27,7 +27,8 @@ public enum ProcessorKind: Sendable, Equatable {
 
 /// Where a node serves HTTP (metrics, health, the JSON API and the dashboard).
 public enum HTTPListen: Sendable, Equatable {
-    /// On the gRPC port: connections that do not start with the HTTP/2 preface are HTTP/1.1 (plain text only).
+    /// On the gRPC port: connections that do not start with the HTTP/2 preface (with TLS: that negotiate ALPN
+    /// `http/1.1` or none) are HTTP/1.1.
     case grpcPort
     /// On a port of its own (`--http-listen HOST:PORT`).
     case address(HostPort)

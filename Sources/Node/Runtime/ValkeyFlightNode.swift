@@ -96,13 +96,8 @@ public enum ValkeyFlightNode {
             grpc.maxReceiveMessageSize = Int(Int32.max)
             // --max-memory is checked against each request message's announced size before it is buffered.
             grpc.admission = FlightMemoryAdmission(store: store)
-            if configuration.httpListen == .grpcPort {
-                if configuration.tls == nil {
-                    grpc.http1 = http
-                } else {
-                    log.warning("HTTP is not served on a TLS port; use --http-listen HOST:PORT for metrics and the dashboard")
-                }
-            }
+            // HTTP/1.1 on the gRPC port: told apart by the first bytes, or with TLS by ALPN.
+            if configuration.httpListen == .grpcPort { grpc.http1 = http }
             do {
                 flight = try FlightServer(service: service, configuration: grpc, auth: configuration.auth,
                                           observer: FlightCallMetrics(metrics: metrics, log: log))

@@ -1,7 +1,7 @@
 """HTTP probes for NodeTests (OperationsTests, MetricsTests, DashboardTests): a real HTTP client (urllib),
 Prometheus' own parser (prometheus_client) and raw sockets, so the node's HTTP side is checked from outside.
 
-    http_probe.py get URL [--method M] [--header 'Name: value']... [--data TEXT]
+    http_probe.py get URL [--method M] [--header 'Name: value']... [--data TEXT] [--cafile PEM]
         -> {"status": n, "headers": {...}, "body": "..."}
     http_probe.py metrics URL [--header ...]
         -> {"families": {name: {"type": t, "samples": [[sample name, {labels}, value], ...]}}}
@@ -20,13 +20,17 @@ import urllib.error
 import urllib.request
 
 
-def fetch(url, method="GET", headers=(), data=None):
+def fetch(url, method="GET", headers=(), data=None, cafile=None):
     request = urllib.request.Request(url, method=method, data=data.encode() if data is not None else None)
     for header in headers:
         name, _, value = header.partition(":")
         request.add_header(name.strip(), value.strip())
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        context = None
+        if cafile:
+            import ssl
+            context = ssl.create_default_context(cafile=cafile)
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
             return response.status, dict(response.headers), response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read().decode("utf-8", "replace")
@@ -40,6 +44,7 @@ def main():
     get.add_argument("--method", default="GET")
     get.add_argument("--header", action="append", default=[])
     get.add_argument("--data")
+    get.add_argument("--cafile")
     metrics = sub.add_parser("metrics")
     metrics.add_argument("url")
     metrics.add_argument("--header", action="append", default=[])
@@ -51,7 +56,7 @@ def main():
     args = parser.parse_args()
 
     if args.command == "get":
-        status, headers, body = fetch(args.url, args.method, args.header, args.data)
+        status, headers, body = fetch(args.url, args.method, args.header, args.data, args.cafile)
         print(json.dumps({"status": status, "headers": headers, "body": body}))
     elif args.command == "metrics":
         from prometheus_client.parser import text_string_to_metric_families
