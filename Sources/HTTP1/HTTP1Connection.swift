@@ -12,6 +12,7 @@ public struct HTTP1Connection: Sendable {
         case close
     }
 
+    /// The limits of each request.
     public let limits: HTTP1Limits
     /// A request must be complete this long after its first byte arrived (default 10 s; 408 beyond it).
     public let headerTimeout: Duration
@@ -32,6 +33,7 @@ public struct HTTP1Connection: Sendable {
         return o1 || o2 || o3 ? Int.max : c
     }
 
+    /// A connection that has received nothing yet, at `now`.
     public init(limits: HTTP1Limits = HTTP1Limits(), headerTimeout: Duration = .seconds(10),
                 idleTimeout: Duration = .seconds(60), now: ContinuousClock.Instant = .now) {
         self.limits = limits

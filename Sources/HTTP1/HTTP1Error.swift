@@ -28,6 +28,7 @@ public enum HTTP1Error: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// One line saying what was wrong, sent as the refusal's body.
     public var description: String {
         switch self {
         case .badRequest(let why): return "bad request: \(why)"

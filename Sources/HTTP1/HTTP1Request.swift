@@ -9,6 +9,7 @@ public struct HTTP1Limits: Sendable, Equatable {
     /// Largest Content-Length (default 1 MiB; beyond it 413).
     public var body: Int
 
+    /// Limits with the defaults above.
     public init(requestLine: Int = 8 << 10, headerBytes: Int = 32 << 10, headerCount: Int = 100, body: Int = 1 << 20) {
         self.requestLine = requestLine
         self.headerBytes = headerBytes
@@ -19,6 +20,7 @@ public struct HTTP1Limits: Sendable, Equatable {
 
 /// One parsed HTTP/1.x request.
 public struct HTTP1Request: Sendable, Equatable {
+    /// Equal method, target, version, headers (in order) and body.
     public static func == (lhs: HTTP1Request, rhs: HTTP1Request) -> Bool {
         lhs.method == rhs.method && lhs.target == rhs.target && lhs.minorVersion == rhs.minorVersion
             && lhs.body == rhs.body && lhs.headers.count == rhs.headers.count
@@ -40,6 +42,7 @@ public struct HTTP1Request: Sendable, Equatable {
     /// The body (Content-Length bytes; empty without one).
     public var body: [UInt8]
 
+    /// A request; `path` and `query` are split from `target` (the path percent-decoded).
     public init(method: String, target: String, minorVersion: Int = 1, headers: [(name: String, value: String)] = [],
                 body: [UInt8] = []) {
         self.method = method

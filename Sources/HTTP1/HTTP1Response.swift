@@ -1,10 +1,13 @@
 /// An HTTP/1.1 response: status, header fields and a body, serialized with a Content-Length.
 public struct HTTP1Response: Sendable {
+    /// The status code, e.g. 200.
     public var status: Int
     /// Extra header fields (Content-Length, Connection and Date are written by ``serialized(keepAlive:head:)``).
     public var headers: [(name: String, value: String)]
+    /// The body (sent with its Content-Length).
     public var body: [UInt8]
 
+    /// A response with `headers` and `body`.
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers

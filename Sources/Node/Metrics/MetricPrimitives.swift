@@ -4,10 +4,13 @@ import Synchronization
 package final class MetricCounter: Sendable {
     private let value = Atomic<UInt64>(0)
 
+    /// A counter at zero.
     package init() {}
 
+    /// Adds `amount` (wrapping; a UInt64 does not wrap in practice).
     package func add(_ amount: UInt64 = 1) { self.value.wrappingAdd(amount, ordering: .relaxed) }
 
+    /// The count now.
     package var current: UInt64 { self.value.load(ordering: .relaxed) }
 }
 
@@ -22,8 +25,10 @@ package final class MetricHistogram: Sendable {
     private let buckets: InlineArray<18, Atomic<UInt64>> = InlineArray { _ in Atomic(0) }
     private let sumNanoseconds = Atomic<UInt64>(0)
 
+    /// A histogram with every bucket at zero.
     package init() {}
 
+    /// Counts one observation of `duration` (negative durations count as zero).
     package func observe(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         let nanoseconds = max(0, seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue + attoseconds / 1_000_000_000)
@@ -48,14 +53,18 @@ package final class MetricHistogram: Sendable {
         return (cumulative, Double(self.sumNanoseconds.load(ordering: .relaxed)) / 1e9)
     }
 
+    /// Observations so far.
     package var count: UInt64 { self.snapshot.cumulative.last ?? 0 }
 }
 
 /// Commands sent to Valkey and the ones that failed (connection errors, server errors), per connection handle.
 package final class ValkeyCommandCounters: Sendable {
+    /// Commands sent (`valkeyflight_valkey_commands_total`).
     package let commands = MetricCounter()
+    /// Commands that failed (`valkeyflight_valkey_errors_total`).
     package let errors = MetricCounter()
 
+    /// Counters at zero.
     package init() {}
 
     /// Counts `count` commands around `body`, and `count` errors when it throws.

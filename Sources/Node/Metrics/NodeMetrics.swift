@@ -7,10 +7,13 @@ package final class QueueMetrics: Sendable {
     /// The `outcome` label values of `valkeyflight_batch_attempts_total`, in order.
     package static let outcomes = ["completed", "retry", "failed", "lease_lost", "cancelled"]
 
+    /// `valkeyflight_batch_wait_seconds`: since the batch became pending, at each claim.
     package let wait = MetricHistogram()
+    /// `valkeyflight_batch_processing_seconds`: since the claim, at each attempt's end.
     package let processing = MetricHistogram()
     private let attempts: InlineArray<5, Atomic<UInt64>> = InlineArray { _ in Atomic(0) }
 
+    /// Metrics at zero.
     package init() {}
 
     /// Counts one attempt that ended with `outcome` (one of ``outcomes``; anything else is not counted).
@@ -19,6 +22,7 @@ package final class QueueMetrics: Sendable {
         self.attempts[index].wrappingAdd(1, ordering: .relaxed)
     }
 
+    /// Attempts that ended with `outcome` so far (0 for an unknown outcome).
     package func attempts(_ outcome: String) -> UInt64 {
         guard let index = Self.outcomes.firstIndex(of: outcome) else { return 0 }
         return self.attempts[index].load(ordering: .relaxed)
@@ -28,8 +32,10 @@ package final class QueueMetrics: Sendable {
 /// Flight metrics of one RPC method: calls per gRPC code and a latency histogram.
 package final class RPCMethodMetrics: Sendable {
     private let codes: InlineArray<17, Atomic<UInt64>> = InlineArray { _ in Atomic(0) }
+    /// `valkeyflight_flight_rpc_seconds` of this method.
     package let seconds = MetricHistogram()
 
+    /// Metrics at zero.
     package init() {}
 
     /// Counts one call that ended with gRPC status `code` (0 ... 16) after `duration`.
@@ -39,6 +45,7 @@ package final class RPCMethodMetrics: Sendable {
         self.seconds.observe(duration)
     }
 
+    /// Calls that ended with gRPC status `code` so far.
     package func calls(code: Int) -> UInt64 { code >= 0 && code < 17 ? self.codes[code].load(ordering: .relaxed) : 0 }
 }
 
@@ -47,6 +54,7 @@ package final class RPCMethodMetrics: Sendable {
 /// dictionary and touches atomics only. A queue first seen later (no worker claims it here) is registered once
 /// under a lock.
 package final class NodeMetrics: Sendable {
+    /// The `method` label values: every Flight RPC.
     package static let methods = ["Handshake", "ListFlights", "GetFlightInfo", "PollFlightInfo", "GetSchema", "DoGet",
                                   "DoPut", "DoExchange", "DoAction", "ListActions"]
 
@@ -55,6 +63,7 @@ package final class NodeMetrics: Sendable {
     private let lateQueues = Mutex<[String: QueueMetrics]>([:])
     private let busy = Atomic<Int>(0)
 
+    /// Registers the Flight methods and `queues` (the worker's `--queue`).
     package init(queues: [String] = []) {
         var rpcs: [String: RPCMethodMetrics] = [:]
         for method in Self.methods { rpcs[method] = RPCMethodMetrics() }
@@ -64,6 +73,7 @@ package final class NodeMetrics: Sendable {
         self.queues = byQueue
     }
 
+    /// The metrics of Flight method `method` (nil for a name outside ``methods``).
     package func rpc(_ method: String) -> RPCMethodMetrics? { self.rpcs[method] }
 
     /// The metrics of `queue` (registered on first use when it was not configured).
@@ -84,8 +94,11 @@ package final class NodeMetrics: Sendable {
     }
 
     /// `valkeyflight_worker_busy`: slots processing a batch now.
+    /// A slot started a batch.
     package func workerStarted() { self.busy.wrappingAdd(1, ordering: .relaxed) }
+    /// A slot finished its batch.
     package func workerFinished() { self.busy.wrappingSubtract(1, ordering: .relaxed) }
+    /// Slots processing a batch now.
     package var workersBusy: Int { self.busy.load(ordering: .relaxed) }
 }
 

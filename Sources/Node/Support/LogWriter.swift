@@ -5,6 +5,7 @@ import Synchronization
 /// pipe. Lines wait in a bounded queue (at most 4 MiB; beyond it lines are dropped and the drop is reported
 /// with the next line written).
 package final class LogWriter: Sendable {
+    /// The process's stderr writer.
     package static let shared = LogWriter(fd: STDERR_FILENO)
 
     private struct Queue {
