@@ -115,4 +115,38 @@ import Testing
             }
         }
     }
+
+    @Test func aBatchCancelledWhileProcessedCountsAsCancelledAndBusyShowsTheSlot() async throws {
+        try await withScript("cat >/dev/null; sleep 20") { slow in
+            try await withPrivateValkey { valkey in
+                var configuration = NodeConfiguration(mode: .all)
+                configuration.valkeyURL = valkey.url
+                configuration.worker.queues = ["slow"]
+                configuration.worker.lease = .seconds(1)
+                configuration.processor = .exec(command: slow, persistent: false)
+                configuration.grace = .seconds(2)
+                try await InProcessNode.with(configuration) { node in
+                    let key = try #require(try await node.submit(try PipelineData.stream(rows: 2), queue: "slow")["key"].string)
+                    let base = HTTPProbe.base(node.location)
+                    #expect(try await pollUntil { try await node.status(key)["status"] == "processing" })
+                    let busy = try await HTTPProbe.metrics(base + "/metrics")
+                    #expect(busy.value("valkeyflight_worker_busy") == 1)
+                    let cancelled = try await HTTPProbe.get(base + "/api/batches/\(key)/cancel", method: "POST",
+                                                            headers: ["X-Requested-With: test"])
+                    #expect(cancelled.status == 200)
+                    // The worker learns it at its next lease extension (a third of the 1 s lease).
+                    var last = MetricFamilies(families: .null, contentType: "")
+                    let counted = try await pollUntil {
+                        last = try await HTTPProbe.metrics(base + "/metrics")
+                        return last.value("valkeyflight_batch_attempts", "valkeyflight_batch_attempts_total",
+                                          ["queue": "slow", "outcome": "cancelled"]) == 1
+                    }
+                    #expect(counted, "\(last.families["valkeyflight_batch_attempts"])")
+                    #expect(last.value("valkeyflight_batch_attempts", "valkeyflight_batch_attempts_total",
+                                       ["queue": "slow", "outcome": "lease_lost"]) == 0)
+                    #expect(last.value("valkeyflight_worker_busy") == 0)
+                }
+            }
+        }
+    }
 }

@@ -190,9 +190,14 @@ public final class WorkerPool: Sendable {
             case .completed(.accepted):
                 self.transition(claim, worker, "completed", took)
             case .completed:
-                self.transition(claim, worker, "lease_lost", took, error: "completion refused: the token is no longer current")
+                let outcome = await self.lostOutcome(claim)
+                self.transition(claim, worker, outcome, took, error: outcome == "cancelled"
+                    ? "the batch was cancelled while it was processed" : "completion refused: the token is no longer current")
             case .leaseLost:
-                self.transition(claim, worker, "lease_lost", took, error: "the lease was taken away; the attempt stopped")
+                let outcome = await self.lostOutcome(claim)
+                self.transition(claim, worker, outcome, took, error: outcome == "cancelled"
+                    ? "the batch was cancelled while it was processed; the attempt stopped"
+                    : "the lease was taken away; the attempt stopped")
             case let .timedOut(timeout):
                 await self.fail(claim, worker, NodeError.unavailable("processing timed out after \(timeout)"), took)
             }
@@ -204,6 +209,13 @@ public final class WorkerPool: Sendable {
                 await self.fail(claim, worker, error, took)
             }
         }
+    }
+
+    /// `cancelled` when an attempt lost its token because the batch was cancelled, else `lease_lost` (one status
+    /// read, only on this rare path).
+    private func lostOutcome(_ claim: BatchClaim) async -> String {
+        let status = try? await Self.uncancelled { try await self.coordinator.status(claim.key) }
+        return status?.state == .cancelled ? "cancelled" : "lease_lost"
     }
 
     /// Fetch, process, store the result, complete.
