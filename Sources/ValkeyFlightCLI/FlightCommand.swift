@@ -191,13 +191,14 @@ struct FlightCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flight",
         abstract: "Run the Flight server: an in-memory store of Arrow batches; with --valkey, every stored batch is registered for processing.",
-        discussion: "Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM."
+        discussion: "Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var http: HTTPOptions
     @OptionGroup var server: FlightServerOptions
+    @OptionGroup var durability: DurabilityOptions
 
     @Option(help: "max_attempts recorded for registered batches until a worker claims them. (default: 3)")
     var maxAttempts: Int?
@@ -208,6 +209,7 @@ struct FlightCommand: AsyncParsableCommand {
         try self.node.apply(to: &configuration)
         try self.http.apply(to: &configuration)
         try self.server.apply(to: &configuration)
+        try self.durability.apply(to: &configuration)
         configuration.worker.policy.maxAttempts = try Environment.resolve(self.maxAttempts, "MAX_ATTEMPTS", default: 3)
         try await ValkeyFlightNode.run(configuration)
     }
@@ -222,13 +224,15 @@ struct AllCommand: AsyncParsableCommand {
             Without --valkey it starts a private valkey-server (from --valkey-server, else valkey-server or redis-server \
             on PATH, else the one scripts/bootstrap installed) on a Unix socket, in memory, and stops it on exit. \
             Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM.
-            """
+
+            """ + OptionHelp.values
     )
 
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var http: HTTPOptions
     @OptionGroup var server: FlightServerOptions
+    @OptionGroup var durability: DurabilityOptions
     @OptionGroup var coordinator: CoordinatorOptions
     @OptionGroup var worker: WorkerOptions
 
@@ -241,6 +245,7 @@ struct AllCommand: AsyncParsableCommand {
         try self.node.apply(to: &configuration)
         try self.http.apply(to: &configuration)
         try self.server.apply(to: &configuration)
+        try self.durability.apply(to: &configuration)
         try self.coordinator.apply(to: &configuration)
         try self.worker.apply(to: &configuration)
         configuration.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")
@@ -253,7 +258,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
         abstract: "Run housekeeping (expired leases, due retries, retention) and serve the management actions over Flight.",
-        discussion: "Needs --valkey. Prints 'listening on grpc://HOST:PORT' once it serves."
+        discussion: "Needs --valkey. Prints 'listening on grpc://HOST:PORT' once it serves.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var address: ListenOptions
@@ -280,7 +285,7 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a worker pool: claim batches from Valkey, fetch them over Flight, process, store the result.",
-        discussion: "Needs --valkey. Opens no listening socket unless --listen or --http-listen asks for HTTP. Stops claiming on SIGINT/SIGTERM, finishes in-flight batches within --grace, releases the rest."
+        discussion: "Needs --valkey. Opens no listening socket unless --listen or --http-listen asks for HTTP. Stops claiming on SIGINT/SIGTERM, finishes in-flight batches within --grace, releases the rest.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var node: NodeOptions

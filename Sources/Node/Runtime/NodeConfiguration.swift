@@ -56,6 +56,12 @@ public struct NodeConfiguration: Sendable {
     public var ttl: Duration = .seconds(3600)
     /// `--max-memory` in bytes (`Int.max`: no limit).
     public var maxMemory = Int.max
+    /// `--data-dir`: durable batches (nil: in memory only).
+    public var dataDirectory: String?
+    /// `--fsync`: when spilled files reach the disk.
+    public var fsync = FsyncPolicy.always
+    /// `--max-disk` in bytes of batch files (`Int.max`: no limit).
+    public var maxDisk = Int.max
     /// `--tls-cert` / `--tls-key`.
     public var tls: TLSConfiguration?
     /// `--auth-basic`.

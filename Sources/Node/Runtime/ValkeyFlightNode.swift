@@ -22,16 +22,35 @@ public enum ValkeyFlightNode {
         let log = configuration.log
         let mode = configuration.mode
 
+        // --data-dir: durable batches (and, for the embedded valkey-server, its AOF there).
+        var spill: SpillDirectory?
+        if let directory = configuration.dataDirectory, mode == .all || mode == .flight {
+            spill = try SpillDirectory(path: directory, fsync: configuration.fsync, maxDisk: configuration.maxDisk)
+        } else if mode == .all || mode == .flight {
+            log.info("in memory only: stored batches are gone when this process exits (--data-dir DIR keeps them)")
+        }
+
         // Valkey: the given URL, or (mode `all` only) a private valkey-server.
         var embedded: EmbeddedValkeyServer?
         var valkeyURL = configuration.valkeyURL
         if valkeyURL == nil, mode == .all {
             let binary = try EmbeddedValkeyServer.locateBinary(explicitPath: configuration.valkeyServerBinary)
-            let server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)
+            let server: EmbeddedValkeyServer
+            if let spill {
+                // AOF in DIR/.valkey: appendfsync always, or (--fsync never) when the OS writes it.
+                server = try await EmbeddedValkeyServer.start(
+                    binary: binary, directory: spill.valkeyDirectory, appendOnly: true,
+                    arguments: spill.fsync == .always ? [] : ["--appendfsync", "no"])
+                log.info("embedded valkey-server started (AOF in the data directory: its data survives a restart)",
+                         ["binary": binary, "url": server.url, "dir": spill.valkeyDirectory,
+                          "appendfsync": spill.fsync == .always ? "always" : "no"])
+            } else {
+                server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)
+                log.info("embedded valkey-server started (in memory: its data is gone on exit)",
+                         ["binary": binary, "url": server.url])
+            }
             embedded = server
             valkeyURL = server.url
-            log.info("embedded valkey-server started (in memory: its data is gone on exit)",
-                     ["binary": binary, "url": server.url])
         }
         guard valkeyURL != nil || mode == .flight else {
             throw NodeError.invalidArgument("valkeyflight \(mode.rawValue) needs --valkey URL (valkey://HOST:PORT, valkeys://…, unix:///PATH)")
@@ -59,7 +78,8 @@ public enum ValkeyFlightNode {
         defer { valkey?.close() }
 
         do {
-            try await self.serve(configuration, coordinator: coordinator, processor: processor, onReady: onReady, until: stop)
+            try await self.serve(configuration, coordinator: coordinator, spill: spill, processor: processor,
+                                 onReady: onReady, until: stop)
         } catch {
             await embedded?.stop()
             throw error
@@ -69,13 +89,21 @@ public enum ValkeyFlightNode {
         NodeLogger.flush()
     }
 
-    private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?,
+    private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?, spill: SpillDirectory?,
                               processor override: (any BatchProcessor)?, onReady: (@Sendable (String) -> Void)?,
                               until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
         let mode = configuration.mode
         let location = AdvertisedLocation()
-        let store = BatchStore(maxMemory: configuration.maxMemory, ttl: configuration.ttl)
+        let store = BatchStore(maxMemory: configuration.maxMemory, ttl: configuration.ttl, spill: spill)
+        if let spill {
+            // The index is rebuilt before the node serves (and says `listening on`).
+            let report = await store.loadSpilled { warning, line in warning ? log.warning(line) : log.info(line) }
+            log.info("data directory loaded", ["dir": spill.path, "batches": String(report.loaded),
+                                               "corrupted": String(report.corrupted),
+                                               "temporary_removed": String(report.temporaryRemoved),
+                                               "expired": String(report.expired), "fsync": spill.fsync.rawValue])
+        }
         let metrics = NodeMetrics(queues: mode.runsWorkers ? configuration.worker.queues : [])
         let clients = FlightClientPool(trustRoots: configuration.trustRoots)
         let http = Self.httpHandler(configuration, store: mode == .coordinator ? nil : store, coordinator: coordinator,
