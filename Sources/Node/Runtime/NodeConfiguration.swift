@@ -25,6 +25,17 @@ public enum ProcessorKind: Sendable, Equatable {
     case exec(command: String, persistent: Bool)
 }
 
+/// Where a node serves HTTP (metrics, health, the JSON API and the dashboard).
+public enum HTTPListen: Sendable, Equatable {
+    /// On the gRPC port: connections that do not start with the HTTP/2 preface (with TLS: that negotiate ALPN
+    /// `http/1.1` or none) are HTTP/1.1.
+    case grpcPort
+    /// On a port of its own (`--http-listen HOST:PORT`).
+    case address(HostPort)
+    /// Not at all (`--http-listen off`).
+    case off
+}
+
 /// Everything a long-running mode needs, built by the command line from options and `VALKEYFLIGHT_*` variables.
 public struct NodeConfiguration: Sendable {
     public var mode: NodeMode
@@ -65,6 +76,9 @@ public struct NodeConfiguration: Sendable {
     public var trustRoots: String?
     /// `--grace`: how long in-flight work may take to finish at shutdown.
     public var grace: Duration = .seconds(10)
+    /// `--http-listen`: where HTTP is served (the default for `worker`, which has no gRPC port, is `.off` unless
+    /// the command line gives `--listen`).
+    public var httpListen = HTTPListen.grpcPort
     /// Where logs go.
     package var log: NodeLogger = .discard
     /// Print `listening on …` on stdout once serving (off for in-process benchmarks).
