@@ -60,6 +60,9 @@ public struct GRPCServerConfiguration: Sendable {
     public var keepaliveInterval: Duration?
     /// How long a keepalive PING may stay unanswered.
     public var keepaliveTimeout: Duration
+    /// Serves connections that do not begin with the HTTP/2 preface (HTTP/1.1 on the gRPC port; with TLS, those
+    /// that negotiate ALPN `http/1.1` or none); nil: every connection is HTTP/2.
+    public var http1: (any HTTP1ConnectionHandler)?
 
     /// Creates a configuration with defaults.
     public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
@@ -85,6 +88,7 @@ public struct GRPCServerConfiguration: Sendable {
         self.streamReceiveBufferLimit = 8 << 20
         self.keepaliveInterval = .seconds(60)
         self.keepaliveTimeout = .seconds(20)
+        self.http1 = nil
     }
 
     /// Half the physical memory, clamped to 256 MiB ... 8 GiB, and to half the address-space limit when set.
@@ -151,12 +155,16 @@ struct GRPCListenerDelegate: ListenerDelegate {
         if self.shared.tlsContext == nil { Self.refuseHTTP2(fd, reason: "connection limit reached") }
     }
 
-    func start(fd: Int32, key: Int, runner: LoopRunner) {
-        ServerConnection.start(fd: fd, runner: runner, shared: self.shared, key: key)
+    func start(fd: Int32, key: Int, peer: PeerAddress, runner: LoopRunner) {
+        if self.shared.configuration.http1 != nil {
+            SniffedConnection.start(fd: fd, runner: runner, shared: self.shared, key: key, peer: peer)
+        } else {
+            ServerConnection.start(fd: fd, runner: runner, shared: self.shared, key: key, peer: peer)
+        }
     }
 
     func evict(handlerID: UInt64, reason: Eviction, runner: LoopRunner) {
-        (runner.handler(handlerID) as? ServerConnection)?.evict(runner: runner)
+        (runner.handler(handlerID) as? any ServerSideConnection)?.evict(runner: runner)
     }
 
     /// Tells an h2c client why it is refused before closing: the server preface (empty SETTINGS) and
@@ -187,7 +195,9 @@ public final class GRPCServer: Sendable {
     /// Binds and starts serving `router`.
     /// - Throws: `GRPCWireError.systemCall`/`.invalidAddress` when binding fails, `.tls` for bad certificates.
     public init(configuration: GRPCServerConfiguration, router: GRPCRouter) throws(GRPCWireError) {
-        let tls = try configuration.tls.map { c throws(GRPCWireError) in try TLSContext.grpc(c, isServer: true) }
+        let tls = try configuration.tls.map { c throws(GRPCWireError) in
+            try TLSContext.grpc(c, isServer: true, acceptsHTTP1: configuration.http1 != nil)
+        }
         SocketCalls.raiseOpenFileLimit()
         let shared = ServerShared(configuration: configuration, router: router, tlsContext: tls)
         let fd: Int32
@@ -242,7 +252,7 @@ public final class GRPCServer: Sendable {
         Listener.stop(loop: self.group.loops[0], id: self.listenerSlot.id.load(ordering: .relaxed))
         for c in self.shared.liveConnections {
             let id = c.handlerID
-            c.loop.execute { runner in (runner.handler(id) as? ServerConnection)?.beginDrain(runner: runner) }
+            c.loop.execute { runner in (runner.handler(id) as? any ServerSideConnection)?.beginDrain(runner: runner) }
         }
         let deadline = ContinuousClock.now.advanced(by: gracePeriod)
         while self.shared.openConnections > 0 && ContinuousClock.now < deadline {

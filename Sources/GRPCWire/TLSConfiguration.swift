@@ -31,16 +31,25 @@ public struct TLSConfiguration: Sendable {
 }
 
 extension TLSContext {
-    /// A context from `configuration`: a server (accepting ALPN `h2`) or a client (offering `h2`).
+    /// A context from `configuration`: a server (accepting ALPN `h2`; with `acceptsHTTP1` also `http/1.1` and
+    /// clients without ALPN, for the server's HTTP/1.1 handler) or a client (offering `h2`).
     /// - Throws: `GRPCWireError.tls` naming the file or call that failed and OpenSSL's reason.
-    static func grpc(_ configuration: TLSConfiguration, isServer: Bool) throws(GRPCWireError) -> TLSContext {
+    static func grpc(_ configuration: TLSConfiguration, isServer: Bool, acceptsHTTP1: Bool = false)
+        throws(GRPCWireError) -> TLSContext
+    {
+        let http1 = isServer && acceptsHTTP1
         do {
             return try TLSContext(
                 isServer: isServer, certificateChainFile: configuration.certificateChainFile,
                 privateKeyFile: configuration.privateKeyFile, trustRootsFile: configuration.trustRootsFile,
-                serverName: configuration.serverName, alpn: ["h2"])
+                serverName: configuration.serverName, alpn: http1 ? ["h2", "http/1.1"] : ["h2"], alpnOptional: http1)
         } catch {
             throw GRPCWireError(error)
         }
     }
+}
+
+extension TLSSession {
+    /// The handshake chose ALPN `http/1.1` (or none) on a server that accepts it, not `h2`.
+    var negotiatedHTTP1: Bool { self.isEstablished && self.negotiatedProtocol != "h2" }
 }

@@ -166,9 +166,9 @@ package protocol ListenerDelegate: Sendable {
     /// Called on the listener's loop before a refused connection (over a cap) is closed: a last word to the
     /// client (best effort, non-blocking), or nothing.
     func refuse(fd: Int32)
-    /// Called on the connection's loop: start serving `fd` (non-blocking, close-on-exec, TCP_NODELAY) as
-    /// `key`, and report the handler to the registry with ``ConnectionRegistry/connectionStarted(key:loop:handlerID:)``.
-    func start(fd: Int32, key: Int, runner: LoopRunner)
+    /// Called on the connection's loop: start serving `fd` (non-blocking, close-on-exec, TCP_NODELAY) from
+    /// `peer` as `key`, and report the handler to the registry with ``ConnectionRegistry/connectionStarted(key:loop:handlerID:)``.
+    func start(fd: Int32, key: Int, peer: PeerAddress, runner: LoopRunner)
     /// Called on the connection's loop: close handler `handlerID` (it may have closed already).
     func evict(handlerID: UInt64, reason: Eviction, runner: LoopRunner)
 }
@@ -239,7 +239,8 @@ package final class Listener: LoopHandler {
             _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             SocketCalls.setNoDelay(client)
-            switch self.registry.reserve(peer: PeerAddress(peer)) {
+            let address = PeerAddress(peer)
+            switch self.registry.reserve(peer: address) {
             case .refused:
                 self.delegate.refuse(fd: client)
                 _ = Glibc.close(client)
@@ -249,7 +250,9 @@ package final class Listener: LoopHandler {
                     let id = evict.handlerID
                     evict.loop.execute { runner in delegate.evict(handlerID: id, reason: .connectionLimit, runner: runner) }
                 }
-                self.group.nextLoop().execute { runner in delegate.start(fd: client, key: key, runner: runner) }
+                self.group.nextLoop().execute { runner in
+                    delegate.start(fd: client, key: key, peer: address, runner: runner)
+                }
             }
         }
     }

@@ -11,8 +11,11 @@ package final class TLSContext: Sendable {
     package let isServer: Bool
     /// Client: the name the server certificate must match instead of the host (also sent as SNI).
     package let serverName: String?
-    /// ALPN protocols in order of preference; a handshake succeeds only when one of them was negotiated.
+    /// ALPN protocols in order of preference; a handshake succeeds only when one of them was negotiated (or, with
+    /// `alpnOptional`, when the peer offered no ALPN at all).
     package let alpn: [String]
+    /// Servers: a client that offers no ALPN is accepted too (its session's `negotiatedProtocol` is nil).
+    package let alpnOptional: Bool
     /// The ALPN list in wire form (length-prefixed names), kept alive for the server's select callback.
     private let alpnWire: ALPNList
 
@@ -23,7 +26,7 @@ package final class TLSContext: Sendable {
     /// - Throws: `IOLoopError.tls` naming the failing step (the file that did not load) and OpenSSL's reason.
     package init(
         isServer: Bool, certificateChainFile: String? = nil, privateKeyFile: String? = nil,
-        trustRootsFile: String? = nil, serverName: String? = nil, alpn: [String] = []
+        trustRootsFile: String? = nil, serverName: String? = nil, alpn: [String] = [], alpnOptional: Bool = false
     ) throws(IOLoopError) {
         guard let ctx = SSL_CTX_new(isServer ? TLS_server_method() : TLS_client_method()) else {
             throw .tls(call: "SSL_CTX_new", reason: OpenSSLCalls.errorQueue())
@@ -32,6 +35,7 @@ package final class TLSContext: Sendable {
         self.isServer = isServer
         self.serverName = serverName
         self.alpn = alpn
+        self.alpnOptional = isServer && alpnOptional
         self.alpnWire = ALPNList(alpn)
         _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
         if let chain = certificateChainFile {
@@ -179,7 +183,7 @@ package final class TLSSession {
             var len: UInt32 = 0
             SSL_get0_alpn_selected(self.ssl, &proto, &len)
             let negotiated = proto.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(len)), as: UTF8.self) }
-            if !self.context.alpn.isEmpty {
+            if !self.context.alpn.isEmpty && !(negotiated == nil && self.context.alpnOptional) {
                 guard let negotiated, self.context.alpn.contains(negotiated) else {
                     return .failed("peer did not negotiate ALPN \(self.context.alpn.joined(separator: " or "))")
                 }

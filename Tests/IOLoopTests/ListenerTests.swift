@@ -52,7 +52,7 @@ final class EchoDelegate: ListenerDelegate {
 
     func refuse(fd: Int32) { SocketCalls.sendBestEffort(fd, Array("REFUSED\n".utf8)) }
 
-    func start(fd: Int32, key: Int, runner: LoopRunner) {
+    func start(fd: Int32, key: Int, peer: PeerAddress, runner: LoopRunner) {
         let connection = EchoConnection(fd: fd, key: key, registry: self.registry)
         do {
             connection.id = try runner.register(fd: fd, events: Readiness.readable, handler: connection)
