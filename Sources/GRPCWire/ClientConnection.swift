@@ -31,6 +31,7 @@ final class ClientCallRecord {
 /// A client-side HTTP/2 connection carrying many calls.
 final class ClientConnection: H2Connection {
     let configuration: GRPCClientConfiguration
+    override var explainsTLSMismatch: Bool { true }
     private var byKey: [Int: ClientCallRecord] = [:]
     private var byStream: [Int32: ClientCallRecord] = [:]
     private var pending: [ClientCallRecord] = []

@@ -46,6 +46,10 @@ class H2Connection: LoopHandler {
     var keepaliveTimeout: Duration = .seconds(20)
     private var lastReceive = ContinuousClock.now
     private var pingSentAt: ContinuousClock.Instant?
+    /// Bytes received so far (after TLS), to tell a peer that never spoke HTTP/2 from one that stopped.
+    private var receivedBytes = 0
+    /// Clients explain a TLS/plain-text mismatch with the server (servers leave that to the client).
+    var explainsTLSMismatch: Bool { false }
 
     init(fd: Int32, loop: EventLoop, outHighWater: Int = 8 << 20) {
         self.fd = fd
@@ -91,7 +95,15 @@ class H2Connection: LoopHandler {
         case .wantWrite:
             self.setPollingWritable(true, runner: runner)
         case .failed(let reason):
-            self.close(runner: runner, reason: GRPCStatus(.unavailable, "TLS handshake failed: \(reason)"))
+            var message = "TLS handshake failed: \(reason)"
+            // What OpenSSL says when the answer to its ClientHello is not TLS (an HTTP/2 server's SETTINGS).
+            if self.explainsTLSMismatch,
+                ["wrong version number", "packet length too long", "record layer failure", "unexpected eof"]
+                    .contains(where: reason.contains)
+            {
+                message += " (the server does not speak TLS on this port: use grpc:// for it)"
+            }
+            self.close(runner: runner, reason: GRPCStatus(.unavailable, message))
         }
     }
 
@@ -116,11 +128,23 @@ class H2Connection: LoopHandler {
                 self.pingSentAt = nil
             }
             if n <= 0 {
-                self.close(
-                    runner: runner,
-                    reason: GRPCStatus(.unavailable, n == 0 ? "connection closed by peer" : "read failed"))
+                var message = n == 0 ? "connection closed by peer" : "read failed"
+                if self.explainsTLSMismatch && self.tls == nil && self.receivedBytes == 0 {
+                    message += " before answering HTTP/2 (if the server speaks TLS on this port, use grpc+tls://)"
+                }
+                self.close(runner: runner, reason: GRPCStatus(.unavailable, message))
                 return
             }
+            // A TLS record (alert 0x15 or handshake 0x16, version 3.x) as the very first answer: the server speaks TLS.
+            if self.explainsTLSMismatch && self.tls == nil && self.receivedBytes == 0 && n >= 2,
+                runner.readBuffer[0] == 0x15 || runner.readBuffer[0] == 0x16, runner.readBuffer[1] == 0x03
+            {
+                self.close(
+                    runner: runner,
+                    reason: GRPCStatus(.unavailable, "the server speaks TLS on this port: use grpc+tls:// for it"))
+                return
+            }
+            self.receivedBytes &+= n
             guard let session = self.session else { return }
             // Callbacks copy what they keep: the loop's shared buffer is reused by the next read.
             let failed = runner.readBuffer.withUnsafeBytes { buf in

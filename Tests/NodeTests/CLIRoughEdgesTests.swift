@@ -78,6 +78,28 @@ import Testing
         #expect(get.stderr.contains("get --json needs -o FILE"), "\(get.stderr)")
     }
 
+    /// A plain-text call to a TLS port, and a TLS call to a plain-text port, name the scheme the server speaks.
+    @Test func tlsAndPlainTextMismatchesNameTheRightScheme() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vf-mismatch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (cert, key) = try await Reference.selfSignedCertificate(in: directory, name: "server")
+        try await FlightServerProcess.with(["--tls-cert", cert, "--tls-key", key]) { tls in
+            try await FlightServerProcess.with { plain in
+                let toTLS = try await CLI.run(["list", "--server", "grpc://127.0.0.1:\(tls.port)"])
+                #expect(toTLS.status == 1)
+                #expect(toTLS.stderr.contains("use grpc+tls://"), "\(toTLS.stderr)")
+                let toPlain = try await CLI.run(["list", "--server", "grpc+tls://127.0.0.1:\(plain.port)", "--tls-ca", cert])
+                #expect(toPlain.status == 1)
+                #expect(toPlain.stderr.contains("the server does not speak TLS on this port: use grpc:// for it"),
+                        "\(toPlain.stderr)")
+                // The right schemes work.
+                #expect(try await CLI.run(["list", "--server", tls.url, "--tls-ca", cert]).status == 0)
+                #expect(try await CLI.run(["list", "--server", plain.url]).status == 0)
+            }
+        }
+    }
+
     @Test func helpExplainsDurationsSizesAndTheEnvironment() async throws {
         for command in [["--help"], ["all", "--help"], ["flight", "--help"], ["worker", "--help"]] {
             let help = try await CLI.run(command)

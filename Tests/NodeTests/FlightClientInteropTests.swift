@@ -691,7 +691,7 @@ private final class ResumeOnce<T: Sendable>: Sendable {
     }
 }
 
-private enum Reference {
+enum Reference {
     struct Timeout: Error, CustomStringConvertible {
         let description: String
     }
