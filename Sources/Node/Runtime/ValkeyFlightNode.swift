@@ -20,6 +20,9 @@ public enum ValkeyFlightNode {
                             until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
         let mode = configuration.mode
+        // What this node advertises is checked before anything starts (a loopback address with a remote Valkey
+        // is refused).
+        let advertised = mode.servesFlight ? try AdvertisedAddress.resolve(configuration) : nil
 
         // Valkey: the given URL, or (mode `all` only) a private valkey-server.
         var embedded: EmbeddedValkeyServer?
@@ -58,7 +61,8 @@ public enum ValkeyFlightNode {
         defer { valkey?.close() }
 
         do {
-            try await self.serve(configuration, coordinator: coordinator, processor: processor, onReady: onReady, until: stop)
+            try await self.serve(configuration, advertised: advertised, coordinator: coordinator, processor: processor,
+                                 onReady: onReady, until: stop)
         } catch {
             await embedded?.stop()
             throw error
@@ -67,7 +71,8 @@ public enum ValkeyFlightNode {
         log.info("stopped")
     }
 
-    private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?,
+    private static func serve(_ configuration: NodeConfiguration, advertised: (host: String, chosen: Bool)?,
+                              coordinator: Coordinator?,
                               processor override: (any BatchProcessor)?, onReady: (@Sendable (String) -> Void)?,
                               until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
@@ -97,8 +102,13 @@ public enum ValkeyFlightNode {
             }
             let scheme = configuration.tls == nil ? "grpc" : "grpc+tls"
             let bound = HostPort(host: configuration.listen.host, port: flight?.port ?? 0)
-            location.set(configuration.advertise ?? "\(scheme)://\(bound)")
+            location.set(configuration.advertise
+                ?? "\(scheme)://\(HostPort(host: advertised?.host ?? bound.host, port: bound.port))")
             if configuration.announcesListening { ProcessIO.printLine("listening on \(scheme)://\(bound)") }
+            if advertised?.chosen == true {
+                log.info("advertising \(location.uri): listening on \(bound) without --advertise, so this machine's first address is what batches record and other hosts dial; pass --advertise to choose",
+                         ["location": location.uri, "listen": "\(bound)"])
+            }
             log.info("\(mode.rawValue) node ready", ["location": location.uri, "valkey": coordinator == nil ? "off" : "on",
                                                      "auth": configuration.auth == nil ? "off" : "basic",
                                                      "tls": configuration.tls == nil ? "off" : "on"])

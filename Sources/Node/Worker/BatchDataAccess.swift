@@ -25,13 +25,16 @@ public final class NodeDataAccess: BatchDataAccess {
     let coordinator: Coordinator
     let clients: FlightClientPool
     let retryWindow: Duration
+    /// How long a fetch may wait for the node's first message before the try counts as unreachable.
+    let answerTimeout: Duration
 
     public init(localStore: BatchStore?, localLocation: AdvertisedLocation?, coordinator: Coordinator,
-                clients: FlightClientPool, retryWindow: Duration = .seconds(10)) {
+                clients: FlightClientPool, retryWindow: Duration = .seconds(10), answerTimeout: Duration = .seconds(2)) {
         if let localStore, let localLocation { self.local = (localStore, localLocation) } else { self.local = nil }
         self.coordinator = coordinator
         self.clients = clients
         self.retryWindow = retryWindow
+        self.answerTimeout = answerTimeout
     }
 
     private func localStore(for location: String) -> BatchStore? {
@@ -48,11 +51,43 @@ public final class NodeDataAccess: BatchDataAccess {
         }
         return try await self.retryingUnreachable(claim.location, "fetching \(claim.key)") {
             let client = try self.clients.client(for: claim.location)
-            let reader = try await client.doGet(Ticket(Array(claim.key.description.utf8)))
-            var ingest = BatchIngest(what: "input \(claim.key) from \(claim.location)")
-            while let data = try await reader.nextData() { try ingest.add(data) }
-            return ProcessorInput(key: claim.key, attempt: claim.attempt, schema: try ingest.schema(), messages: ingest.messages)
+            return try await self.answering(claim.location, within: self.answerTimeout) { answered in
+                let reader = try await client.doGet(Ticket(Array(claim.key.description.utf8)))
+                var ingest = BatchIngest(what: "input \(claim.key) from \(claim.location)")
+                while let data = try await reader.nextData() {
+                    answered()
+                    try ingest.add(data)
+                }
+                return ProcessorInput(key: claim.key, attempt: claim.attempt, schema: try ingest.schema(), messages: ingest.messages)
+            }
         }
+    }
+
+    /// Runs `body` (a call to the node at `location`), which calls `answered` once the node's first message
+    /// arrived. Without one within `limit` (the node's host is cut off: its packets vanish, so neither the
+    /// connection attempt nor the call ever fails by itself) the call is cancelled, its connection dropped (the
+    /// next try dials afresh) and the try ends UNAVAILABLE, which ``retryingUnreachable(_:_:_:)`` retries.
+    func answering<T: Sendable>(_ location: String, within limit: Duration,
+                                _ body: @escaping @Sendable (_ answered: @escaping @Sendable () -> Void) async throws -> T) async throws -> T {
+        let flag = AnsweredFlag()
+        let value = try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body { flag.set() } }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let value = next { return Optional(value) }
+                if !flag.isSet { return nil }
+            }
+            return nil
+        }
+        guard let value else {
+            self.clients.discard(location)
+            throw GRPCStatus(.unavailable, "no answer from \(location) within \(limit)")
+        }
+        return value
     }
 
     public func storeResult(_ output: ProcessorOutput, for claim: BatchClaim) async throws -> BatchKey {
@@ -145,6 +180,11 @@ public final class FlightClientPool: Sendable {
         }
     }
 
+    /// Closes and forgets the connection to `location` (the next ``client(for:)`` dials again).
+    public func discard(_ location: String) {
+        self.clients.withLock { $0.removeValue(forKey: location) }?.close()
+    }
+
     /// Closes every connection.
     public func close() {
         let all = self.clients.withLock { clients in
@@ -153,4 +193,13 @@ public final class FlightClientPool: Sendable {
         }
         for client in all { client.close() }
     }
+}
+
+/// Set once by a call that got its first answer; read by its timer.
+final class AnsweredFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { self.value.store(true, ordering: .releasing) }
+
+    var isSet: Bool { self.value.load(ordering: .acquiring) }
 }
