@@ -264,15 +264,22 @@ struct NetworkFaultTests {
         try await withTestHosts(count: 3) { hosts in
             try await HostedPipeline.with(hosts) { pipeline in
                 let (_, location) = try await pipeline.startFlight(on: hosts[1])
-                let (key, input) = try await pipeline.submit(from: hosts[0], to: location, queue: "gone", rows: 300)
-                try hosts[1].cut()
                 let worker = try hosts[2].valkeyflight([
                     "worker", "--valkey", pipeline.valkeyURL, "--queue", "gone", "--lease", "3s", "--max-attempts", "5",
                     "--retry-base", "200ms", "--retry-max", "500ms", "--grace", "1s",
                 ])
+                // A first batch leaves the worker with an open connection to the node: the hard case, where a cut
+                // makes the next call on it wait in silence (no refused connection, no reset).
+                let (warm, _) = try await pipeline.submit(from: hosts[0], to: location, queue: "gone", rows: 10)
+                #expect(try await pipeline.waitStatus(warm, within: 30) { $0.state == .completed }?.state == .completed)
+                // The worker is held (SIGSTOP) while the batch is submitted and the node's host is cut off.
+                worker.send(SIGSTOP)
+                let (key, input) = try await pipeline.submit(from: hosts[0], to: location, queue: "gone", rows: 300)
+                try hosts[1].cut()
+                worker.send(SIGCONT)
                 let failed = try await pipeline.waitStatus(key, within: 40) { $0.lastError != nil }
                 let error = try #require(failed?.lastError, "\(worker.stderr)")
-                #expect(error.contains(location) && error.contains("unreachable"), "\(error)")
+                #expect(error.contains("node \(location) unreachable"), "\(error)")
 
                 try hosts[1].heal()
                 let done = try await pipeline.waitStatus(key, within: 60) { $0.state == .completed }
