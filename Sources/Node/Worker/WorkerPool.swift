@@ -213,9 +213,15 @@ public final class WorkerPool: Sendable {
 
     /// `cancelled` when an attempt lost its token because the batch was cancelled, else `lease_lost` (one status
     /// read, only on this rare path).
+    /// Cut off from Valkey the read may go unanswered for the whole command timeout: the slot waits at most a
+    /// third of the lease (at most 1 s) for it, then calls it `lease_lost`.
     private func lostOutcome(_ claim: BatchClaim) async -> String {
-        let status = try? await Self.uncancelled { try await self.coordinator.status(claim.key) }
-        return status?.state == .cancelled ? "cancelled" : "lease_lost"
+        let limit = min(self.configuration.lease / 3, .seconds(1))
+        let answer = try? await Self.uncancelled {
+            try await withTimeLimit(limit) { try await self.coordinator.status(claim.key) }
+        }
+        let state: BatchState? = answer.flatMap { $0 }.flatMap { $0 }?.state
+        return state == .cancelled ? "cancelled" : "lease_lost"
     }
 
     /// Fetch, process, store the result, complete.
