@@ -294,4 +294,42 @@ struct NetworkFaultTests {
             }
         }
     }
+
+    @Test("a Flight node cut off while its batch is processed: storing the result stalls, is given up naming the node, and after heal the batch completes")
+    func flightNodeCutBeforeStore() async throws {
+        try await withTestHosts(count: 3) { hosts in
+            try await HostedPipeline.with(hosts) { pipeline in
+                let (_, location) = try await pipeline.startFlight(on: hosts[1])
+                let directory = NSTemporaryDirectory() + "vf-hosts-\(UUID().uuidString)"
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: directory) }
+                // Attempt 1 holds its output until the test has cut the node off (at most 30 s).
+                try await withScript("""
+                    if [ "$VALKEYFLIGHT_ATTEMPT" = 1 ]; then
+                      echo started > \(directory)/started; i=0
+                      while [ ! -e \(directory)/go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+                    fi
+                    exec cat
+                    """) { script in
+                    let worker = try hosts[2].valkeyflight([
+                        "worker", "--valkey", pipeline.valkeyURL, "--queue", "store", "--lease", "3s", "--max-attempts", "4",
+                        "--retry-base", "200ms", "--retry-max", "500ms", "--exec", script, "--grace", "1s",
+                    ])
+                    let (key, input) = try await pipeline.submit(from: hosts[0], to: location, queue: "store", rows: 300)
+                    try #require(await waitFile("\(directory)/started", within: 20) != nil, "\(worker.stderr)")
+                    try hosts[1].cut()
+                    #expect(FileManager.default.createFile(atPath: "\(directory)/go", contents: Data()))
+                    let failed = try await pipeline.waitStatus(key, within: 40) { $0.lastError != nil }
+                    let error = try #require(failed?.lastError, "\(worker.stderr)")
+                    #expect(error.contains("node \(location) unreachable") && error.contains("storing the result"), "\(error)")
+
+                    try hosts[1].heal()
+                    let done = try await pipeline.waitStatus(key, within: 60) { $0.state == .completed }
+                    #expect(done?.state == .completed, "\(String(describing: done)) \(worker.stderr)")
+                    let result = try await pipeline.result(from: hosts[0], at: location, of: key)
+                    #expect(try PipelineData.prices(result) == PipelineData.prices(input))
+                }
+            }
+        }
+    }
 }
