@@ -8,13 +8,19 @@ struct ListenOptions: ParsableArguments {
     @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free port. (default: 127.0.0.1:8815)")
     var listen: HostPort?
 
-    @Option(help: "Location advertised in FlightInfo and recorded for each batch, grpc://HOST:PORT. (default: the listen address with the bound port)")
+    @Option(help: "Location advertised in FlightInfo and recorded for each batch — what other hosts' workers dial — grpc://HOST:PORT. (default: the listen address with the bound port; on a wildcard listen address, this machine's first non-loopback address)")
     var advertise: String?
 
     func apply(to configuration: inout NodeConfiguration) throws {
         configuration.listen = try Environment.resolve(self.listen, "LISTEN", default: HostPort(host: "127.0.0.1", port: 8815))
         configuration.advertise = try Environment.resolve(self.advertise, "ADVERTISE")
-        if let advertise = configuration.advertise { _ = try FlightLocation(parsing: advertise) }
+        if let advertise = configuration.advertise {
+            let location = try FlightLocation(parsing: advertise)
+            // Other hosts dial exactly this: a wildcard or port 0 is never a place to connect to.
+            guard !["0.0.0.0", "::", ""].contains(location.host), location.port != 0 else {
+                throw NodeError.invalidArgument("--advertise \(advertise): other hosts connect to this address, so it needs a real host and port (e.g. grpc://10.0.0.5:8815), not a wildcard or port 0")
+            }
+        }
     }
 }
 

@@ -21,6 +21,9 @@ public enum ValkeyFlightNode {
                             until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
         let mode = configuration.mode
+        // What this node advertises is checked before anything starts (a loopback address with a remote Valkey
+        // is refused).
+        let advertised = mode.servesFlight ? try AdvertisedAddress.resolve(configuration) : nil
 
         // --data-dir: durable batches (and, for the embedded valkey-server, its AOF there).
         var spill: SpillDirectory?
@@ -78,7 +81,8 @@ public enum ValkeyFlightNode {
         defer { valkey?.close() }
 
         do {
-            try await self.serve(configuration, coordinator: coordinator, spill: spill, processor: processor,
+            try await self.serve(configuration, advertised: advertised, coordinator: coordinator, spill: spill,
+                                 processor: processor,
                                  onReady: onReady, until: stop)
         } catch {
             await embedded?.stop()
@@ -89,7 +93,8 @@ public enum ValkeyFlightNode {
         NodeLogger.flush()
     }
 
-    private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?, spill: SpillDirectory?,
+    private static func serve(_ configuration: NodeConfiguration, advertised: (host: String, chosen: Bool)?,
+                              coordinator: Coordinator?, spill: SpillDirectory?,
                               processor override: (any BatchProcessor)?, onReady: (@Sendable (String) -> Void)?,
                               until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
@@ -134,8 +139,13 @@ public enum ValkeyFlightNode {
             }
             let scheme = configuration.tls == nil ? "grpc" : "grpc+tls"
             let bound = HostPort(host: configuration.listen.host, port: flight?.port ?? 0)
-            location.set(configuration.advertise ?? "\(scheme)://\(bound)")
+            location.set(configuration.advertise
+                ?? "\(scheme)://\(HostPort(host: advertised?.host ?? bound.host, port: bound.port))")
             if configuration.announcesListening { ProcessIO.printLine("listening on \(scheme)://\(bound)") }
+            if advertised?.chosen == true {
+                log.info("advertising \(location.uri): listening on \(bound) without --advertise, so this machine's first address is what batches record and other hosts dial; pass --advertise to choose",
+                         ["location": location.uri, "listen": "\(bound)"])
+            }
             log.info("\(mode.rawValue) node ready", ["location": location.uri, "valkey": coordinator == nil ? "off" : "on",
                                                      "auth": configuration.auth == nil ? "off" : "basic",
                                                      "tls": configuration.tls == nil ? "off" : "on"])

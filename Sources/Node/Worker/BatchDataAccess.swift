@@ -25,13 +25,16 @@ public final class NodeDataAccess: BatchDataAccess {
     let coordinator: Coordinator
     let clients: FlightClientPool
     let retryWindow: Duration
+    /// How long a fetch may wait for the node's first message before the try counts as unreachable.
+    let answerTimeout: Duration
 
     public init(localStore: BatchStore?, localLocation: AdvertisedLocation?, coordinator: Coordinator,
-                clients: FlightClientPool, retryWindow: Duration = .seconds(10)) {
+                clients: FlightClientPool, retryWindow: Duration = .seconds(10), answerTimeout: Duration = .seconds(2)) {
         if let localStore, let localLocation { self.local = (localStore, localLocation) } else { self.local = nil }
         self.coordinator = coordinator
         self.clients = clients
         self.retryWindow = retryWindow
+        self.answerTimeout = answerTimeout
     }
 
     private func localStore(for location: String) -> BatchStore? {
@@ -49,11 +52,49 @@ public final class NodeDataAccess: BatchDataAccess {
         }
         return try await self.retryingUnreachable(claim.location, "fetching \(claim.key)") {
             let client = try self.clients.client(for: claim.location)
-            let reader = try await client.doGet(Ticket(Array(claim.key.description.utf8)))
-            var ingest = BatchIngest(what: "input \(claim.key) from \(claim.location)")
-            while let data = try await reader.nextData() { try ingest.add(data) }
-            return ProcessorInput(key: claim.key, attempt: claim.attempt, schema: try ingest.schema(), messages: ingest.messages)
+            return try await self.answering(claim.location, within: self.answerTimeout) { progressed in
+                let reader = try await client.doGet(Ticket(Array(claim.key.description.utf8)))
+                var ingest = BatchIngest(what: "input \(claim.key) from \(claim.location)")
+                while let data = try await reader.nextData() {
+                    progressed()
+                    try ingest.add(data)
+                }
+                return ProcessorInput(key: claim.key, attempt: claim.attempt, schema: try ingest.schema(), messages: ingest.messages)
+            }
         }
+    }
+
+    /// Runs `body` (a call to the node at `location`), which calls `progressed` whenever the call moves (a message
+    /// arrived or was sent). Without a first move within `limit`, or without any move for `stallLimit` afterwards
+    /// (the node's host is cut off: its packets vanish, so neither the connection attempt nor the call ever fails
+    /// by itself), the call is cancelled, its connection dropped (the next try dials afresh) and the try ends
+    /// UNAVAILABLE, which ``retryingUnreachable(_:_:_:)`` retries.
+    func answering<T: Sendable>(_ location: String, within limit: Duration, stallLimit: Duration? = nil,
+                                _ body: @escaping @Sendable (_ progressed: @escaping @Sendable () -> Void) async throws -> T) async throws -> T {
+        let moves = ProgressCounter()
+        let stallLimit = stallLimit ?? self.retryWindow
+        let value = try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body { moves.add() } }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                var seen = moves.count
+                guard seen > 0 else { return nil }
+                while true {
+                    try await Task.sleep(for: stallLimit)
+                    let now = moves.count
+                    if now == seen { return nil }
+                    seen = now
+                }
+            }
+            defer { group.cancelAll() }
+            // The watcher returns only when the call stalled: nil.
+            return try await group.next() ?? nil
+        }
+        guard let value else {
+            self.clients.discard(location)
+            throw GRPCStatus(.unavailable, "no answer from \(location) within \(limit) (or for \(stallLimit) once started)")
+        }
+        return value
     }
 
     public func storeResult(_ output: ProcessorOutput, for claim: BatchClaim) async throws -> BatchKey {
@@ -76,17 +117,24 @@ public final class NodeDataAccess: BatchDataAccess {
             let client = try self.clients.client(for: claim.location)
             var headers = GRPCMetadata()
             headers.add(FlightStoreService.fencingTokenHeader, claim.token)
-            let writer = client.doPut(FlightDescriptor(path: [claim.key.queue, claim.key.id, "result"]), metadata: headers)
-            do {
-                for message in output.messages {
-                    try await writer.send(header: message.header, body: [message.body], bodyLength: message.body.count)
+            let metadata = headers
+            // The first send must go out within the answer timeout; after that the upload may not stand still for
+            // the retry window (the node validates and registers the stream after its last message).
+            return try await self.answering(claim.location, within: self.answerTimeout) { progressed in
+                let writer = client.doPut(FlightDescriptor(path: [claim.key.queue, claim.key.id, "result"]), metadata: metadata)
+                do {
+                    for message in output.messages {
+                        try await writer.send(header: message.header, body: [message.body], bodyLength: message.body.count)
+                        progressed()
+                    }
+                    progressed()
+                    _ = try await writer.finish()
+                } catch {
+                    writer.cancel()
+                    throw error
                 }
-            } catch {
-                writer.cancel()
-                throw error
+                return resultKey
             }
-            _ = try await writer.finish()
-            return resultKey
         }
     }
 
@@ -146,6 +194,11 @@ public final class FlightClientPool: Sendable {
         }
     }
 
+    /// Closes and forgets the connection to `location` (the next ``client(for:)`` dials again).
+    public func discard(_ location: String) {
+        self.clients.withLock { $0.removeValue(forKey: location) }?.close()
+    }
+
     /// Closes every connection.
     public func close() {
         let all = self.clients.withLock { clients in
@@ -154,4 +207,13 @@ public final class FlightClientPool: Sendable {
         }
         for client in all { client.close() }
     }
+}
+
+/// How often a call moved (messages received or sent); read by its watcher.
+final class ProgressCounter: Sendable {
+    private let value = Atomic<Int>(0)
+
+    func add() { self.value.add(1, ordering: .relaxed) }
+
+    var count: Int { self.value.load(ordering: .relaxed) }
 }

@@ -213,9 +213,15 @@ public final class WorkerPool: Sendable {
 
     /// `cancelled` when an attempt lost its token because the batch was cancelled, else `lease_lost` (one status
     /// read, only on this rare path).
+    /// Cut off from Valkey the read may go unanswered for the whole command timeout: the slot waits at most a
+    /// third of the lease (at most 1 s) for it, then calls it `lease_lost`.
     private func lostOutcome(_ claim: BatchClaim) async -> String {
-        let status = try? await Self.uncancelled { try await self.coordinator.status(claim.key) }
-        return status?.state == .cancelled ? "cancelled" : "lease_lost"
+        let limit = min(self.configuration.lease / 3, .seconds(1))
+        let answer = try? await Self.uncancelled {
+            try await withTimeLimit(limit) { try await self.coordinator.status(claim.key) }
+        }
+        let state: BatchState? = answer.flatMap { $0 }.flatMap { $0 }?.state
+        return state == .cancelled ? "cancelled" : "lease_lost"
     }
 
     /// Fetch, process, store the result, complete.
@@ -230,16 +236,21 @@ public final class WorkerPool: Sendable {
     }
 
     /// Extends the lease every third of it; returns when the lease is lost (stale token, or no successful extension
-    /// before the lease ran out).
+    /// before the lease ran out). An extension still unanswered when the lease runs out counts as lost: cut off
+    /// from Valkey, a request may go unanswered for the whole command timeout, longer than the lease.
     private func keepLease(_ claim: BatchClaim) async throws {
         let lease = self.configuration.lease
         var lastExtended = ContinuousClock.now
         while true {
             try await Task.sleep(for: lease / 3)
+            let sent = ContinuousClock.now
+            let remaining = lastExtended + lease - sent
+            guard remaining > .zero else { return }
             do {
-                switch try await self.coordinator.extend(claim, lease: lease) {
-                case .accepted: lastExtended = ContinuousClock.now
-                case .stale, .notFound: return
+                let answer = try await withTimeLimit(remaining) { try await self.coordinator.extend(claim, lease: lease) }
+                switch answer {
+                case .accepted?: lastExtended = sent
+                case .stale?, .notFound?, nil: return
                 }
             } catch let error as CancellationError {
                 throw error
@@ -317,5 +328,20 @@ public final class WorkerPool: Sendable {
                                                   "attempt": String(claim.attempt), "worker": worker,
                                                   "duration": duration, "outcome": outcome])
         }
+    }
+}
+
+/// `body`'s value, or nil when it has not returned within `limit` (it is then cancelled; the wait does not outlast
+/// `limit` by more than the body takes to notice the cancellation).
+func withTimeLimit<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next() else { return nil }
+        return first
     }
 }
