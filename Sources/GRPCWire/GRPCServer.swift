@@ -37,6 +37,10 @@ public struct GRPCServerConfiguration: Sendable {
     /// Request bytes all connections together may hold buffered, as for `connectionReceiveBudget`.
     /// Default: half the physical memory, clamped to 256 MiB ... 8 GiB, and to half of `RLIMIT_AS` when set.
     public var serverReceiveBudget: Int
+    /// Request bytes all connections from one client address may hold buffered together, as for
+    /// `connectionReceiveBudget`, so that many connections do not buy one peer the whole server budget.
+    /// Default (nil): half of `serverReceiveBudget`.
+    public var peerReceiveBudget: Int?
     /// Unsent response bytes of all streams of one connection; beyond it, a handler's `send` waits until its own
     /// stream's queue is empty. Default 32 MiB.
     public var connectionSendBufferLimit: Int
@@ -115,6 +119,8 @@ final class ServerShared: Sendable {
     let tlsContext: TLSContext?
     /// Buffered request bytes of all connections.
     let receiveBudget: ByteBudget
+    /// Buffered request bytes per client address.
+    let peerBudgets: PeerReceiveBudgets
     /// Open connections under the caps and the handshake timeout (IOLoop's listener policy).
     let registry: ConnectionRegistry
 
@@ -123,6 +129,8 @@ final class ServerShared: Sendable {
         self.router = router
         self.tlsContext = tlsContext
         self.receiveBudget = ByteBudget(limit: configuration.serverReceiveBudget)
+        self.peerBudgets = PeerReceiveBudgets(
+            limit: configuration.peerReceiveBudget ?? configuration.serverReceiveBudget / 2)
         self.registry = ConnectionRegistry(
             policy: ListenerPolicy(
                 maxConnections: configuration.maxConnections,

@@ -18,15 +18,22 @@ public protocol GRPCMessageAdmission: Sendable {
 /// taken or dropped.
 struct ReceiveCharges: Sendable {
     let connection: ByteBudget
+    /// All connections from the client's address together (nil: the address is unknown).
+    let peer: ByteBudget?
     let server: ByteBudget
     let admission: (any GRPCMessageAdmission)?
     let path: String
 
-    /// Charges `bytes` against the connection and then the server budget (all or nothing).
+    /// Charges `bytes` against the connection, the peer and then the server budget (all or nothing).
     func tryCharge(_ bytes: Int) -> Bool {
         guard self.connection.tryCharge(bytes) else { return false }
+        guard self.peer?.tryCharge(bytes) ?? true else {
+            self.connection.release(bytes)
+            return false
+        }
         guard self.server.tryCharge(bytes) else {
             self.connection.release(bytes)
+            self.peer?.release(bytes)
             return false
         }
         return true
@@ -35,6 +42,7 @@ struct ReceiveCharges: Sendable {
     /// Returns `charged` buffer bytes and, when `admitted`, the admission of a `length`-byte message.
     func release(charged: Int, length: Int, admitted: Bool) {
         self.connection.release(charged)
+        self.peer?.release(charged)
         self.server.release(charged)
         if admitted { self.admission?.release(path: self.path, length: length) }
     }

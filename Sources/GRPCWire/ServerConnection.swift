@@ -51,6 +51,9 @@ final class ServerConnection: H2Connection {
     let sendBudget: ByteBudget
     /// The client's IP address, for handlers (``GRPCServerContext/peer``).
     var peer = ""
+    /// The client's address and the receive budget all its connections share (released when this one ends).
+    private var peerAddress: PeerAddress?
+    private var peerBudget: ByteBudget?
     /// Since when the connection has had no open stream (idle timeout).
     private var idleSince: ContinuousClock.Instant? = .now
 
@@ -69,6 +72,10 @@ final class ServerConnection: H2Connection {
     ) {
         let conn = ServerConnection(fd: fd, loop: runner.loop, shared: shared, key: key)
         conn.peer = peer?.description ?? ""
+        if let peer {
+            conn.peerAddress = peer
+            conn.peerBudget = shared.peerBudgets.acquire(peer)
+        }
         let config = shared.configuration
         conn.keepaliveInterval = config.keepaliveInterval
         conn.keepaliveTimeout = config.keepaliveTimeout
@@ -93,6 +100,7 @@ final class ServerConnection: H2Connection {
                 NGHTTP2Calls.deleteSession(session)
             }
             _ = closeFD(fd)
+            if let peer { shared.peerBudgets.release(peer) }
             shared.connectionEnded(key: key)
             return
         }
@@ -109,6 +117,7 @@ final class ServerConnection: H2Connection {
             s.dropPartial()
             s.channel?.fail(GRPCStatus(.cancelled, "connection closed: \(reason.message)"), cancelTask: true)
         }
+        if let peer = self.peerAddress { self.shared.peerBudgets.release(peer) }
         self.shared.connectionEnded(key: self.key)
     }
 
@@ -357,7 +366,8 @@ final class ServerConnection: H2Connection {
         let streamID = stream.id
         let config = self.shared.configuration
         let charges = ReceiveCharges(
-            connection: self.receiveBudget, server: self.shared.receiveBudget, admission: config.admission,
+            connection: self.receiveBudget, peer: self.peerBudget, server: self.shared.receiveBudget,
+            admission: config.admission,
             path: stream.path)
         let channel = StreamChannel(
             outboundLimit: config.streamSendBufferLimit, inboundLimit: config.streamReceiveBufferLimit,

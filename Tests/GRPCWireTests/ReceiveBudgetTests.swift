@@ -251,6 +251,34 @@ final class CountingAdmission: GRPCMessageAdmission {
         await server.shutdown(gracePeriod: .seconds(1))
     }
 
+    /// All connections from one address share the peer budget: more connections do not buy a peer more of the
+    /// server's budget (here 64 MiB), and the refusals name the budget.
+    @Test func peerBudgetBoundsAllConnectionsOfOneAddress() async throws {
+        let server = try ServerBehaviourTests.server(Probe()) {
+            $0.serverReceiveBudget = 64 << 20
+            $0.peerReceiveBudget = 4 << 20
+        }
+        var raws: [RawConnection] = []
+        for _ in 0..<8 {
+            let raw = try RawConnection(port: server.port)
+            raw.handshake()
+            raw.request(stream: 1, path: ServerBehaviourTests.echoPath)
+            raw.data(stream: 1, RawConnection.grpcPrefix(256 << 20) + [UInt8](repeating: 3, count: 1 << 20 + 1))
+            raws.append(raw)
+        }
+        let connections = raws
+        let refused = await offThePool {
+            connections.filter { raw in
+                raw.readFrames { type, flags, stream, _ in type == 0x1 && flags & 0x1 != 0 && stream == 1 }
+            }.count
+        }
+        #expect(server.bufferedRequestBytes <= 4 << 20, "\(server.bufferedRequestBytes) bytes held for one peer")
+        #expect(refused >= 6, "\(refused) of 8 connections were refused")
+        for raw in raws { raw.close() }
+        #expect(await ServerBehaviourTests.waitUntil(.seconds(30)) { server.bufferedRequestBytes == 0 })
+        await server.shutdown(gracePeriod: .seconds(1))
+    }
+
     @Test func admissionSeesTheAnnouncedSizeBeforeAnyBuffering() async throws {
         let admission = CountingAdmission(limit: 1 << 20)
         let server = try ServerBehaviourTests.server(Probe()) { $0.admission = admission }
