@@ -24,8 +24,7 @@ enum TestSupport {
 
     /// ``offPool(_:)`` for a body that cannot throw.
     static func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        // A thread that cannot be created leaves no choice but to run `body` here.
-        (try? await HelperThread.run(body)) ?? body()
+        await HelperThread.run(body)
     }
 
     /// Runs a process to completion with a time limit; returns (exit code, stdout+stderr). A process still running

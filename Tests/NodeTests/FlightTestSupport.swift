@@ -14,8 +14,7 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 
 /// ``offPool(_:)`` for a body that cannot throw.
 func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    // A thread that cannot be created leaves no choice but to run `body` here.
-    (try? await HelperThread.run(body)) ?? body()
+    await HelperThread.run(body)
 }
 
 /// A child process whose stdout can be read line by line while it runs; stderr is collected. A wrapper of

@@ -60,7 +60,9 @@ final class ModeProcess: @unchecked Sendable {
             let client = try Self.client(flight.location)
             defer { client.close() }
             let view = Self.node(client, flight.location!)
-            try await withScript("cat > /dev/null; sleep 60") { stuck in
+            // Stuck until its worker is gone: once the worker is killed, the next echo hits a closed pipe, so the
+            // processor (in a process group of its own, which the SIGKILL of the worker does not reach) ends too.
+            try await withScript("cat > /dev/null; while echo waiting; do sleep 1; done") { stuck in
                 let first = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "crash", "--exec", stuck, "--lease", "1s"])
                 let key = try #require(try await view.submit(try PipelineData.stream(rows: 50), queue: "crash", id: "w1")["key"].string)
                 let processing = try await view.waitFor(key) { $0["status"] == "processing" }

@@ -100,6 +100,14 @@ public enum HelperThread {
         }
     }
 
+    /// ``run(_:)`` for a body that cannot throw; if no thread can be created, `body` runs on the caller's.
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            let started = Self.start { continuation.resume(returning: body()) }
+            if !started { continuation.resume(returning: body()) }
+        }
+    }
+
     private final class Body: Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }

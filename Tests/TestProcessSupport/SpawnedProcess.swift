@@ -167,8 +167,9 @@ public final class SpawnedProcess: Sendable {
             let stderrPipe = command.stderr == .pipe ? try makePipe() : nil
             let pid = try Spawn.spawn(
                 command, stdin: stdinPipe?.read, stdout: stdoutPipe?.write, stderr: stderrPipe?.write)
-            // The child's ends are its own now.
+            // The child's ends are its own now; from here on every descriptor is closed by the path that owns it.
             for fd in [stdinPipe?.read, stdoutPipe?.write, stderrPipe?.write].compactMap({ $0 }) { _ = close(fd) }
+            opened = []
             let ours = [stdinPipe?.write, stdoutPipe?.read, stderrPipe?.read].compactMap { $0 }
             for fd in ours { Spawn.setNonBlocking(fd) }
             let state = State(stdoutOpen: stdoutPipe != nil, stderrOpen: stderrPipe != nil, stdinOpen: stdinPipe != nil)
@@ -180,12 +181,12 @@ public final class SpawnedProcess: Sendable {
                 _ = Glibc.kill(-pid, SIGKILL)
                 var status: Int32 = 0
                 _ = waitpid(pid, &status, 0)
-                closeOpened()
+                for fd in ours + [wake.read, wake.write] { _ = close(fd) }
                 throw .threadFailed(errno: code)
             }
             guard HelperThread.start({ io.run() }) else {
                 let code = errno
-                // The reaper thread reaps it; the pipes are ours to close.
+                // The reaper thread reaps it; the pipes are closed here, the wake pipe by ioFinished().
                 child.sendToGroup(SIGKILL)
                 for fd in ours { _ = close(fd) }
                 child.ioFinished()
@@ -402,7 +403,8 @@ public final class SpawnedProcess: Sendable {
 
     // MARK: Helper-thread side
 
-    private func signalWake(_ state: State) {
+    /// Wakes the I/O thread; called under the lock, which keeps the wake pipe open meanwhile.
+    private func signalWake(_ state: borrowing State) {
         guard !state.ioEnded else { return }
         var byte: UInt8 = 1
         // Non-blocking: a full pipe already holds a wake-up.
@@ -460,7 +462,9 @@ public final class SpawnedProcess: Sendable {
 
     fileprivate func received(_ bytes: UnsafeRawBufferPointer, stderr: Bool) {
         self.changed { state in
-            if stderr { state.stderr.append(contentsOf: bytes) } else { state.stdout.append(contentsOf: bytes) }
+            // As typed bytes: appended with one copy, not element by element.
+            let typed = bytes.assumingMemoryBound(to: UInt8.self)
+            if stderr { state.stderr.append(contentsOf: typed) } else { state.stdout.append(contentsOf: typed) }
         }
     }
 
