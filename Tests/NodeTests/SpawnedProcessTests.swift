@@ -108,7 +108,7 @@ import Testing
         let children = try (0..<16).map { _ in try SpawnedProcess.spawn(ChildCommand("/bin/cat")) }
         defer { for child in children { child.killBlocking() } }
         let exited = await withTaskGroup(of: Bool.self) { group in
-            for child in children { group.addTask { await child.waitForExit(within: .seconds(60)) } }
+            for child in children { group.addTask { await child.waitForExit(within: .seconds(20)) } }
             group.addTask {
                 for child in children { child.closeInput() }
                 return true
