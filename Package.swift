@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CEpoll"),
         // glibc's <malloc.h> (malloc_trim), for the batch store.
         .systemLibrary(name: "CMalloc"),
+        // posix_spawn_file_actions_addclosefrom_np (glibc 2.34+), which Swift's Glibc module does not export.
+        .systemLibrary(name: "CSpawn"),
 
         // Standard-library-only codecs.
         .target(name: "ArrowCompression", swiftSettings: strictSettings),
@@ -41,7 +43,7 @@ let package = Package(
         // The services and the runtime: batch store, coordinator in Valkey, workers, processors, modes.
         .target(
             name: "Node",
-            dependencies: ["ArrowIPC", "FlightProto", "GRPCWire", "FlightRPC", "RESP", "CMalloc"],
+            dependencies: ["ArrowIPC", "FlightProto", "GRPCWire", "FlightRPC", "RESP", "CMalloc", "CSpawn"],
             swiftSettings: strictSettings
         ),
         // The command line: options → configuration, then the runtime (nothing else).

@@ -38,15 +38,13 @@ public final class FlightClient: Sendable {
     /// Connects lazily to `location`.
     ///
     /// - Parameters:
-    ///   - trustRoots: PEM file of the CAs that sign the server's certificate (required for grpc+tls).
+    ///   - trustRoots: PEM file of the CAs that sign the server's certificate (grpc+tls; nil: the system trust store).
     ///   - headers: metadata sent with every call.
     public init(location: FlightLocation, trustRoots: String? = nil, serverName: String? = nil,
                 headers: GRPCMetadata = GRPCMetadata()) throws {
         var tls: TLSConfiguration?
         if location.tls {
-            guard let trustRoots else {
-                throw FlightRPCError.invalidArgument("grpc+tls needs the server's CA certificate (--tls-ca FILE)")
-            }
+            // Without a CA file: OpenSSL's default trust store (the system's; SSL_CERT_FILE / SSL_CERT_DIR move it).
             tls = .client(trustRoots: trustRoots, serverName: serverName)
         }
         var configuration = GRPCClientConfiguration(host: location.host, port: location.port, tls: tls)

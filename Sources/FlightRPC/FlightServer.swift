@@ -68,6 +68,10 @@ public final class FlightServer: Sendable {
                 try await service.listActions(FlightResponseStream(call: call), context)
             }
         }
+        var configuration = configuration
+        if let auth {
+            configuration.admission = FlightAuthAdmission(auth: auth, inner: configuration.admission)
+        }
         self.server = try GRPCServer(configuration: configuration, router: router)
     }
 
@@ -85,6 +89,10 @@ struct FlightCallHooks: Sendable {
     let auth: FlightBasicAuth?
     let middleware: [any FlightServerMiddleware]
 
+    static func unauthenticated(_ method: String) -> GRPCStatus {
+        GRPCStatus(.unauthenticated, "\(method) needs 'authorization: Bearer <token>' from a Handshake")
+    }
+
     func unary(_ call: GRPCServerCall, _ method: String,
                _ body: @escaping @Sendable (FlightCallContext) async throws -> [UInt8]) async throws -> [ArraySlice<UInt8>] {
         var response: [UInt8] = []
@@ -97,9 +105,7 @@ struct FlightCallHooks: Sendable {
         var identity: String?
         if authenticate, let auth = self.auth {
             identity = auth.identity(of: call.context.metadata)
-            guard identity != nil else {
-                throw GRPCStatus(.unauthenticated, "\(method) needs 'authorization: Bearer <token>' from a Handshake")
-            }
+            guard identity != nil else { throw Self.unauthenticated(method) }
         }
         let context = FlightCallContext(method: method, metadata: call.context.metadata, deadline: call.context.deadline,
                                         identity: identity)

@@ -1,6 +1,3 @@
-public import FlightRPC
-public import GRPCWire
-
 /// Errors of the node and its commands; `description` is the one line the CLI prints. The Flight layer
 /// maps each case to one gRPC status (NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
 public enum NodeError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -29,21 +26,6 @@ public enum NodeError: Error, CustomStringConvertible, Sendable, Equatable {
             let .resourceExhausted(message), let .unavailable(message), let .failedPrecondition(message),
             let .staleToken(message):
             return message
-        }
-    }
-}
-
-extension NodeError: GRPCStatusConvertible {
-    /// The gRPC status of each case, as Flight users expect (the contract's status codes).
-    public var grpcStatus: GRPCStatus {
-        switch self {
-        case .invalidArgument: return GRPCStatus(.invalidArgument, self.description)
-        case .notFound: return GRPCStatus(.notFound, self.description)
-        case .alreadyExists: return GRPCStatus(.alreadyExists, self.description)
-        case .resourceExhausted: return GRPCStatus(.resourceExhausted, self.description)
-        case .unavailable: return GRPCStatus(.unavailable, self.description)
-        case .failedPrecondition, .staleToken: return GRPCStatus(.failedPrecondition, self.description)
-        case .io: return GRPCStatus(.internal, self.description)
         }
     }
 }

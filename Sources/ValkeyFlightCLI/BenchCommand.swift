@@ -91,8 +91,10 @@ struct BenchPipelineCommand: AsyncParsableCommand {
     @Option(help: "Concurrent submits.")
     var submitters = 32
 
-    @Flag(help: "Only the coordinator: register + claim + complete per batch, no data, no Flight.")
-    var coordinatorOnly = false
+    @Flag(name: .customLong("coordinator-only"), help: "Only the coordinator: register + claim + complete per batch, no data, no Flight.")
+    var coordinatorOnlyFlag = false
+    /// The flag, or `VALKEYFLIGHT_COORDINATOR_ONLY` set to 1/true/yes.
+    var coordinatorOnly: Bool { self.coordinatorOnlyFlag || Environment.flag("COORDINATOR_ONLY") }
 
     @Option(help: "With --coordinator-only: batches one claim call takes at most (1…1000).")
     var claim = 1

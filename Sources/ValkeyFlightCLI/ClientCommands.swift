@@ -12,14 +12,16 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The node, grpc://HOST:PORT or grpc+tls://HOST:PORT. (default: grpc://127.0.0.1:8815)")
     var server: String?
 
-    @Option(help: "PEM file of the CA that signed the server's certificate (for grpc+tls).")
+    @Option(help: "PEM file of the CA that signed the server's certificate (grpc+tls). (default: the system trust store)")
     var tlsCa: String?
 
     @Option(help: "Authenticate with USER:PASS (Handshake) before the command.")
     var authBasic: String?
 
-    @Flag(help: "Print JSON for scripts instead of text.")
-    var json = false
+    @Flag(name: .customLong("json"), help: "Print JSON for scripts instead of text.")
+    var jsonFlag = false
+    /// The flag, or `VALKEYFLIGHT_JSON` set to 1/true/yes.
+    var json: Bool { self.jsonFlag || Environment.flag("JSON") }
 
     func connect() async throws -> FlightClient {
         let server = try Environment.resolve(self.server, "SERVER", default: "grpc://127.0.0.1:8815")
@@ -104,8 +106,10 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "Re-encode the batches with body compression lz4 or zstd before sending. (default: send as is)")
     var compression: BodyCompressionChoice?
 
-    @Flag(help: "Wait until every submitted batch is finished (exit 1 if any did not complete).")
-    var wait = false
+    @Flag(name: .customLong("wait"), help: "Wait until every submitted batch is finished (exit 1 if any did not complete).")
+    var waitFlag = false
+    /// The flag, or `VALKEYFLIGHT_WAIT` set to 1/true/yes.
+    var wait: Bool { self.waitFlag || Environment.flag("WAIT") }
 
     @Option(help: "With --wait: give up after DURATION.")
     var timeout: DurationOption?
@@ -123,7 +127,7 @@ struct SubmitCommand: AsyncParsableCommand {
         defer { client.close() }
         var keys: [BatchKey] = []
         for file in self.files {
-            var bytes = try FileIO.readAll(file)
+            var bytes = try ArrowInput.read(file)
             if let codec = compression?.codec {
                 let (summary, batches) = try IPCSummary.read(bytes)
                 var writer = IPCWriter(schema: summary.schema, format: .stream, options: IPCWriteOptions(compression: codec))
@@ -178,12 +182,17 @@ struct GetCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output file ('-' or omitted: standard output).")
     var output: String = "-"
 
-    @Flag(help: "Fetch the batch's processing result (QUEUE/ID/result).")
-    var result = false
+    @Flag(name: .customLong("result"), help: "Fetch the batch's processing result (QUEUE/ID/result).")
+    var resultFlag = false
+    /// The flag, or `VALKEYFLIGHT_RESULT` set to 1/true/yes.
+    var result: Bool { self.resultFlag || Environment.flag("RESULT") }
 
     func run() async throws {
         var key = try BatchKey(parsing: self.key)
         if self.result { key = key.resultKey }
+        if self.output == "-", self.client.json {
+            throw NodeError.invalidArgument("get --json needs -o FILE: standard output carries the Arrow data")
+        }
         if self.output == "-", isatty(STDOUT_FILENO) == 1 {
             throw NodeError.invalidArgument("refusing to write Arrow data to a terminal: use -o FILE or a pipe")
         }
@@ -192,12 +201,16 @@ struct GetCommand: AsyncParsableCommand {
         let progress = TransferProgress("receiving \(key)")
         var segments: [ArraySlice<UInt8>] = []
         var received = 0
+        var (recordBatches, rows) = (0, 0)
         do {
             let reader = try await client.doGet(Ticket(Array(key.description.utf8)))
             var decoder = IPCMessageDecoder(options: .untrusted)
             while let data = try await reader.nextData() {
                 guard !data.dataHeader.isEmpty else { continue }
-                _ = try decoder.decode(header: data.dataHeader, body: data.dataBody)
+                if case let .recordBatch(batch) = try decoder.decode(header: data.dataHeader, body: data.dataBody) {
+                    recordBatches += 1
+                    rows += batch.length
+                }
                 let framed = EncodedMessage.frame(header: data.dataHeader)
                 segments.append(framed[...])
                 segments.append(data.dataBody)
@@ -211,6 +224,15 @@ struct GetCommand: AsyncParsableCommand {
         progress.finish()
         segments.append([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0][...])
         try FileIO.write(segments, to: self.output)
+        // Standard output carries the data itself; a file gets a summary (or, with --json, one object).
+        guard self.output != "-" else { return }
+        let bytes = segments.reduce(0) { $0 + $1.count }
+        if self.client.json {
+            print("{\"key\":\(JSONText.quote(key.description)),\"file\":\(JSONText.quote(self.output)),"
+                + "\"record_batches\":\(recordBatches),\"rows\":\(rows),\"bytes\":\(bytes)}")
+        } else {
+            print("\(key) -> \(self.output)  record_batches=\(recordBatches)  rows=\(rows)  bytes=\(bytes)")
+        }
     }
 }
 

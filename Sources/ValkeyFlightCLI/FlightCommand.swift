@@ -191,7 +191,7 @@ struct FlightCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flight",
         abstract: "Run the Flight server: an in-memory store of Arrow batches; with --valkey, every stored batch is registered for processing.",
-        discussion: "Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM."
+        discussion: "Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var address: ListenOptions
@@ -220,7 +220,8 @@ struct AllCommand: AsyncParsableCommand {
             Without --valkey it starts a private valkey-server (from --valkey-server, else valkey-server or redis-server \
             on PATH, else the one scripts/bootstrap installed) on a Unix socket, in memory, and stops it on exit. \
             Prints 'listening on grpc://HOST:PORT' once it serves. Stops cleanly on SIGINT or SIGTERM.
-            """
+
+            """ + OptionHelp.values
     )
 
     @OptionGroup var address: ListenOptions
@@ -249,7 +250,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
         abstract: "Run housekeeping (expired leases, due retries, retention) and serve the management actions over Flight.",
-        discussion: "Needs --valkey. Prints 'listening on grpc://HOST:PORT' once it serves."
+        discussion: "Needs --valkey. Prints 'listening on grpc://HOST:PORT' once it serves.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var address: ListenOptions
@@ -274,7 +275,7 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a worker pool: claim batches from Valkey, fetch them over Flight, process, store the result.",
-        discussion: "Needs --valkey. Opens no listening socket. Stops claiming on SIGINT/SIGTERM, finishes in-flight batches within --grace, releases the rest."
+        discussion: "Needs --valkey. Opens no listening socket. Stops claiming on SIGINT/SIGTERM, finishes in-flight batches within --grace, releases the rest.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var node: NodeOptions

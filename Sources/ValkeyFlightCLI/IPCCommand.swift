@@ -102,11 +102,13 @@ struct IPCInspectCommand: AsyncParsableCommand {
     @Argument(help: "The Arrow IPC stream or file ('-' for standard input).")
     var file: String
 
-    @Flag(help: "Print one JSON object instead of text.")
-    var json = false
+    @Flag(name: .customLong("json"), help: "Print one JSON object instead of text.")
+    var jsonFlag = false
+    /// The flag, or `VALKEYFLIGHT_JSON` set to 1/true/yes.
+    var json: Bool { self.jsonFlag || Environment.flag("JSON") }
 
     func run() async throws {
-        let bytes = try FileIO.readAll(self.file)
+        let bytes = try ArrowInput.read(self.file)
         let (summary, _) = try IPCSummary.read(bytes)
         print(self.json ? summary.json : summary.text)
     }
@@ -140,7 +142,7 @@ struct IPCConvertCommand: AsyncParsableCommand {
     func run() async throws {
         let compression = try Environment.resolve(self.compression, "COMPRESSION", default: .none)
         let level = try Environment.resolve(self.level, "LEVEL")
-        let bytes = try FileIO.readAll(self.input)
+        let bytes = try ArrowInput.read(self.input)
         let (summary, batches) = try IPCSummary.read(bytes)
         var writer = IPCWriter(schema: summary.schema, format: self.to,
                                options: IPCWriteOptions(compression: compression.codec, level: level))

@@ -70,3 +70,13 @@ public struct ByteSizeOption: ExpressibleByArgument, Sendable, Equatable, Custom
 }
 
 extension HostPort: ExpressibleByArgument {}
+
+/// Help text shared by the commands whose options take durations and sizes.
+enum OptionHelp {
+    static let values = """
+        DURATION is bare seconds (30, 1.5) or a number with ms, s, m, h or d (500ms, 5m, 1h30m, 7d). SIZE is bytes \
+        or a number with B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024): 512MiB, 2GB. \
+        Every option can also come from the environment as VALKEYFLIGHT_<OPTION> (--max-memory 1GiB is \
+        VALKEYFLIGHT_MAX_MEMORY=1GiB); flags take 1, true or yes.
+        """
+}

@@ -161,26 +161,35 @@ func manage(_ action: String, _ keys: [String], _ options: ClientOptions) async 
 }
 
 struct StatsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Batches per queue and status.")
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Batches per queue and status.",
+        discussion: "With --watch: a sample every --interval (with completed/failed per second), one JSON object per line under --json.")
 
     @OptionGroup var client: ClientOptions
+
+    @Flag(name: .customLong("watch"), help: "Print a sample every --interval until interrupted (or --count samples).")
+    var watchFlag = false
+    /// The flag, or `VALKEYFLIGHT_WATCH` set to 1/true/yes.
+    var watching: Bool { self.watchFlag || Environment.flag("WATCH") }
+
+    @OptionGroup var watch: WatchOptions
 
     func run() async throws {
         let client = try await self.client.connect()
         defer { client.close() }
+        if self.watching {
+            let json = self.client.json
+            return try await self.watch.run(client) { sample, previous in
+                print(json ? sample.jsonLine(since: previous) : sample.table(since: previous).joined(separator: "\n") + "\n")
+                fflush(nil)
+            }
+        }
         guard let json = try await runAction(client, "stats", "", what: "stats").first else {
             throw NodeError.invalidArgument("stats: the server returned no result")
         }
         if self.client.json { return print(json) }
-        guard let value = JSONValue.parse(json), case let .object(queues) = value else { return print(json) }
-        let states = ["pending", "processing", "retry_wait", "completed", "failed", "cancelled"]
-        guard queues.allSatisfy({ $0.1["pending"] != nil }) else { return print(json) }  // a plain store's stats
-        guard !queues.isEmpty else { return print("no queues") }
-        let width = max(5, queues.map(\.0.count).max() ?? 0)
-        func pad(_ text: String, _ count: Int) -> String { text + String(repeating: " ", count: max(0, count - text.count)) }
-        print(pad("QUEUE", width) + "  " + states.map { pad($0.uppercased(), 11) }.joined(separator: " "))
-        for (queue, counts) in queues {
-            print(pad(queue, width) + "  " + states.map { pad(counts[$0]?.text ?? "0", 11) }.joined(separator: " "))
-        }
+        // A plain store's stats are not queue states: shown as they are.
+        guard let sample = StatsSample(json: json) else { return print(json) }
+        print(sample.table(since: nil).joined(separator: "\n"))
     }
 }

@@ -9,11 +9,12 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "valkeyflight",
         abstract: "Move and process Apache Arrow data: Flight server, Valkey coordinator and workers in one binary.",
+        discussion: OptionHelp.values,
         version: ValkeyFlightCommand.versionText,
         subcommands: [
             AllCommand.self, FlightCommand.self, CoordinatorCommand.self, WorkerCommand.self,
             SubmitCommand.self, StatusCommand.self, WaitCommand.self, GetCommand.self, ListCommand.self,
-            RetryCommand.self, CancelCommand.self, StatsCommand.self, IPCCommand.self, BenchCommand.self,
+            RetryCommand.self, CancelCommand.self, StatsCommand.self, TopCommand.self, IPCCommand.self, BenchCommand.self,
         ]
     )
 
@@ -24,7 +25,8 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
     }
 
     /// Parses the command line and runs the command. Help and version go to stdout with exit 0; any
-    /// error is one line on stderr, `valkeyflight: error: …`, with a non-zero exit.
+    /// error is one line on stderr, `valkeyflight: error: …` — or, under `--json` (or `VALKEYFLIGHT_JSON=1`),
+    /// one JSON object `{"error": "…"}` — with a non-zero exit.
     public static func main() async {
         do {
             var command = try Self.parseAsRoot()
@@ -34,9 +36,7 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as ExitCodeError {
-            let line = "valkeyflight: error: \(error.message)\n"
-            _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-            Glibc.exit(error.code)
+            Self.fail(error.message, code: error.code)
         } catch {
             let code = Self.exitCode(for: error)
             if code == .success {
@@ -44,9 +44,18 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
                 Glibc.exit(0)
             }
             let message = Self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            let line = "valkeyflight: error: \(message)\n"
-            _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-            Glibc.exit(code.rawValue == 0 ? 1 : code.rawValue)
+            Self.fail(message, code: code.rawValue == 0 ? 1 : code.rawValue)
         }
+    }
+
+    /// Whether errors are reported as JSON: `--json` anywhere before `--`, or `VALKEYFLIGHT_JSON` set to a true value.
+    static var jsonErrors: Bool {
+        CommandLine.arguments.dropFirst().prefix { $0 != "--" }.contains("--json") || Environment.flag("JSON")
+    }
+
+    private static func fail(_ message: String, code: Int32) -> Never {
+        let line = Self.jsonErrors ? "{\"error\":\(JSONText.quote(message))}\n" : "valkeyflight: error: \(message)\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        Glibc.exit(code)
     }
 }

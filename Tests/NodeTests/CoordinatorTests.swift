@@ -646,9 +646,21 @@ enum CoordinatorChecks {
 
     @Test func embeddedServerStartsAndStops() async throws {
         let binary = try EmbeddedValkeyServer.locateBinary(explicitPath: try ValkeyTestServers.binary("valkey-server"))
+        // A descriptor of ours without close-on-exec must not reach the server (it would outlive our close).
+        let strayPath = NSTemporaryDirectory() + "vf-stray-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let stray = open(strayPath, O_CREAT | O_RDWR, 0o600)
+        #expect(stray > 2)
+        defer {
+            close(stray)
+            unlink(strayPath)
+        }
         let server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)
         #expect(server.url.hasPrefix("unix:///") && server.url.hasSuffix("/valkey.sock"))
         #expect(kill(server.pid, 0) == 0)
+        let serverFDs = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/fd")
+        let targets = serverFDs.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(server.pid)/fd/\($0)") }
+        #expect(!targets.isEmpty)
+        #expect(!targets.contains(strayPath), "valkey-server inherited \(strayPath): \(targets)")
         let valkey = try await ValkeyConnection.connect(server.url)
         try await valkey.ping()
         #expect(!valkey.isCluster)

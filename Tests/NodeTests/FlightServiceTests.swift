@@ -27,12 +27,14 @@ import Testing
     /// Runs `body` with a store server and a connected client.
     static func withStore(maxMemory: Int = .max, auth: FlightBasicAuth? = nil,
                           middleware: [any FlightServerMiddleware] = [],
+                          configure: (inout GRPCServerConfiguration) -> Void = { _ in },
                           _ body: (FlightClient, BatchStore) async throws -> Void) async throws {
         let store = BatchStore(maxMemory: maxMemory)
         let location = AdvertisedLocation()
+        var configuration = GRPCServerConfiguration(host: "127.0.0.1", port: 0)
+        configure(&configuration)
         let server = try FlightServer(service: FlightStoreService(store: store, location: location),
-                                      configuration: GRPCServerConfiguration(host: "127.0.0.1", port: 0),
-                                      auth: auth, middleware: middleware)
+                                      configuration: configuration, auth: auth, middleware: middleware)
         location.set("grpc://127.0.0.1:\(server.port)")
         let client = try FlightClient(location: try FlightLocation(parsing: location.uri))
         do {
@@ -162,6 +164,41 @@ import Testing
             let other = try FlightClient(location: client.location, headers: headers)
             defer { other.close() }
             #expect(try await other.listActions().map(\.type) == ["health", "stats", "delete"])
+        }
+    }
+
+    /// An anonymous peer cannot make an authenticating server buffer its requests: they are refused at their
+    /// length prefix. (Before, a unary request was read whole — here up to the 1 MiB connection budget, refused as
+    /// RESOURCE_EXHAUSTED — before its handler checked the token.)
+    @Test func unauthenticatedRequestsAreRefusedBeforeAnyByteIsBuffered() async throws {
+        try await Self.withStore(
+            auth: FlightBasicAuth(username: "alice", password: "s3cret"),
+            configure: { $0.connectionReceiveBudget = 1 << 20 }
+        ) { client, _ in
+            var big = FlightDescriptor()
+            big.type = .cmd
+            big.cmd = [UInt8](repeating: 7, count: 2 << 20)[...]
+            do {
+                _ = try await client.getFlightInfo(big)
+                Issue.record("an unauthenticated 2 MiB GetFlightInfo was served")
+            } catch let status as GRPCStatus {
+                #expect(status.code == .unauthenticated, "\(status)")
+                #expect(status.message.contains("GetFlightInfo needs 'authorization: Bearer"), "\(status)")
+            }
+            // A Handshake is small: a huge one is refused before it is read, by its announced size.
+            do {
+                _ = try await client.handshake([HandshakeMessage(payload: [UInt8](repeating: 1, count: 2 << 20)[...])])
+                Issue.record("a 2 MiB Handshake was read")
+            } catch let status as GRPCStatus {
+                #expect(status.code == .invalidArgument, "\(status)")
+                #expect(status.message.contains("a Handshake message is at most 65536 bytes"), "\(status)")
+            }
+            // The credentials still work, and then the same request reaches its handler (and the budget).
+            _ = try await client.authenticateBasic(username: "alice", password: "s3cret")
+            #expect(await Self.code { _ = try await client.getFlightInfo(big) } == .resourceExhausted)
+            var small = FlightDescriptor(path: ["q", "none"])
+            small.type = .path
+            #expect(await Self.code { _ = try await client.getFlightInfo(small) } == .notFound)
         }
     }
 

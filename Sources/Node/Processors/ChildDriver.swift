@@ -1,3 +1,4 @@
+internal import CSpawn
 internal import Glibc
 internal import Synchronization
 
@@ -136,10 +137,9 @@ final class ChildDriver {
         for (target, fd) in stdio.enumerated() {
             posix_spawn_file_actions_adddup2(&actions, fd, Int32(target))
         }
-        // Ours are close-on-exec; descriptors others in the process made without it are closed here.
-        for fd in Self.inheritableDescriptors() where fd > 2 {
-            posix_spawn_file_actions_addclose(&actions, fd)
-        }
+        // Everything above stdio is closed in the child, also descriptors another thread opens without
+        // close-on-exec while we spawn (enumerating /proc/self/fd beforehand would race with them).
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -164,23 +164,6 @@ final class ChildDriver {
             return .failure(.spawnFailed("posix_spawn \(arguments[0]): \(SystemError.message(code))"))
         }
         return .success(pid)
-    }
-
-    /// Open descriptors without FD_CLOEXEC, from /proc/self/fd.
-    private static func inheritableDescriptors() -> [Int32] {
-        guard let directory = opendir("/proc/self/fd") else { return [] }
-        defer { closedir(directory) }
-        let own = dirfd(directory)
-        var result: [Int32] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard let fd = Int32(name), fd != own else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0, flags & FD_CLOEXEC == 0 { result.append(fd) }
-        }
-        return result
     }
 
     // MARK: The loop

@@ -40,7 +40,7 @@ struct ChildCommand: Sendable {
 /// One child process (`/bin/sh -c COMMAND`) and the thread that drives it.
 ///
 /// The child is started with `posix_spawn` in its own process group, its stdin/stdout/stderr are pipes, every
-/// other descriptor is closed (ours are all `O_CLOEXEC`; inherited ones without it are closed by file actions),
+/// other descriptor is closed in the child (`posix_spawn_file_actions_addclosefrom_np`, race-free),
 /// its signal mask is empty and every signal has its default action. A thread of its own (never Swift's
 /// cooperative pool) spawns it, writes the request with `writev` straight from the request slices, drains stdout
 /// and stderr at the same time (a child that writes before it has read all its input cannot deadlock), keeps only

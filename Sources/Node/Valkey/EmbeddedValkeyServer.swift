@@ -1,3 +1,4 @@
+internal import CSpawn
 internal import Glibc
 import RESP
 import Synchronization
@@ -251,6 +252,8 @@ public final class EmbeddedValkeyServer: Sendable {
         }
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // No other descriptor of ours (sockets, pipes, another thread's files) reaches the server.
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
