@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "ArrowCompression", swiftSettings: strictSettings),
         .target(name: "ArrowIPC", dependencies: ["ArrowCompression"], swiftSettings: strictSettings),
         .target(name: "FlightProto", swiftSettings: strictSettings),
+        // HTTP/1.1 request parser and response writer (standard library only): the node's HTTP endpoints.
+        .target(name: "HTTP1", swiftSettings: strictSettings),
         // RESP3 Valkey client: standard library, Glibc sockets, Synchronization.
         .target(name: "RESP", dependencies: ["CEpoll"], swiftSettings: strictSettings),
         // gRPC over nghttp2 (+ OpenSSL for TLS).
@@ -43,7 +45,7 @@ let package = Package(
         // The services and the runtime: batch store, coordinator in Valkey, workers, processors, modes.
         .target(
             name: "Node",
-            dependencies: ["ArrowIPC", "FlightProto", "GRPCWire", "FlightRPC", "RESP", "CMalloc", "CSpawn"],
+            dependencies: ["ArrowIPC", "FlightProto", "GRPCWire", "FlightRPC", "RESP", "CMalloc", "CSpawn", "HTTP1"],
             swiftSettings: strictSettings
         ),
         // The command line: options → configuration, then the runtime (nothing else).
@@ -94,8 +96,9 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto", "TestProcessSupport"], swiftSettings: strictSettings),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC", "TestProcessSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC", "HTTP1", "TestProcessSupport"], swiftSettings: strictSettings),
         .testTarget(name: "RESPTests", dependencies: ["RESP", "TestProcessSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strictSettings),
         // `processor-bench`: per-batch cost of passthrough, --exec and --exec-persistent (scripts/bench-processors).
         .executableTarget(name: "processor-bench", dependencies: ["Node", "ArrowIPC"], path: "Benchmarks/ProcessorBenchmark",
                           swiftSettings: strictSettings),

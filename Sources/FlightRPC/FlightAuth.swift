@@ -67,6 +67,16 @@ public struct FlightBasicAuth: Sendable {
         return nil
     }
 
+    /// Whether an HTTP `Authorization` header value carries the user's credentials (`Basic …`) or the bearer
+    /// token (`Bearer …`) — the node's HTTP endpoints accept either.
+    package func acceptsHTTPAuthorization(_ header: String) -> Bool {
+        if header.hasPrefix("Bearer ") { return Self.same(String(header.dropFirst(7)), self.token) }
+        var metadata = GRPCMetadata()
+        metadata.add("authorization", header)
+        guard let (user, password) = Self.basicCredentials(metadata) else { return false }
+        return self.check(username: user, password: password)
+    }
+
     /// Credentials from an `authorization: Basic …` header.
     static func basicCredentials(_ metadata: GRPCMetadata) -> (String, String)? {
         guard let header = metadata["authorization"], header.hasPrefix("Basic "),

@@ -11,9 +11,11 @@ public final class FlightServer: Sendable {
     ///
     /// - Throws: ``GRPCWireError`` if the address cannot be bound or TLS files cannot be loaded.
     public init(service: any FlightService, configuration: GRPCServerConfiguration, auth: FlightBasicAuth? = nil,
-                middleware: [any FlightServerMiddleware] = []) throws(GRPCWireError) {
+                middleware: [any FlightServerMiddleware] = [], observer: (any FlightCallObserver)? = nil)
+        throws(GRPCWireError)
+    {
         var router = GRPCRouter()
-        let hooks = FlightCallHooks(auth: auth, middleware: middleware)
+        let hooks = FlightCallHooks(auth: auth, middleware: middleware, observer: observer)
         router.bidirectional(Self.servicePath + "Handshake") { call in
             try await hooks.run(call, "Handshake", authenticate: false) { context, headers in
                 if let auth {
@@ -88,6 +90,7 @@ public final class FlightServer: Sendable {
 struct FlightCallHooks: Sendable {
     let auth: FlightBasicAuth?
     let middleware: [any FlightServerMiddleware]
+    let observer: (any FlightCallObserver)?
 
     static func unauthenticated(_ method: String) -> GRPCStatus {
         GRPCStatus(.unauthenticated, "\(method) needs 'authorization: Bearer <token>' from a Handshake")
@@ -102,6 +105,29 @@ struct FlightCallHooks: Sendable {
 
     func run(_ call: GRPCServerCall, _ method: String, authenticate: Bool = true,
              _ body: (FlightCallContext, GRPCMetadata) async throws -> Void) async throws {
+        guard let observer = self.observer else {
+            return try await self.serve(call, method, authenticate: authenticate, body)
+        }
+        let started = ContinuousClock.now
+        var code = GRPCStatus.Code.ok
+        defer {
+            observer.callEnded(
+                FlightCallRecord(method: method, code: code, duration: ContinuousClock.now - started,
+                                 peer: call.context.peer, receivedBytes: call.receivedBytes, sentBytes: call.sentBytes))
+        }
+        do {
+            try await self.serve(call, method, authenticate: authenticate, body)
+        } catch let status as GRPCStatus {
+            code = status.code
+            throw status
+        } catch {
+            code = FlightStatus.from(error).code
+            throw error
+        }
+    }
+
+    private func serve(_ call: GRPCServerCall, _ method: String, authenticate: Bool,
+                       _ body: (FlightCallContext, GRPCMetadata) async throws -> Void) async throws {
         var identity: String?
         if authenticate, let auth = self.auth {
             identity = auth.identity(of: call.context.metadata)
@@ -128,4 +154,24 @@ struct FlightCallHooks: Sendable {
         for hook in self.middleware { await hook.callEnded(context, status: status) }
         if status != .ok { throw status }
     }
+}
+
+/// How one Flight call ended, for metrics and logs.
+public struct FlightCallRecord: Sendable {
+    /// The Flight method, e.g. `DoPut`.
+    public let method: String
+    public let code: GRPCStatus.Code
+    /// From the call's dispatch to its status.
+    public let duration: Duration
+    /// The client's IP address.
+    public let peer: String
+    /// Request and response message bytes.
+    public let receivedBytes: Int
+    public let sentBytes: Int
+}
+
+/// Told synchronously how every call ended. Called on the call's task: it must not block (record into atomics,
+/// hand log lines to a writer thread).
+public protocol FlightCallObserver: Sendable {
+    func callEnded(_ record: FlightCallRecord)
 }

@@ -60,6 +60,9 @@ public struct GRPCServerConfiguration: Sendable {
     public var keepaliveInterval: Duration?
     /// How long a keepalive PING may stay unanswered.
     public var keepaliveTimeout: Duration
+    /// Serves connections that do not begin with the HTTP/2 preface (HTTP/1.1 on the gRPC port; with TLS, those
+    /// that negotiate ALPN `http/1.1` or none); nil: every connection is HTTP/2.
+    public var http1: (any HTTP1ConnectionHandler)?
 
     /// Creates a configuration with defaults.
     public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
@@ -85,6 +88,7 @@ public struct GRPCServerConfiguration: Sendable {
         self.streamReceiveBufferLimit = 8 << 20
         self.keepaliveInterval = .seconds(60)
         self.keepaliveTimeout = .seconds(20)
+        self.http1 = nil
     }
 
     /// Half the physical memory, clamped to 256 MiB ... 8 GiB, and to half the address-space limit when set.
@@ -265,12 +269,18 @@ final class Listener: LoopHandler {
                 if let evict {
                     let id = evict.handlerID
                     evict.loop.execute { runner in
-                        (runner.handler(id) as? ServerConnection)?.evict(runner: runner)
+                        (runner.handler(id) as? any ServerSideConnection)?.evict(runner: runner)
                     }
                 }
                 let shared = self.shared
+                let sniff = shared.configuration.http1 != nil
+                let address = PeerAddress(peer)
                 self.group.nextLoop().execute { runner in
-                    ServerConnection.start(fd: client, runner: runner, shared: shared, key: key)
+                    if sniff {
+                        SniffedConnection.start(fd: client, runner: runner, shared: shared, key: key, peer: address)
+                    } else {
+                        ServerConnection.start(fd: client, runner: runner, shared: shared, key: key, peer: address)
+                    }
                 }
             }
         }
@@ -319,7 +329,7 @@ public final class GRPCServer: Sendable {
     /// - Throws: `GRPCWireError.systemCall`/`.invalidAddress` when binding fails, `.tls` for bad certificates.
     public init(configuration: GRPCServerConfiguration, router: GRPCRouter) throws(GRPCWireError) {
         let tls = try configuration.tls.map { c throws(GRPCWireError) in
-            try TLSContext(configuration: c, isServer: true)
+            try TLSContext(configuration: c, isServer: true, acceptsHTTP1: configuration.http1 != nil)
         }
         SocketCalls.raiseOpenFileLimit()
         let shared = ServerShared(configuration: configuration, router: router, tlsContext: tls)
@@ -371,7 +381,7 @@ public final class GRPCServer: Sendable {
         }
         for c in self.shared.liveConnections {
             let id = c.handlerID
-            c.loop.execute { runner in (runner.handler(id) as? ServerConnection)?.beginDrain(runner: runner) }
+            c.loop.execute { runner in (runner.handler(id) as? any ServerSideConnection)?.beginDrain(runner: runner) }
         }
         let deadline = ContinuousClock.now.advanced(by: gracePeriod)
         while self.shared.openConnections > 0 && ContinuousClock.now < deadline {

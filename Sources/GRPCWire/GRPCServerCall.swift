@@ -8,6 +8,8 @@ public struct GRPCServerContext: Sendable {
     public let metadata: GRPCMetadata
     /// When the client's `grpc-timeout` expires; the handler is cancelled then.
     public let deadline: ContinuousClock.Instant?
+    /// The client's IP address (without the port; empty when unknown).
+    public var peer: String = ""
 }
 
 /// A handler's side of one call: receive requests, send responses, set trailing metadata.
@@ -19,6 +21,13 @@ public final class GRPCServerCall: Sendable {
     public let context: GRPCServerContext
     let channel: StreamChannel
     private let trailing = Mutex(GRPCMetadata())
+    private let received = Atomic<Int>(0)
+    private let sent = Atomic<Int>(0)
+
+    /// Request message bytes taken by the handler so far (gRPC prefixes excluded).
+    public var receivedBytes: Int { self.received.load(ordering: .relaxed) }
+    /// Response message bytes queued so far (gRPC prefixes excluded).
+    public var sentBytes: Int { self.sent.load(ordering: .relaxed) }
 
     init(context: GRPCServerContext, channel: StreamChannel) {
         self.context = context
@@ -29,7 +38,9 @@ public final class GRPCServerCall: Sendable {
     /// - Throws: CANCELLED when the client reset the stream or the connection dropped, DEADLINE_EXCEEDED after the
     ///   deadline, RESOURCE_EXHAUSTED/INTERNAL when the client sent an oversized or malformed message.
     public func receive() async throws(GRPCStatus) -> [UInt8]? {
-        try await self.channel.receive()
+        let message = try await self.channel.receive()
+        if let message { self.received.wrappingAdd(message.count, ordering: .relaxed) }
+        return message
     }
 
     /// The request messages as an async sequence (throws ``GRPCStatus``).
@@ -57,6 +68,7 @@ public final class GRPCServerCall: Sendable {
         var all: [ArraySlice<UInt8>] = [grpcPrefix(length: total)[...]]
         all.append(contentsOf: parts)
         try await self.channel.send(all, byteCount: total + 5)
+        self.sent.wrappingAdd(total, ordering: .relaxed)
     }
 
     /// Sends one message.

@@ -38,17 +38,22 @@ final class TLSContext: Sendable {
     private let address: UInt
     let isServer: Bool
     let serverName: String?
+    /// Servers: ALPN `http/1.1` (and no ALPN at all) is accepted beside `h2` (the server has an HTTP/1.1 handler).
+    let acceptsHTTP1: Bool
 
     var ctx: OpaquePointer? { OpaquePointer(bitPattern: self.address) }
 
     /// Builds a context from PEM files.
     /// - Throws: `.tls` naming the failing step and OpenSSL's reason.
-    init(configuration: TLSConfiguration, isServer: Bool, offersH2: Bool = true) throws(GRPCWireError) {
+    init(configuration: TLSConfiguration, isServer: Bool, offersH2: Bool = true, acceptsHTTP1: Bool = false)
+        throws(GRPCWireError)
+    {
         guard let ctx = SSL_CTX_new(isServer ? TLS_server_method() : TLS_client_method()) else {
             throw .tls(call: "SSL_CTX_new", reason: OpenSSLCalls.errorQueue())
         }
         self.address = UInt(bitPattern: ctx)
         self.isServer = isServer
+        self.acceptsHTTP1 = isServer && acceptsHTTP1
         self.serverName = configuration.serverName
         _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
         if let chain = configuration.certificateChainFile {
@@ -77,7 +82,11 @@ final class TLSContext: Sendable {
         if !offersH2 {
             // No ALPN (RESP over TLS).
         } else if isServer {
-            SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPN, nil)
+            if acceptsHTTP1 {
+                SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPNWithHTTP1, nil)
+            } else {
+                SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPN, nil)
+            }
         } else {
             let protos: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
             // Returns 0 on success (inverted convention).
@@ -110,6 +119,29 @@ private func tlsSelectALPN(
     return SSL_TLSEXT_ERR_ALERT_FATAL
 }
 
+/// As `tlsSelectALPN`, falling back to "http/1.1" when the client does not offer "h2" (a server with an HTTP/1.1
+/// handler); a client offering neither is refused.
+private func tlsSelectALPNWithHTTP1(
+    _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outlen: UnsafeMutablePointer<UInt8>?,
+    _ input: UnsafePointer<UInt8>?, _ inlen: UInt32, _ arg: UnsafeMutableRawPointer?
+) -> Int32 {
+    if tlsSelectALPN(ssl, out, outlen, input, inlen, arg) == SSL_TLSEXT_ERR_OK { return SSL_TLSEXT_ERR_OK }
+    guard let input, let out, let outlen else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    let http1 = Array("http/1.1".utf8)
+    var i = 0
+    let count = Int(inlen)
+    while i < count {
+        let len = Int(input[i])
+        if len == http1.count, i + 1 + len <= count, (0..<len).allSatisfy({ input[i + 1 + $0] == http1[$0] }) {
+            out.pointee = input + i + 1
+            outlen.pointee = UInt8(len)
+            return SSL_TLSEXT_ERR_OK
+        }
+        i += 1 + len
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL
+}
+
 /// Result of a non-blocking handshake step.
 enum TLSHandshakeResult {
     case done
@@ -123,6 +155,8 @@ final class TLSSession {
     private let ssl: OpaquePointer
     private let context: TLSContext
     private(set) var isEstablished = false
+    /// The handshake chose ALPN `http/1.1` (or none) on a server that accepts it, not `h2`.
+    private(set) var negotiatedHTTP1 = false
 
     init(context: TLSContext, fd: Int32, hostForClient: String?) throws(GRPCWireError) {
         guard let ssl = SSL_new(context.ctx) else { throw .tls(call: "SSL_new", reason: OpenSSLCalls.errorQueue()) }
@@ -158,9 +192,9 @@ final class TLSSession {
             var proto: UnsafePointer<UInt8>?
             var len: UInt32 = 0
             SSL_get0_alpn_selected(self.ssl, &proto, &len)
-            guard let proto, len == 2, proto[0] == UInt8(ascii: "h"), proto[1] == UInt8(ascii: "2") else {
-                return .failed("peer did not negotiate ALPN h2")
-            }
+            let h2 = proto != nil && len == 2 && proto?[0] == UInt8(ascii: "h") && proto?[1] == UInt8(ascii: "2")
+            guard h2 || self.context.acceptsHTTP1 else { return .failed("peer did not negotiate ALPN h2") }
+            self.negotiatedHTTP1 = !h2
             self.isEstablished = true
             return .done
         }

@@ -48,6 +48,8 @@ final class ServerConnection: H2Connection {
     let receiveBudget: ByteBudget
     /// Queued response bytes of this connection's streams.
     let sendBudget: ByteBudget
+    /// The client's IP address, for handlers (``GRPCServerContext/peer``).
+    var peer = ""
     /// Since when the connection has had no open stream (idle timeout).
     private var idleSince: ContinuousClock.Instant? = .now
 
@@ -60,15 +62,21 @@ final class ServerConnection: H2Connection {
     }
 
     /// Creates the connection on the current loop thread and starts HTTP/2 (or the TLS handshake).
-    static func start(fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int) {
+    static func start(
+        fd: Int32, runner: LoopRunner, shared: ServerShared, key: Int, peer: PeerAddress? = nil,
+        establishedTLS: TLSSession? = nil
+    ) {
         let conn = ServerConnection(fd: fd, loop: runner.loop, shared: shared, key: key)
+        conn.peer = peer?.description ?? ""
         let config = shared.configuration
         conn.keepaliveInterval = config.keepaliveInterval
         conn.keepaliveTimeout = config.keepaliveTimeout
         conn.handshakeTimeout = config.handshakeTimeout
         conn.awaitingPreface = true
         do {
-            if let ctx = shared.tlsContext {
+            if let establishedTLS {
+                conn.tls = establishedTLS
+            } else if let ctx = shared.tlsContext {
                 conn.tls = try TLSSession(context: ctx, fd: fd, hostForClient: nil)
             }
             conn.session = try NGHTTP2Calls.makeSession(
@@ -89,6 +97,8 @@ final class ServerConnection: H2Connection {
         }
         shared.connectionStarted(key: key, loop: runner.loop, handlerID: conn.id)
         conn.flush(runner: runner)
+        // OpenSSL may already hold the client's first records (read with the handshake): epoll will not report them.
+        if establishedTLS != nil { conn.handleEvents(H2Connection.readEvents, runner: runner) }
     }
 
     override func connectionClosed(reason: GRPCStatus) {
@@ -364,7 +374,7 @@ final class ServerConnection: H2Connection {
             deadline = ContinuousClock.now.advanced(by: d)
         }
         let call = GRPCServerCall(
-            context: GRPCServerContext(path: stream.path, metadata: stream.metadata, deadline: deadline),
+            context: GRPCServerContext(path: stream.path, metadata: stream.metadata, deadline: deadline, peer: self.peer),
             channel: channel)
         let task = Task {
             var status = GRPCStatus.ok

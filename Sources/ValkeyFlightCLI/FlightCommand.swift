@@ -196,7 +196,9 @@ struct FlightCommand: AsyncParsableCommand {
 
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var server: FlightServerOptions
+    @OptionGroup var durability: DurabilityOptions
 
     @Option(help: "max_attempts recorded for registered batches until a worker claims them. (default: 3)")
     var maxAttempts: Int?
@@ -205,7 +207,9 @@ struct FlightCommand: AsyncParsableCommand {
         var configuration = NodeConfiguration(mode: .flight)
         try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
+        try self.http.apply(to: &configuration)
         try self.server.apply(to: &configuration)
+        try self.durability.apply(to: &configuration)
         configuration.worker.policy.maxAttempts = try Environment.resolve(self.maxAttempts, "MAX_ATTEMPTS", default: 3)
         try await ValkeyFlightNode.run(configuration)
     }
@@ -226,7 +230,9 @@ struct AllCommand: AsyncParsableCommand {
 
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var server: FlightServerOptions
+    @OptionGroup var durability: DurabilityOptions
     @OptionGroup var coordinator: CoordinatorOptions
     @OptionGroup var worker: WorkerOptions
 
@@ -237,7 +243,9 @@ struct AllCommand: AsyncParsableCommand {
         var configuration = NodeConfiguration(mode: .all)
         try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
+        try self.http.apply(to: &configuration)
         try self.server.apply(to: &configuration)
+        try self.durability.apply(to: &configuration)
         try self.coordinator.apply(to: &configuration)
         try self.worker.apply(to: &configuration)
         configuration.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")
@@ -255,6 +263,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @OptionGroup var address: ListenOptions
     @OptionGroup var node: NodeOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var coordinator: CoordinatorOptions
 
     @Option(help: "Turn on Handshake authentication with USER:PASS.")
@@ -264,6 +273,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var configuration = NodeConfiguration(mode: .coordinator)
         try self.address.apply(to: &configuration)
         try self.node.apply(to: &configuration)
+        try self.http.apply(to: &configuration)
         try self.coordinator.apply(to: &configuration)
         configuration.auth = try Environment.resolve(self.authBasic, "AUTH_BASIC").map { try FlightBasicAuth(parsing: $0) }
         try await ValkeyFlightNode.run(configuration)
@@ -275,15 +285,17 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a worker pool: claim batches from Valkey, fetch them over Flight, process, store the result.",
-        discussion: "Needs --valkey. Opens no listening socket. Stops claiming on SIGINT/SIGTERM, finishes in-flight batches within --grace, releases the rest.\n\n" + OptionHelp.values
+        discussion: "Needs --valkey. Opens no listening socket unless --listen or --http-listen asks for HTTP. Stops claiming on SIGINT/SIGTERM, finishes in-flight batches within --grace, releases the rest.\n\n" + OptionHelp.values
     )
 
     @OptionGroup var node: NodeOptions
+    @OptionGroup var http: WorkerHTTPOptions
     @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
         var configuration = NodeConfiguration(mode: .worker)
         try self.node.apply(to: &configuration)
+        try self.http.apply(to: &configuration)
         try self.worker.apply(to: &configuration)
         try await ValkeyFlightNode.run(configuration)
     }

@@ -36,8 +36,11 @@ struct HardeningBudgetTests {
         def h2(url):
             s = socket.create_connection(host_port(url))
             s.settimeout(10)
+            # The client speaks first (RFC 9113 §3.4; the node tells HTTP/2 from HTTP/1.1 by these bytes), then
+            # reads the server's SETTINGS.
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
             s.recv(4096)  # the server's SETTINGS
-            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(4, 1, 0, b""))
+            s.sendall(frame(4, 1, 0, b""))
             return s
 
         def wait_for_stdin():

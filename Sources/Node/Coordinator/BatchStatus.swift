@@ -98,9 +98,13 @@ public struct BatchClaim: Sendable, Equatable {
     public let maxAttempts: Int
     public let rows: Int
     public let bytes: Int
+    /// How long the batch waited for this claim since it became pending (Valkey's clock), in milliseconds.
+    public let waitedMilliseconds: Int64
 
     /// A claim with every field given (the coordinator makes them; tests and workers may too).
-    public init(key: BatchKey, token: String, attempt: Int, location: String, maxAttempts: Int, rows: Int, bytes: Int) {
+    public init(key: BatchKey, token: String, attempt: Int, location: String, maxAttempts: Int, rows: Int, bytes: Int,
+                waitedMilliseconds: Int64 = 0) {
+        self.waitedMilliseconds = waitedMilliseconds
         self.key = key
         self.token = token
         self.attempt = attempt

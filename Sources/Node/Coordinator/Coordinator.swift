@@ -138,20 +138,20 @@ public final class Coordinator: Sendable {
     }
 
     private static func claims(_ reply: RESPValue, queue: String) throws -> [BatchClaim] {
-        guard let values = reply.elements, values.count % 7 == 0 else { throw Self.unexpected("claim", reply) }
+        guard let values = reply.elements, values.count % 8 == 0 else { throw Self.unexpected("claim", reply) }
         var claims: [BatchClaim] = []
-        claims.reserveCapacity(values.count / 7)
-        for start in stride(from: 0, to: values.count, by: 7) {
+        claims.reserveCapacity(values.count / 8)
+        for start in stride(from: 0, to: values.count, by: 8) {
             guard let id = values[start].string, let token = values[start + 1].string,
                 let attempt = values[start + 2].integer, let location = values[start + 3].string,
                 let maxAttempts = values[start + 4].integer, let rows = values[start + 5].integer,
-                let bytes = values[start + 6].integer,
+                let bytes = values[start + 6].integer, let waited = values[start + 7].integer,
                 let key = try? BatchKey(queue: queue, id: id)
             else { throw Self.unexpected("claim", reply) }
             claims.append(
                 BatchClaim(
                     key: key, token: token, attempt: Int(attempt), location: location, maxAttempts: Int(maxAttempts),
-                    rows: Int(rows), bytes: Int(bytes)))
+                    rows: Int(rows), bytes: Int(bytes), waitedMilliseconds: max(0, waited)))
         }
         return claims
     }

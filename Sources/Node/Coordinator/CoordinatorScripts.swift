@@ -90,7 +90,8 @@ enum CoordinatorScripts {
 
     /// KEYS[1] ready list; ARGV prefix, worker, limit, lease_ms, retry_base_ms, retry_max_ms, max_attempts (the
     /// claiming worker's `--max-attempts` replaces the one recorded at registration).
-    /// → flat array, 7 per claim: id, token, attempt, location, max_attempts, rows, bytes.
+    /// → flat array, 8 per claim: id, token, attempt, location, max_attempts, rows, bytes, and the ms the batch
+    /// waited since it became pending (its previous `updated_at`).
     static let claim = script(
         """
         local p = ARGV[1]
@@ -106,7 +107,7 @@ enum CoordinatorScripts {
           popped = popped + #ids
           for _, id in ipairs(ids) do
             local b = p .. 'b:' .. id
-            local f = redis.call('HMGET', b, 'status', 'location', 'max_attempts', 'rows', 'bytes', 'attempts')
+            local f = redis.call('HMGET', b, 'status', 'location', 'max_attempts', 'rows', 'bytes', 'attempts', 'updated_at')
             if f[1] == 'pending' then
               local attempt = (tonumber(f[6]) or 0) + 1
               local token = redis.call('INCR', p .. 'seq') .. '.' .. attempt
@@ -123,6 +124,7 @@ enum CoordinatorScripts {
               out[n + 5] = ARGV[7]
               out[n + 6] = f[4] or '0'
               out[n + 7] = f[5] or '0'
+              out[n + 8] = now - (tonumber(f[7]) or now)
             end
           end
         end

@@ -25,6 +25,17 @@ public enum ProcessorKind: Sendable, Equatable {
     case exec(command: String, persistent: Bool)
 }
 
+/// Where a node serves HTTP (metrics, health, the JSON API and the dashboard).
+public enum HTTPListen: Sendable, Equatable {
+    /// On the gRPC port: connections that do not start with the HTTP/2 preface (with TLS: that negotiate ALPN
+    /// `http/1.1` or none) are HTTP/1.1.
+    case grpcPort
+    /// On a port of its own (`--http-listen HOST:PORT`).
+    case address(HostPort)
+    /// Not at all (`--http-listen off`).
+    case off
+}
+
 /// Everything a long-running mode needs, built by the command line from options and `VALKEYFLIGHT_*` variables.
 public struct NodeConfiguration: Sendable {
     public var mode: NodeMode
@@ -45,6 +56,12 @@ public struct NodeConfiguration: Sendable {
     public var ttl: Duration = .seconds(3600)
     /// `--max-memory` in bytes (`Int.max`: no limit).
     public var maxMemory = Int.max
+    /// `--data-dir`: durable batches (nil: in memory only).
+    public var dataDirectory: String?
+    /// `--fsync`: when spilled files reach the disk.
+    public var fsync = FsyncPolicy.always
+    /// `--max-disk` in bytes of batch files (`Int.max`: no limit).
+    public var maxDisk = Int.max
     /// `--tls-cert` / `--tls-key`.
     public var tls: TLSConfiguration?
     /// `--auth-basic`.
@@ -59,6 +76,9 @@ public struct NodeConfiguration: Sendable {
     public var trustRoots: String?
     /// `--grace`: how long in-flight work may take to finish at shutdown.
     public var grace: Duration = .seconds(10)
+    /// `--http-listen`: where HTTP is served (the default for `worker`, which has no gRPC port, is `.off` unless
+    /// the command line gives `--listen`).
+    public var httpListen = HTTPListen.grpcPort
     /// Where logs go.
     package var log: NodeLogger = .discard
     /// Print `listening on …` on stdout once serving (off for in-process benchmarks).

@@ -1,5 +1,6 @@
 internal import FlightRPC
 internal import GRPCWire
+internal import HTTP1
 
 /// Composes the services of one long-running mode and runs them in one structured `run()`: Valkey (or the
 /// embedded default), the Flight server, the worker pool and housekeeping; then waits for SIGINT/SIGTERM and
@@ -21,16 +22,35 @@ public enum ValkeyFlightNode {
         let log = configuration.log
         let mode = configuration.mode
 
+        // --data-dir: durable batches (and, for the embedded valkey-server, its AOF there).
+        var spill: SpillDirectory?
+        if let directory = configuration.dataDirectory, mode == .all || mode == .flight {
+            spill = try SpillDirectory(path: directory, fsync: configuration.fsync, maxDisk: configuration.maxDisk)
+        } else if mode == .all || mode == .flight {
+            log.info("in memory only: stored batches are gone when this process exits (--data-dir DIR keeps them)")
+        }
+
         // Valkey: the given URL, or (mode `all` only) a private valkey-server.
         var embedded: EmbeddedValkeyServer?
         var valkeyURL = configuration.valkeyURL
         if valkeyURL == nil, mode == .all {
             let binary = try EmbeddedValkeyServer.locateBinary(explicitPath: configuration.valkeyServerBinary)
-            let server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)
+            let server: EmbeddedValkeyServer
+            if let spill {
+                // AOF in DIR/.valkey: appendfsync always, or (--fsync never) when the OS writes it.
+                server = try await EmbeddedValkeyServer.start(
+                    binary: binary, directory: spill.valkeyDirectory, appendOnly: true,
+                    arguments: spill.fsync == .always ? [] : ["--appendfsync", "no"])
+                log.info("embedded valkey-server started (AOF in the data directory: its data survives a restart)",
+                         ["binary": binary, "url": server.url, "dir": spill.valkeyDirectory,
+                          "appendfsync": spill.fsync == .always ? "always" : "no"])
+            } else {
+                server = try await EmbeddedValkeyServer.start(binary: binary, directory: nil, appendOnly: false)
+                log.info("embedded valkey-server started (in memory: its data is gone on exit)",
+                         ["binary": binary, "url": server.url])
+            }
             embedded = server
             valkeyURL = server.url
-            log.info("embedded valkey-server started (in memory: its data is gone on exit)",
-                     ["binary": binary, "url": server.url])
         }
         guard valkeyURL != nil || mode == .flight else {
             throw NodeError.invalidArgument("valkeyflight \(mode.rawValue) needs --valkey URL (valkey://HOST:PORT, valkeys://…, unix:///PATH)")
@@ -58,22 +78,36 @@ public enum ValkeyFlightNode {
         defer { valkey?.close() }
 
         do {
-            try await self.serve(configuration, coordinator: coordinator, processor: processor, onReady: onReady, until: stop)
+            try await self.serve(configuration, coordinator: coordinator, spill: spill, processor: processor,
+                                 onReady: onReady, until: stop)
         } catch {
             await embedded?.stop()
             throw error
         }
         await embedded?.stop()
         log.info("stopped")
+        NodeLogger.flush()
     }
 
-    private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?,
+    private static func serve(_ configuration: NodeConfiguration, coordinator: Coordinator?, spill: SpillDirectory?,
                               processor override: (any BatchProcessor)?, onReady: (@Sendable (String) -> Void)?,
                               until stop: @Sendable () async -> String) async throws {
         let log = configuration.log
         let mode = configuration.mode
         let location = AdvertisedLocation()
-        let store = BatchStore(maxMemory: configuration.maxMemory, ttl: configuration.ttl)
+        let store = BatchStore(maxMemory: configuration.maxMemory, ttl: configuration.ttl, spill: spill)
+        if let spill {
+            // The index is rebuilt before the node serves (and says `listening on`).
+            let report = await store.loadSpilled { warning, line in warning ? log.warning(line) : log.info(line) }
+            log.info("data directory loaded", ["dir": spill.path, "batches": String(report.loaded),
+                                               "corrupted": String(report.corrupted),
+                                               "temporary_removed": String(report.temporaryRemoved),
+                                               "expired": String(report.expired), "fsync": spill.fsync.rawValue])
+        }
+        let metrics = NodeMetrics(queues: mode.runsWorkers ? configuration.worker.queues : [])
+        let clients = FlightClientPool(trustRoots: configuration.trustRoots)
+        let http = Self.httpHandler(configuration, store: mode == .coordinator ? nil : store, coordinator: coordinator,
+                                    metrics: metrics, clients: clients)
 
         // The Flight server.
         var flight: FlightServer?
@@ -90,8 +124,11 @@ public enum ValkeyFlightNode {
             grpc.maxReceiveMessageSize = Int(Int32.max)
             // --max-memory is checked against each request message's announced size before it is buffered.
             grpc.admission = FlightMemoryAdmission(store: store)
+            // HTTP/1.1 on the gRPC port: told apart by the first bytes, or with TLS by ALPN.
+            if configuration.httpListen == .grpcPort { grpc.http1 = http }
             do {
-                flight = try FlightServer(service: service, configuration: grpc, auth: configuration.auth)
+                flight = try FlightServer(service: service, configuration: grpc, auth: configuration.auth,
+                                          observer: FlightCallMetrics(metrics: metrics, log: log))
             } catch {
                 throw NodeError.invalidArgument("cannot serve on \(configuration.listen): \(error)")
             }
@@ -104,16 +141,32 @@ public enum ValkeyFlightNode {
                                                      "tls": configuration.tls == nil ? "off" : "on"])
         }
 
+        // HTTP on a port of its own (always so for a worker, which has no gRPC port).
+        var httpServer: GRPCServer?
+        if case let .address(address) = configuration.httpListen {
+            var settings = GRPCServerConfiguration(host: address.host, port: address.port)
+            settings.http1 = http
+            do {
+                httpServer = try GRPCServer(configuration: settings, router: GRPCRouter())
+            } catch {
+                await flight?.shutdown(gracePeriod: .zero)
+                throw NodeError.invalidArgument("cannot serve HTTP on \(address): \(error)")
+            }
+            let bound = HostPort(host: address.host, port: httpServer?.port ?? 0)
+            if configuration.announcesListening { ProcessIO.printLine("listening on http://\(bound)") }
+            log.info("http ready", ["address": "http://\(bound)"])
+        }
+
         // Workers.
         var pool: WorkerPool?
         var processor: (any BatchProcessor)?
-        let clients = FlightClientPool(trustRoots: configuration.trustRoots)
         if mode.runsWorkers, let coordinator {
             let made = try override ?? Self.makeProcessor(configuration.processor)
             processor = made
             let data = NodeDataAccess(localStore: mode == .all ? store : nil, localLocation: mode == .all ? location : nil,
                                       coordinator: coordinator, clients: clients)
-            pool = WorkerPool(coordinator: coordinator, data: data, processor: made, configuration: configuration.worker, log: log)
+            pool = WorkerPool(coordinator: coordinator, data: data, processor: made, configuration: configuration.worker, log: log,
+                              metrics: metrics)
             log.info("worker pool ready", ["queues": configuration.worker.queues.joined(separator: ","),
                                            "concurrency": String(configuration.worker.concurrency),
                                            "processor": Self.describe(configuration.processor)])
@@ -154,10 +207,23 @@ public enum ValkeyFlightNode {
                 timer.cancel()
             }
             await flight?.shutdown(gracePeriod: configuration.grace)
+            await httpServer?.shutdown(gracePeriod: .seconds(1))
             group.cancelAll()
         }
         if let processor = processor as? ExecProcessor { await processor.shutdown() }
         clients.close()
+    }
+
+    /// The HTTP endpoints of this node (nil with `--http-listen off`).
+    static func httpHandler(_ configuration: NodeConfiguration, store: BatchStore?, coordinator: Coordinator?,
+                            metrics: NodeMetrics, clients: FlightClientPool) -> OperationsHTTPHandler? {
+        guard configuration.httpListen != .off else { return nil }
+        let sources = MetricsSources(metrics: metrics, store: store, coordinator: coordinator, valkey: coordinator?.valkey,
+                                     batchCounts: coordinator.map { CachedBatchCounts(coordinator: $0) })
+        let routes = OperationsRoutes(sources: sources,
+                                      actions: coordinator.map { CoordinatorActions(coordinator: $0, store: store) },
+                                      store: store, auth: configuration.auth, clients: clients)
+        return OperationsHTTPHandler(routes: routes, log: configuration.log)
     }
 
     static func makeProcessor(_ kind: ProcessorKind) throws -> any BatchProcessor {

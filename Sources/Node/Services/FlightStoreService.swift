@@ -73,12 +73,20 @@ public final class FlightStoreService: FlightService {
         do {
             var ingest = BatchIngest(what: "batch \(key)")
             var next: (message: FlightData, size: Int)? = first
+            var spilled = 0
             while let (data, size) = next {
                 // The header and body are slices of the whole received message: charge all of it.
                 try ingest.add(data, heldBytes: size) { charged in try self.store.grow(reservation, by: charged) }
+                // With --data-dir each validated message is written to the batch's file while the rest arrives.
+                while spilled < ingest.messages.count {
+                    try self.store.append(reservation, ingest.messages[spilled])
+                    spilled += 1
+                }
                 next = try await requests.nextWithSize()
             }
-            return self.store.commit(reservation, schema: try ingest.schema(), messages: ingest.messages, rows: ingest.rows)
+            // With --data-dir the batch is on disk (and the received memory released) before this returns.
+            return try await self.store.store(reservation, schema: try ingest.schema(), messages: ingest.messages,
+                                              rows: ingest.rows)
         } catch {
             self.store.cancel(reservation)
             throw error
@@ -179,6 +187,9 @@ public final class FlightStoreService: FlightService {
     private func batch(for ticket: Ticket) throws -> StoredBatch {
         let text = String(decoding: ticket.value, as: UTF8.self)
         guard let key = try? BatchKey(parsing: text), let batch = self.store.get(key) else {
+            if let key = try? BatchKey(parsing: text), let corruption = self.store.corruption(of: key) {
+                throw NodeError.notFound(corruption)
+            }
             throw NodeError.notFound("no batch '\(BatchKey.printable(text))' (unknown, deleted or expired)")
         }
         return batch

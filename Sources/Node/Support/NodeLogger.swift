@@ -50,8 +50,18 @@ package struct NodeLogger: Sendable {
             let extra = fields.map { " \($0.key)=\($0.value)" }.joined()
             line = "\(time) \(level.name) \(message)\(extra)"
         }
-        ProcessIO.write(2, line + "\n")
+        LogWriter.shared.enqueue(line + "\n")
     }
+
+    /// Milliseconds of `duration` as a log field value, e.g. `12ms`.
+    package static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let ms = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return ms < 10 ? String(Double(Int(ms * 100)) / 100) + "ms" : String(Int(ms.rounded())) + "ms"
+    }
+
+    /// Writes every queued line before the process exits (waits at most a second).
+    package static func flush() { LogWriter.shared.flush() }
 }
 
 /// RFC 3339 timestamps in UTC without Foundation.

@@ -15,6 +15,8 @@ public final class ValkeyConnection: Sendable {
     private let backend: Backend
     /// The URLs this handle was made from, credentials removed (for messages).
     public let displayURL: String
+    /// Commands sent through this handle and those that failed (`valkeyflight_valkey_*_total`).
+    package let counters = ValkeyCommandCounters()
 
     private init(backend: Backend, displayURL: String) {
         self.backend = backend
@@ -96,19 +98,23 @@ public final class ValkeyConnection: Sendable {
     public func evalScript(_ script: RESPScript, keys: [String], arguments: [any RESPArgument]) async throws
         -> RESPValue
     {
-        switch self.backend {
-        case .standalone(let client): return try await client.evalScript(script, keys: keys, arguments: arguments)
-        case .cluster(let cluster): return try await cluster.evalScript(script, keys: keys, arguments: arguments)
+        try await self.counters.count {
+            switch self.backend {
+            case .standalone(let client): return try await client.evalScript(script, keys: keys, arguments: arguments)
+            case .cluster(let cluster): return try await cluster.evalScript(script, keys: keys, arguments: arguments)
+            }
         }
     }
 
     /// Sends `command`, all of whose keys hash to the slot of `key` (nil: a keyless command, sent to any node).
     /// - Throws: `RESPError`.
     public func send(_ command: RESPCommand, key: String?) async throws -> RESPValue {
-        switch self.backend {
-        case .standalone(let client): return try await client.send(command)
-        case .cluster(let cluster):
-            return try await cluster.send(command, slot: key.map { HashSlot.slot(for: $0) } ?? 0)
+        try await self.counters.count {
+            switch self.backend {
+            case .standalone(let client): return try await client.send(command)
+            case .cluster(let cluster):
+                return try await cluster.send(command, slot: key.map { HashSlot.slot(for: $0) } ?? 0)
+            }
         }
     }
 
@@ -118,10 +124,21 @@ public final class ValkeyConnection: Sendable {
         RESPValue, RESPError
     >] {
         guard !commands.isEmpty else { return [] }
-        switch self.backend {
-        case .standalone(let client): return try await client.pipeline(commands.map(\.command))
-        case .cluster(let cluster): return try await cluster.pipeline(commands)
+        self.counters.commands.add(UInt64(commands.count))
+        let results: [Result<RESPValue, RESPError>]
+        do {
+            switch self.backend {
+            case .standalone(let client): results = try await client.pipeline(commands.map(\.command))
+            case .cluster(let cluster): results = try await cluster.pipeline(commands)
+            }
+        } catch {
+            self.counters.errors.add(UInt64(commands.count))
+            throw error
         }
+        var failed: UInt64 = 0
+        for result in results { if case .failure = result { failed += 1 } }
+        if failed > 0 { self.counters.errors.add(failed) }
+        return results
     }
 
     /// Runs `body` on a connection of its own to the server holding `key` (blocking commands).

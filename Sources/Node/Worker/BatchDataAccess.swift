@@ -42,7 +42,8 @@ public final class NodeDataAccess: BatchDataAccess {
     public func fetch(_ claim: BatchClaim) async throws -> ProcessorInput {
         if let store = self.localStore(for: claim.location) {
             guard let batch = store.get(claim.key) else {
-                throw NodeError.notFound("input data gone: \(claim.key) is no longer stored on \(claim.location)")
+                let reason = store.corruption(of: claim.key) ?? "\(claim.key) is no longer stored on \(claim.location)"
+                throw NodeError.notFound("input data gone: \(reason)")
             }
             return ProcessorInput(key: claim.key, attempt: claim.attempt, schema: batch.schema, messages: batch.messages)
         }
@@ -68,7 +69,7 @@ public final class NodeDataAccess: BatchDataAccess {
                 store.cancel(reservation)
                 throw error
             }
-            _ = store.commit(reservation, schema: output.schema, messages: output.messages, rows: output.rows)
+            _ = try await store.store(reservation, schema: output.schema, messages: output.messages, rows: output.rows)
             return resultKey
         }
         return try await self.retryingUnreachable(claim.location, "storing the result of \(claim.key)") {

@@ -45,6 +45,8 @@ public final class WorkerPool: Sendable {
     let data: any BatchDataAccess
     let processor: any BatchProcessor
     let log: NodeLogger
+    /// Where attempts, waits and busy slots are recorded (`/metrics`); nil records nothing.
+    let metrics: NodeMetrics?
     private let state = Mutex(State())
 
     private struct State {
@@ -55,7 +57,8 @@ public final class WorkerPool: Sendable {
     }
 
     package init(coordinator: Coordinator, data: any BatchDataAccess, processor: any BatchProcessor,
-                 configuration: WorkerConfiguration, log: NodeLogger) {
+                 configuration: WorkerConfiguration, log: NodeLogger, metrics: NodeMetrics? = nil) {
+        self.metrics = metrics
         self.coordinator = coordinator
         self.data = data
         self.processor = processor
@@ -100,7 +103,12 @@ public final class WorkerPool: Sendable {
                 if let claim = try await self.claimOne(worker: worker, startingAt: &nextQueue) {
                     failures = 0
                     self.state.withLock { $0.busy += 1 }
+                    if let metrics = self.metrics {
+                        metrics.workerStarted()
+                        metrics.queue(claim.key.queue).wait.observe(.milliseconds(claim.waitedMilliseconds))
+                    }
                     await self.process(claim, worker: worker)
+                    self.metrics?.workerFinished()
                     self.state.withLock { $0.busy -= 1 }
                     continue
                 }
@@ -182,9 +190,14 @@ public final class WorkerPool: Sendable {
             case .completed(.accepted):
                 self.transition(claim, worker, "completed", took)
             case .completed:
-                self.transition(claim, worker, "lease_lost", took, error: "completion refused: the token is no longer current")
+                let outcome = await self.lostOutcome(claim)
+                self.transition(claim, worker, outcome, took, error: outcome == "cancelled"
+                    ? "the batch was cancelled while it was processed" : "completion refused: the token is no longer current")
             case .leaseLost:
-                self.transition(claim, worker, "lease_lost", took, error: "the lease was taken away; the attempt stopped")
+                let outcome = await self.lostOutcome(claim)
+                self.transition(claim, worker, outcome, took, error: outcome == "cancelled"
+                    ? "the batch was cancelled while it was processed; the attempt stopped"
+                    : "the lease was taken away; the attempt stopped")
             case let .timedOut(timeout):
                 await self.fail(claim, worker, NodeError.unavailable("processing timed out after \(timeout)"), took)
             }
@@ -196,6 +209,13 @@ public final class WorkerPool: Sendable {
                 await self.fail(claim, worker, error, took)
             }
         }
+    }
+
+    /// `cancelled` when an attempt lost its token because the batch was cancelled, else `lease_lost` (one status
+    /// read, only on this rare path).
+    private func lostOutcome(_ claim: BatchClaim) async -> String {
+        let status = try? await Self.uncancelled { try await self.coordinator.status(claim.key) }
+        return status?.state == .cancelled ? "cancelled" : "lease_lost"
     }
 
     /// Fetch, process, store the result, complete.
@@ -281,8 +301,13 @@ public final class WorkerPool: Sendable {
     }
 
     private func transition(_ claim: BatchClaim, _ worker: String, _ outcome: String, _ took: Duration, error: String? = nil) {
-        let ms = Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15
-        let duration = String(Int(ms.rounded())) + "ms"
+        if let metrics = self.metrics, outcome != "released" {
+            let queue = metrics.queue(claim.key.queue)
+            queue.processing.observe(took)
+            queue.attemptEnded(outcome)
+        }
+        guard self.log.level <= .info else { return }
+        let duration = NodeLogger.milliseconds(took)
         if let error {
             self.log.info("batch attempt ended", ["key": claim.key.description, "queue": claim.key.queue,
                                                   "attempt": String(claim.attempt), "worker": worker,
