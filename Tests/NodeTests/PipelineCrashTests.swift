@@ -168,7 +168,9 @@ final class ModeProcess: @unchecked Sendable {
                     let releasing = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "release", "--exec", stuck, "--grace", "1s"])
                     let done = try #require(try await view.submit(try PipelineData.stream(rows: 8), queue: "finish")["key"].string)
                     let held = try #require(try await view.submit(try PipelineData.stream(rows: 8), queue: "release")["key"].string)
-                    _ = try await view.waitFor(done) { $0["status"] == "processing" }
+                    // Claimed: `done`'s one-second processor may already have finished between two polls on a
+                    // loaded machine, which is as good (it was never at risk of being released).
+                    _ = try await view.waitFor(done) { $0["status"] == "processing" || $0["status"] == "completed" }
                     _ = try await view.waitFor(held) { $0["status"] == "processing" }
                     let started = ContinuousClock.now
                     #expect(await finishing.stop(within: 20) == 0, "stderr: \(finishing.child.stderr)")
