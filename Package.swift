@@ -36,16 +36,19 @@ let package = Package(
         .target(name: "FlightProto", swiftSettings: strictSettings),
         // HTTP/1.1 request parser and response writer (standard library only): the node's HTTP endpoints.
         .target(name: "HTTP1", swiftSettings: strictSettings),
-        // RESP3 Valkey client: standard library, Glibc sockets, Synchronization.
-        .target(name: "RESP", dependencies: ["CEpoll"], swiftSettings: strictSettings),
-        // gRPC over nghttp2 (+ OpenSSL for TLS).
-        .target(name: "GRPCWire", dependencies: ["CNGHTTP2", "COpenSSL", "CEpoll"], swiftSettings: strictSettings),
+        // The I/O layer: epoll event loops, sockets, listener policies, byte budgets, TLS byte streams (OpenSSL).
+        // Bytes and readiness only, never a protocol.
+        .target(name: "IOLoop", dependencies: ["CEpoll", "COpenSSL"], swiftSettings: strictSettings),
+        // RESP3 Valkey client on the I/O layer.
+        .target(name: "RESP", dependencies: ["IOLoop"], swiftSettings: strictSettings),
+        // gRPC over nghttp2 on the I/O layer.
+        .target(name: "GRPCWire", dependencies: ["IOLoop", "CNGHTTP2", "COpenSSL", "CEpoll"], swiftSettings: strictSettings),
         // The Flight RPC library: service protocol, server, client, auth, status mapping (no CLI, no services).
         .target(name: "FlightRPC", dependencies: ["ArrowIPC", "FlightProto", "GRPCWire"], swiftSettings: strictSettings),
         // The services and the runtime: batch store, coordinator in Valkey, workers, processors, modes.
         .target(
             name: "Node",
-            dependencies: ["ArrowIPC", "FlightProto", "GRPCWire", "FlightRPC", "RESP", "CMalloc", "CSpawn", "HTTP1"],
+            dependencies: ["ArrowIPC", "FlightProto", "IOLoop", "GRPCWire", "FlightRPC", "RESP", "CMalloc", "CSpawn", "HTTP1"],
             swiftSettings: strictSettings
         ),
         // The command line: options → configuration, then the runtime (nothing else).
@@ -98,6 +101,7 @@ let package = Package(
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto", "TestProcessSupport"], swiftSettings: strictSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC", "HTTP1", "TestProcessSupport"], swiftSettings: strictSettings),
         .testTarget(name: "RESPTests", dependencies: ["RESP", "TestProcessSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "IOLoopTests", dependencies: ["IOLoop"], swiftSettings: strictSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strictSettings),
         // `processor-bench`: per-batch cost of passthrough, --exec and --exec-persistent (scripts/bench-processors).
         .executableTarget(name: "processor-bench", dependencies: ["Node", "ArrowIPC"], path: "Benchmarks/ProcessorBenchmark",

@@ -1,4 +1,5 @@
 internal import CEpoll
+internal import IOLoop
 internal import Glibc
 import Synchronization
 
@@ -45,27 +46,36 @@ final class ClientConnection: H2Connection {
         self.connecting = true
     }
 
-    /// Starts a non-blocking connect and the client session.
+    /// Starts a non-blocking connect to `address` (resolved off the loop) and the client session.
     static func connect(
-        runner: LoopRunner, configuration: GRPCClientConfiguration, tlsContext: TLSContext?
+        to address: SocketAddress, runner: LoopRunner, configuration: GRPCClientConfiguration, tlsContext: TLSContext?
     ) throws(GRPCWireError) -> ClientConnection {
-        let fd = try SocketCalls.connect(host: configuration.host, port: configuration.port)
+        let fd: Int32
+        do {
+            fd = try SocketCalls.connect(address)
+        } catch {
+            throw GRPCWireError(error)
+        }
         let conn = ClientConnection(fd: fd, loop: runner.loop, configuration: configuration, tlsContext: tlsContext)
         conn.keepaliveInterval = configuration.keepaliveInterval
         conn.keepaliveTimeout = configuration.keepaliveTimeout
-        do {
+        do throws(GRPCWireError) {
             conn.session = try NGHTTP2Calls.makeSession(
                 server: false, owner: conn,
                 settings: .init(
                     maxConcurrentStreams: 1000, initialWindowSize: configuration.streamWindowSize,
                     maxFrameSize: configuration.maxFrameSize, maxHeaderListSize: 16 << 10,
                     connectionWindowSize: configuration.connectionWindowSize, enablePush: false))
-            conn.id = try runner.register(fd: fd, events: H2Connection.readWriteEvents, handler: conn)
+            do {
+                conn.id = try runner.register(fd: fd, events: H2Connection.readWriteEvents, handler: conn)
+            } catch {
+                throw GRPCWireError(error)
+            }
             conn.pollingWritable = true
         } catch {
             if let s = conn.session { NGHTTP2Calls.deleteSession(s) }
             conn.session = nil
-            _ = Glibc.close(fd)
+            _ = SocketCalls.close(fd)
             throw error
         }
         return conn
@@ -94,7 +104,7 @@ final class ClientConnection: H2Connection {
             do {
                 self.tls = try TLSSession(context: ctx, fd: self.fd, hostForClient: self.configuration.host)
             } catch {
-                self.close(runner: runner, reason: GRPCStatus(.unavailable, error.description))
+                self.close(runner: runner, reason: GRPCStatus(.unavailable, GRPCWireError(error).description))
                 return
             }
             self.continueHandshake(runner: runner)

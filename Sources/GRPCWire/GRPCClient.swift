@@ -1,4 +1,5 @@
 import Synchronization
+internal import IOLoop
 
 /// Client settings.
 public struct GRPCClientConfiguration: Sendable {
@@ -51,6 +52,11 @@ final class ClientChannelCore: LoopHandler {
     let tlsContext: TLSContext?
     var current: ClientConnection?
     var callConnection: [Int: ClientConnection] = [:]
+    /// This core's handler id on its loop (for the resolver's answer).
+    var id: UInt64 = 0
+    /// Calls waiting for the server's address, resolved on a thread of its own (getaddrinfo blocks).
+    private var waiting: [ClientCallRecord] = []
+    private var resolving = false
 
     init(configuration: GRPCClientConfiguration, tlsContext: TLSContext?) {
         self.configuration = configuration
@@ -58,42 +64,113 @@ final class ClientChannelCore: LoopHandler {
     }
 
     func handleEvents(_ events: UInt32, runner: LoopRunner) {}
-    func closeForShutdown(runner: LoopRunner) {}
+    func closeForShutdown(runner: LoopRunner) { self.close(runner: runner) }
 
-    /// A usable connection, connecting (again) when there is none.
-    func connection(runner: LoopRunner) throws(GRPCWireError) -> ClientConnection {
-        if let c = self.current, c.isUsable { return c }
-        let c = try ClientConnection.connect(
-            runner: runner, configuration: self.configuration, tlsContext: self.tlsContext)
-        c.core = self
-        self.current = c
-        return c
+    /// Closes the connection (its calls end with UNAVAILABLE), fails the calls waiting for an address, and leaves
+    /// the loop: later calls end with "channel closed".
+    func close(runner: LoopRunner) {
+        runner.detach(self.id)
+        self.current?.close(runner: runner, reason: GRPCStatus(.unavailable, "channel closed"))
+        self.current = nil
+        self.failWaiting(GRPCStatus(.unavailable, "channel closed"))
+    }
+
+    /// Starts `record` on a usable connection, connecting (again) when there is none. A host name is resolved
+    /// off the loop first; numeric addresses connect at once.
+    func start(_ record: ClientCallRecord, runner: LoopRunner) {
+        if let c = self.current, c.isUsable {
+            self.run(record, on: c, runner: runner)
+            return
+        }
+        let host = self.configuration.host
+        let port = self.configuration.port
+        if let literal = SocketAddress.numeric(host, port: port) {
+            self.connect(to: literal, runner: runner, then: [record])
+            return
+        }
+        self.waiting.append(record)
+        guard !self.resolving else { return }
+        self.resolving = true
+        let loop = runner.loop
+        let id = self.id
+        SocketAddress.resolve(host: host, port: port) { result in
+            loop.execute { runner in (runner.handler(id) as? ClientChannelCore)?.resolved(result, runner: runner) }
+        }
+    }
+
+    private func resolved(_ result: Result<[SocketAddress], IOLoopError>, runner: LoopRunner) {
+        self.resolving = false
+        let records = self.waiting
+        self.waiting = []
+        switch result {
+        case .success(let addresses):
+            if let c = self.current, c.isUsable {
+                for record in records { self.run(record, on: c, runner: runner) }
+            } else if let first = addresses.first {
+                self.connect(to: first, runner: runner, then: records)
+            }
+        case .failure(let error):
+            let status = GRPCStatus(.unavailable, "\(GRPCWireError(error))")
+            for record in records { Self.fail(record, status) }
+        }
+    }
+
+    private func connect(to address: SocketAddress, runner: LoopRunner, then records: [ClientCallRecord]) {
+        do {
+            let c = try ClientConnection.connect(
+                to: address, runner: runner, configuration: self.configuration, tlsContext: self.tlsContext)
+            c.core = self
+            self.current = c
+            for record in records { self.run(record, on: c, runner: runner) }
+        } catch {
+            let status = GRPCStatus(.unavailable, "\(error)")
+            for record in records { Self.fail(record, status) }
+        }
+    }
+
+    private func run(_ record: ClientCallRecord, on connection: ClientConnection, runner: LoopRunner) {
+        if record.channel.state.withLock({ $0.finalStatus != nil }) { return }  // cancelled or expired already
+        self.callConnection[record.key] = connection
+        connection.start(record, runner: runner)
+    }
+
+    private func failWaiting(_ status: GRPCStatus) {
+        let records = self.waiting
+        self.waiting = []
+        for record in records { Self.fail(record, status) }
+    }
+
+    static func fail(_ record: ClientCallRecord, _ status: GRPCStatus) {
+        record.channel.setFinalStatus(status, GRPCMetadata())
+        record.channel.fail(status, cancelTask: false)
     }
 }
 
 /// A gRPC channel: calls to one server multiplexed over one HTTP/2 connection, reconnecting after failures
-/// (calls in flight on a failed connection end with UNAVAILABLE).
+/// (calls in flight on a failed connection end with UNAVAILABLE). Every channel of the process runs on one
+/// shared group of event-loop threads (``GRPCChannel/clientLoops``); none starts threads of its own.
 public final class GRPCChannel: Sendable {
     /// The configuration in use.
     public let configuration: GRPCClientConfiguration
-    private let group: EventLoopGroup
     private let loop: EventLoop
     private let coreSlot = ListenerSlot()
     private let nextKey = Atomic<Int>(1)
 
+    /// The event loops all client channels share (one per processor, started on first use, never stopped).
+    static let clientLoops = EventLoopGroup.processWide(
+        count: EventLoopGroup.defaultCount, tickInterval: .milliseconds(50))
+
     /// Creates a channel; the connection opens with the first call.
-    /// - Throws: `.tls` when the TLS configuration cannot be loaded, `.systemCall` when the loop cannot start.
+    /// - Throws: `.tls` when the TLS configuration cannot be loaded.
     public init(configuration: GRPCClientConfiguration) throws(GRPCWireError) {
-        let tls = try configuration.tls.map { c throws(GRPCWireError) in
-            try TLSContext(configuration: c, isServer: false)
-        }
+        let tls = try configuration.tls.map { c throws(GRPCWireError) in try TLSContext.grpc(c, isServer: false) }
         self.configuration = configuration
-        self.group = try EventLoopGroup(count: 1)
-        self.loop = self.group.loops[0]
+        self.loop = Self.clientLoops.nextLoop()
         let slot = self.coreSlot
         self.loop.execute { runner in
             let core = ClientChannelCore(configuration: configuration, tlsContext: tls)
-            slot.id.store(runner.attach(core), ordering: .relaxed)
+            core.id = runner.attach(core)
+            slot.id.store(core.id, ordering: .relaxed)
         }
     }
 
@@ -141,20 +218,10 @@ public final class GRPCChannel: Sendable {
             let record = ClientCallRecord(
                 key: key, channel: channel, headers: requestHeaders, maxMessageSize: config.maxReceiveMessageSize)
             guard let core = runner.handler(slot.id.load(ordering: .relaxed)) as? ClientChannelCore else {
-                channel.setFinalStatus(GRPCStatus(.unavailable, "channel closed"), GRPCMetadata())
-                channel.fail(GRPCStatus(.unavailable, "channel closed"), cancelTask: false)
+                ClientChannelCore.fail(record, GRPCStatus(.unavailable, "channel closed"))
                 return
             }
-            do {
-                let conn = try core.connection(runner: runner)
-                if channel.state.withLock({ $0.finalStatus != nil }) { return }  // cancelled or expired already
-                core.callConnection[key] = conn
-                conn.start(record, runner: runner)
-            } catch {
-                let status = GRPCStatus(.unavailable, "\(error)")
-                channel.setFinalStatus(status, GRPCMetadata())
-                channel.fail(status, cancelTask: false)
-            }
+            core.start(record, runner: runner)
         }
         return call
     }
@@ -174,17 +241,15 @@ public final class GRPCChannel: Sendable {
         return response
     }
 
-    deinit { self.group.stop() }
+    deinit { self.close() }
 
-    /// Closes the connection (calls in flight end with UNAVAILABLE) and stops the event loop.
+    /// Closes the connection (calls in flight end with UNAVAILABLE); later calls end with UNAVAILABLE "channel
+    /// closed". The shared event loops keep running.
     public func close() {
         let slot = self.coreSlot
         self.loop.execute { runner in
-            if let core = runner.handler(slot.id.load(ordering: .relaxed)) as? ClientChannelCore, let c = core.current {
-                c.close(runner: runner, reason: GRPCStatus(.unavailable, "channel closed"))
-            }
+            (runner.handler(slot.id.load(ordering: .relaxed)) as? ClientChannelCore)?.close(runner: runner)
         }
-        self.group.stop()
     }
 }
 

@@ -1,4 +1,4 @@
-internal import CEpoll
+internal import IOLoop
 internal import Glibc
 import Synchronization
 
@@ -115,201 +115,68 @@ final class ServerShared: Sendable {
     let tlsContext: TLSContext?
     /// Buffered request bytes of all connections.
     let receiveBudget: ByteBudget
-    /// `maxConnections`, lowered to fit the descriptor limit (so the caps, not EMFILE, decide who is served).
-    let connectionCap: Int
-
-    /// One open connection as the registry sees it.
-    struct Entry {
-        var peer: PeerAddress
-        var loop: EventLoop?
-        var handlerID: UInt64 = 0
-        /// Still waiting for the HTTP/2 preface or the TLS handshake.
-        var handshaking = true
-        var evicted = false
-        let opened: ContinuousClock.Instant
-    }
-
-    struct Registry {
-        var entries: [Int: Entry] = [:]
-        var perPeer: [PeerAddress: Int] = [:]
-        var nextKey = 1
-        var refused = 0
-        var evicted = 0
-        /// Entries marked evicted whose connection has not closed yet (they no longer count against the caps).
-        var evictedOpen = 0
-    }
-
-    private let registry = Mutex(Registry())
+    /// Open connections under the caps and the handshake timeout (IOLoop's listener policy).
+    let registry: ConnectionRegistry
 
     init(configuration: GRPCServerConfiguration, router: GRPCRouter, tlsContext: TLSContext?) {
         self.configuration = configuration
         self.router = router
         self.tlsContext = tlsContext
         self.receiveBudget = ByteBudget(limit: configuration.serverReceiveBudget)
-        self.connectionCap = min(configuration.maxConnections, SocketCalls.connectionsForOpenFileLimit())
-    }
-
-    /// Outcome of a new connection at the listener.
-    enum Admission {
-        /// Serve it under `key`; first close `evict` (the oldest connection still in its handshake) if set.
-        case admitted(key: Int, evict: (loop: EventLoop, handlerID: UInt64)?)
-        /// Over a cap with no handshaking connection to close: refuse the newcomer.
-        case refused
-    }
-
-    /// Registers a new connection from `peer`, applying the total and per-peer caps.
-    func reserve(peer: PeerAddress) -> Admission {
-        let config = self.configuration
-        return self.registry.withLock { r -> Admission in
-            let live = r.entries.count - r.evictedOpen
-            let fromPeer = r.perPeer[peer, default: 0]
-            var evict: (loop: EventLoop, handlerID: UInt64)?
-            if live >= self.connectionCap || fromPeer >= config.maxConnectionsPerPeer {
-                let peerOnly = live < self.connectionCap
-                var victim: (key: Int, opened: ContinuousClock.Instant)?
-                for (key, e) in r.entries where e.handshaking && !e.evicted && e.loop != nil {
-                    if peerOnly && e.peer != peer { continue }
-                    if victim == nil || e.opened < victim!.opened { victim = (key, e.opened) }
-                }
-                guard let victim, let entry = r.entries[victim.key], let loop = entry.loop else {
-                    r.refused += 1
-                    return .refused
-                }
-                r.entries[victim.key]?.evicted = true
-                r.evicted += 1
-                r.evictedOpen += 1
-                evict = (loop, entry.handlerID)
-            }
-            let key = r.nextKey
-            r.nextKey += 1
-            r.entries[key] = Entry(peer: peer, opened: .now)
-            r.perPeer[peer] = fromPeer + 1
-            return .admitted(key: key, evict: evict)
-        }
+        self.registry = ConnectionRegistry(
+            policy: ListenerPolicy(
+                maxConnections: configuration.maxConnections,
+                maxConnectionsPerPeer: configuration.maxConnectionsPerPeer,
+                handshakeTimeout: configuration.handshakeTimeout))
     }
 
     func connectionStarted(key: Int, loop: EventLoop, handlerID: UInt64) {
-        self.registry.withLock { r in
-            r.entries[key]?.loop = loop
-            r.entries[key]?.handlerID = handlerID
-        }
+        self.registry.connectionStarted(key: key, loop: loop, handlerID: handlerID)
     }
 
     /// The connection sent its preface (and finished TLS): it is no longer first in line for eviction.
-    func connectionEstablished(key: Int) {
-        self.registry.withLock { $0.entries[key]?.handshaking = false }
-    }
+    func connectionEstablished(key: Int) { self.registry.connectionEstablished(key: key) }
 
-    func connectionEnded(key: Int) {
-        self.registry.withLock { r in
-            guard let e = r.entries.removeValue(forKey: key) else { return }
-            if e.evicted { r.evictedOpen -= 1 }
-            let n = r.perPeer[e.peer, default: 1] - 1
-            r.perPeer[e.peer] = n > 0 ? n : nil
-        }
-    }
+    func connectionEnded(key: Int) { self.registry.connectionEnded(key: key) }
 
-    var openConnections: Int { self.registry.withLock { $0.entries.count } }
+    var openConnections: Int { self.registry.openConnections }
 
-    /// Connections refused and evicted at the caps so far.
-    var capCounts: (refused: Int, evicted: Int) { self.registry.withLock { ($0.refused, $0.evicted) } }
-
-    var liveConnections: [(loop: EventLoop, handlerID: UInt64)] {
-        self.registry.withLock { r in r.entries.values.compactMap { e in e.loop.map { ($0, e.handlerID) } } }
-    }
+    var liveConnections: [(loop: EventLoop, handlerID: UInt64)] { self.registry.liveConnections }
 }
 
-func closeFD(_ fd: Int32) -> Int32 { Glibc.close(fd) }
+func closeFD(_ fd: Int32) -> Int32 { SocketCalls.close(fd) }
 
-/// Accepts connections on loop 0 and hands each to a loop of the group.
-final class Listener: LoopHandler {
-    let fd: Int32
+/// What the IOLoop listener does with gRPC connections: HTTP/2 server connections, a GOAWAY for h2c clients
+/// refused at a cap.
+struct GRPCListenerDelegate: ListenerDelegate {
     let shared: ServerShared
-    let group: EventLoopGroup
-    var id: UInt64 = 0
 
-    init(fd: Int32, shared: ServerShared, group: EventLoopGroup) {
-        self.fd = fd
-        self.shared = shared
-        self.group = group
+    func refuse(fd: Int32) {
+        if self.shared.tlsContext == nil { Self.refuseHTTP2(fd, reason: "connection limit reached") }
     }
 
-    /// Out of descriptors: accepting is paused until then (the level-triggered listener would spin otherwise).
-    private var pausedUntil: ContinuousClock.Instant?
-    /// A descriptor kept in reserve: freed to accept-and-close one connection when the process is out of them.
-    private var spareFD: Int32 = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
-    /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM.
-    static let exhaustionBackoff: Duration = .milliseconds(100)
-
-    func handleEvents(_ events: UInt32, runner: LoopRunner) {
-        guard self.pausedUntil == nil else { return }
-        for _ in 0..<256 {
-            var peer = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let client = withUnsafeMutablePointer(to: &peer) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(self.fd, $0, &length) }
-            }
-            if client < 0 {
-                switch errno {
-                case EINTR, ECONNABORTED, EPROTO, EPERM: continue
-                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                    self.backOff(runner: runner)
-                    return
-                default: return  // EAGAIN: nothing more pending
-                }
-            }
-            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            SocketCalls.setNoDelay(client)
-            switch self.shared.reserve(peer: PeerAddress(peer)) {
-            case .refused:
-                if self.shared.tlsContext == nil { SocketCalls.refuseHTTP2(client, reason: "connection limit reached") }
-                _ = Glibc.close(client)
-            case .admitted(let key, let evict):
-                if let evict {
-                    let id = evict.handlerID
-                    evict.loop.execute { runner in
-                        (runner.handler(id) as? any ServerSideConnection)?.evict(runner: runner)
-                    }
-                }
-                let shared = self.shared
-                let sniff = shared.configuration.http1 != nil
-                let address = PeerAddress(peer)
-                self.group.nextLoop().execute { runner in
-                    if sniff {
-                        SniffedConnection.start(fd: client, runner: runner, shared: shared, key: key, peer: address)
-                    } else {
-                        ServerConnection.start(fd: client, runner: runner, shared: shared, key: key, peer: address)
-                    }
-                }
-            }
+    func start(fd: Int32, key: Int, peer: PeerAddress, runner: LoopRunner) {
+        if self.shared.configuration.http1 != nil {
+            SniffedConnection.start(fd: fd, runner: runner, shared: self.shared, key: key, peer: peer)
+        } else {
+            ServerConnection.start(fd: fd, runner: runner, shared: self.shared, key: key, peer: peer)
         }
     }
 
-    /// Out of descriptors or memory: refuse the connection at the head of the queue with the spare descriptor
-    /// (so its client learns at once), then stop polling the listener for a moment.
-    private func backOff(runner: LoopRunner) {
-        if self.spareFD >= 0 {
-            _ = Glibc.close(self.spareFD)
-            let c = accept(self.fd, nil, nil)
-            if c >= 0 { _ = Glibc.close(c) }
-            self.spareFD = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
-        }
-        self.pausedUntil = ContinuousClock.now.advanced(by: Self.exhaustionBackoff)
-        runner.modify(fd: self.fd, id: self.id, events: 0)
+    func evict(handlerID: UInt64, reason: Eviction, runner: LoopRunner) {
+        (runner.handler(handlerID) as? any ServerSideConnection)?.evict(runner: runner)
     }
 
-    func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
-        guard let until = self.pausedUntil, now >= until else { return }
-        self.pausedUntil = nil
-        runner.modify(fd: self.fd, id: self.id, events: EPOLLIN.rawValue)
-    }
-
-    func closeForShutdown(runner: LoopRunner) {
-        runner.unregister(fd: self.fd, id: self.id)
-        _ = Glibc.close(self.fd)
-        if self.spareFD >= 0 { _ = Glibc.close(self.spareFD) }
-        self.spareFD = -1
+    /// Tells an h2c client why it is refused before closing: the server preface (empty SETTINGS) and
+    /// GOAWAY(last stream 0, ENHANCE_YOUR_CALM, `reason`), in one non-blocking write (best effort).
+    static func refuseHTTP2(_ fd: Int32, reason: String) {
+        let debug = Array(reason.utf8.prefix(200))
+        var bytes: [UInt8] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0]
+        let length = 8 + debug.count
+        bytes += [0, UInt8(length >> 8), UInt8(length & 0xFF), 0x7, 0, 0, 0, 0, 0]
+        bytes += [0, 0, 0, 0, 0, 0, 0, 0x0B]
+        bytes += debug
+        SocketCalls.sendBestEffort(fd, bytes)
     }
 }
 
@@ -329,27 +196,31 @@ public final class GRPCServer: Sendable {
     /// - Throws: `GRPCWireError.systemCall`/`.invalidAddress` when binding fails, `.tls` for bad certificates.
     public init(configuration: GRPCServerConfiguration, router: GRPCRouter) throws(GRPCWireError) {
         let tls = try configuration.tls.map { c throws(GRPCWireError) in
-            try TLSContext(configuration: c, isServer: true, acceptsHTTP1: configuration.http1 != nil)
+            try TLSContext.grpc(c, isServer: true, acceptsHTTP1: configuration.http1 != nil)
         }
         SocketCalls.raiseOpenFileLimit()
         let shared = ServerShared(configuration: configuration, router: router, tlsContext: tls)
-        let (fd, port) = try SocketCalls.listen(host: configuration.host, port: configuration.port)
+        let fd: Int32
+        let port: Int
+        do {
+            (fd, port) = try SocketCalls.listen(host: configuration.host, port: configuration.port)
+        } catch {
+            throw GRPCWireError(error)
+        }
         let group: EventLoopGroup
         do {
             group = try EventLoopGroup(count: configuration.eventLoopCount)
         } catch {
-            _ = Glibc.close(fd)
-            throw error
+            _ = SocketCalls.close(fd)
+            throw GRPCWireError(error)
         }
         self.shared = shared
         self.group = group
         self.listenerFD = fd
         self.port = port
         let slot = self.listenerSlot
-        group.loops[0].execute { runner in
-            let listener = Listener(fd: fd, shared: shared, group: group)
-            listener.id = (try? runner.register(fd: fd, events: EPOLLIN.rawValue, handler: listener)) ?? 0
-            slot.id.store(listener.id, ordering: .relaxed)
+        Listener.start(fd: fd, registry: shared.registry, group: group, delegate: GRPCListenerDelegate(shared: shared)) {
+            slot.id.store($0, ordering: .relaxed)
         }
     }
 
@@ -359,7 +230,10 @@ public final class GRPCServer: Sendable {
     public var connectionCount: Int { self.shared.openConnections }
 
     /// Connections refused at the caps and connections closed to make room for new ones, so far.
-    public var connectionCapCounts: (refused: Int, evicted: Int) { self.shared.capCounts }
+    public var connectionCapCounts: (refused: Int, evicted: Int) {
+        let counts = self.shared.registry.counts
+        return (counts.refused, counts.evicted)
+    }
 
     /// Request bytes buffered by all connections now (charged against `serverReceiveBudget`).
     public var bufferedRequestBytes: Int { self.shared.receiveBudget.inUse }
@@ -375,10 +249,7 @@ public final class GRPCServer: Sendable {
     /// Stops accepting, sends GOAWAY on every connection, waits up to `gracePeriod` for calls to finish, then
     /// closes all connections and stops the event loops.
     public func shutdown(gracePeriod: Duration = .seconds(5)) async {
-        let id = self.listenerSlot.id.load(ordering: .relaxed)
-        self.group.loops[0].execute { runner in
-            (runner.handler(id) as? Listener)?.closeForShutdown(runner: runner)
-        }
+        Listener.stop(loop: self.group.loops[0], id: self.listenerSlot.id.load(ordering: .relaxed))
         for c in self.shared.liveConnections {
             let id = c.handlerID
             c.loop.execute { runner in (runner.handler(id) as? any ServerSideConnection)?.beginDrain(runner: runner) }
@@ -395,7 +266,7 @@ public final class GRPCServer: Sendable {
     }
 }
 
-/// The listener's handler id, written once on loop 0.
+/// A handler id written once on its loop (the listener's, a channel core's).
 final class ListenerSlot: Sendable {
     let id = Atomic<UInt64>(0)
 }

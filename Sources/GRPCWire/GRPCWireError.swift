@@ -1,4 +1,5 @@
 internal import Glibc
+internal import IOLoop
 
 /// Transport-level failures of GRPCWire (sockets, TLS, HTTP/2 session setup, malformed framing).
 ///
@@ -40,6 +41,17 @@ public enum GRPCWireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .receiveBudgetExhausted(let requested):
             return "the server's receive budget cannot take \(requested) more bytes now; retry later"
         case .notRunning: return "the gRPC server is not running"
+        }
+    }
+}
+
+extension GRPCWireError {
+    /// The I/O layer's failure as GRPCWire reports it (same call names, errno and OpenSSL reasons).
+    init(_ error: IOLoopError) {
+        switch error {
+        case .systemCall(let name, let errno): self = .systemCall(name: name, errno: errno)
+        case .invalidAddress(let text, _): self = .invalidAddress(text)
+        case .tls(let call, let reason): self = .tls(call: call, reason: reason)
         }
     }
 }

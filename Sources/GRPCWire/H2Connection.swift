@@ -1,4 +1,5 @@
 internal import CEpoll
+internal import IOLoop
 internal import Glibc
 
 /// What GRPCWire needs to know about a received frame.

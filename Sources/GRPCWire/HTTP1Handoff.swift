@@ -1,5 +1,6 @@
 internal import CEpoll
 internal import Glibc
+internal import IOLoop
 import Synchronization
 
 /// Serves the connections of a ``GRPCServer`` that do not begin with the HTTP/2 client preface (an HTTP/1.1

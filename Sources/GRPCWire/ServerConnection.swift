@@ -1,4 +1,5 @@
 import Synchronization
+internal import IOLoop
 
 /// Loop-side state of one server stream.
 final class ServerStream {

@@ -1,4 +1,5 @@
 import Synchronization
+internal import IOLoop
 
 /// The lock-protected meeting point between one HTTP/2 stream (on its loop thread) and the Swift task of its call.
 ///

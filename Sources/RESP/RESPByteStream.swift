@@ -1,4 +1,4 @@
-import Glibc
+internal import IOLoop
 
 /// The outcome of one non-blocking read or write on a `RESPByteStream`.
 public enum RESPIOResult: Sendable, Equatable {
@@ -17,7 +17,7 @@ public enum RESPIOResult: Sendable, Equatable {
 /// The byte stream a RESP connection runs over: a connected, non-blocking socket, possibly wrapped (TLS).
 ///
 /// RESP ships plain TCP and Unix-socket streams. For `valkeys://` another module supplies a TLS stream
-/// through `RESPTLSStreamFactory` (the project's OpenSSL support lives in GRPCWire; Node plugs it in).
+/// through `RESPTLSStreamFactory` (Node plugs in the I/O layer's OpenSSL client stream).
 /// All methods are called on RESP's event-loop thread only, one at a time, so implementations need no
 /// locking of their own. Readiness is taken from `fileDescriptor`: the loop always watches readability and
 /// calls `read` when it is readable; it watches writability only after a call answered `.wantWrite`, and
@@ -45,40 +45,47 @@ public protocol RESPTLSStreamFactory: Sendable {
     func makeStream(fileDescriptor: Int32, serverName: String) throws(RESPError) -> any RESPByteStream
 }
 
-/// A plain socket (TCP or Unix).
-final class SocketStream: RESPByteStream {
-    let fileDescriptor: Int32
+/// A plain socket (TCP or Unix): the I/O layer's socket stream, its errors as `RESPError.io`.
+// @unchecked Sendable: a RESPByteStream is used on its loop thread only, one call at a time (the protocol's
+// contract), and nothing else holds `socket`, so the I/O layer's stream is never touched concurrently.
+final class SocketStream: RESPByteStream, @unchecked Sendable {
     let endpoint: String
+    private let socket: IOLoop.SocketStream
 
     init(fileDescriptor: Int32, endpoint: String) {
-        self.fileDescriptor = fileDescriptor
+        self.socket = IOLoop.SocketStream(fileDescriptor: fileDescriptor)
         self.endpoint = endpoint
     }
 
+    var fileDescriptor: Int32 { self.socket.fileDescriptor }
+
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(RESPError) -> RESPIOResult {
-        while true {
-            let n = Glibc.read(self.fileDescriptor, buffer.baseAddress, buffer.count)
-            if n > 0 { return .transferred(n) }
-            if n == 0 { return .closed }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wantRead }
-            throw .io(operation: "read", endpoint: self.endpoint, errno: code)
+        do {
+            return RESPIOResult(try self.socket.read(into: buffer))
+        } catch {
+            throw RESPError(error, endpoint: self.endpoint)
         }
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(RESPError) -> RESPIOResult {
-        while true {
-            let n = send(self.fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            if n >= 0 { return n == 0 ? .wantWrite : .transferred(n) }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wantWrite }
-            throw .io(operation: "write", endpoint: self.endpoint, errno: code)
+        do {
+            return RESPIOResult(try self.socket.write(bytes))
+        } catch {
+            throw RESPError(error, endpoint: self.endpoint)
         }
     }
 
-    func close() {
-        _ = Glibc.close(self.fileDescriptor)
+    func close() { self.socket.close() }
+}
+
+extension RESPIOResult {
+    /// The I/O layer's outcome, case by case.
+    init(_ result: IOResult) {
+        switch result {
+        case .transferred(let n): self = .transferred(n)
+        case .wantRead: self = .wantRead
+        case .wantWrite: self = .wantWrite
+        case .closed: self = .closed
+        }
     }
 }

@@ -46,7 +46,7 @@ public final class RESPClient: Sendable {
     /// replies may prefer it (`Task(executorPreference: client.taskExecutor)`,
     /// `group.addTask(executorPreference:)`): a reply then resumes its caller on the same thread, saving a
     /// thread hop per reply. Code in such tasks must never block: that would stall every connection.
-    public var taskExecutor: any TaskExecutor { EventLoop.shared }
+    public var taskExecutor: any TaskExecutor { RESPLoop.shared }
 
     // MARK: Commands
 
@@ -286,6 +286,8 @@ public final class RESPClient: Sendable {
     ) -> RESPConnection.Options {
         var options = RESPConnection.Options()
         options.limits = self.configuration.limits
+        options.sendBufferLimit = self.configuration.sendBufferLimit
+        options.receiveBufferLimit = self.configuration.receiveBufferLimit
         options.commandTimeout = self.configuration.commandTimeout?.nanoseconds ?? 0
         options.connectTimeout = self.configuration.connectTimeout.nanoseconds
         options.keepAliveInterval = self.configuration.keepAliveInterval?.nanoseconds ?? 0

@@ -30,7 +30,7 @@ public struct RESPConfiguration: Sendable {
     public var endpoint: RESPEndpoint
     /// True for `valkeys://` / `rediss://`: the connection needs `tlsStreamFactory`.
     public var useTLS: Bool
-    /// Supplies TLS streams for `useTLS` (GRPCWire's OpenSSL stream, wired by Node).
+    /// Supplies TLS streams for `useTLS` (the I/O layer's OpenSSL client stream, wired by Node).
     public var tlsStreamFactory: (any RESPTLSStreamFactory)?
     /// ACL user for `HELLO 3 AUTH` (`default` when only a password is given).
     public var username: String?
@@ -50,6 +50,17 @@ public struct RESPConfiguration: Sendable {
     public var reconnect: Reconnect
     /// Parser limits for replies; a reply over a limit closes the connection with `.limitExceeded`.
     public var limits: RESPParser.Limits
+    /// Unsent command bytes one connection queues (default 64 MiB). Beyond it, callers suspend until the socket
+    /// takes bytes (a server that stopped reading cannot make the client buffer without bound); a single
+    /// command larger than this is still sent, alone.
+    public var sendBufferLimit: Int
+    /// Largest partial reply one connection buffers (default 1 GiB): the read buffer grows with the bytes that
+    /// arrive, never to an announced length, and a reply that needs more fails the connection with
+    /// `.limitExceeded(what: "receive buffer (one partial reply)", …)`.
+    public var receiveBufferLimit: Int
+    /// Bytes of pub/sub messages a subscription holds for a subscriber that has not read them (default 32 MiB).
+    /// A subscriber that falls further behind gets `RESPError.subscriberTooSlow` and its subscription ends.
+    public var subscriptionBufferLimit: Int
     /// Receives out-of-band pushes arriving on the shared connection (client-side caching invalidations,
     /// `DEBUG PROTOCOL push`). Called on the event-loop thread: return quickly.
     public var pushHandler: (@Sendable (RESPValue) -> Void)?
@@ -69,6 +80,9 @@ public struct RESPConfiguration: Sendable {
         self.keepAliveInterval = .seconds(30)
         self.reconnect = Reconnect()
         self.limits = RESPParser.Limits()
+        self.sendBufferLimit = 64 << 20
+        self.receiveBufferLimit = 1 << 30
+        self.subscriptionBufferLimit = 32 << 20
         self.pushHandler = nil
     }
 

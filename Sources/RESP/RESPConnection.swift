@@ -1,14 +1,38 @@
-import Glibc
+internal import Glibc
+internal import IOLoop
 import Synchronization
 
-/// One connection to one server: a socket driven by the event loop, a FIFO of commands awaiting replies,
-/// and an outbound buffer that callers append to and the loop writes in batches.
+/// Monotonic time in nanoseconds.
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// The I/O layer's loop all RESP connections of the process share (one thread, ticking every 10 ms for
+/// command deadlines; it is also the clients' `taskExecutor`).
+enum RESPLoop {
+    static let group = EventLoopGroup.processWide(count: 1, tickInterval: .milliseconds(10))
+    static var shared: EventLoop { Self.group.loops[0] }
+}
+
+/// One connection to one server: a socket driven by the I/O layer's event loop, a FIFO of commands awaiting
+/// replies, and an outbound buffer that callers append to and the loop writes in batches.
 ///
 /// Replies are matched to commands in order, skipping pushes (handed to `pushHandler`). When the connection
 /// drops, every command queued or in flight fails with `RESPError.connectionClosed`; nothing is resent.
-final class RESPConnection: EventLoopHandler {
+///
+/// Bounds: unsent command bytes stay within `sendBufferLimit` (callers suspend until the socket takes bytes;
+/// one caller's command always fits); the bytes of a partial reply within `receiveBufferLimit` (the buffer grows
+/// with the bytes that arrive, never to an announced length); a partial reply is parsed again only once the
+/// bytes it needs at least (``RESPParser/parse(_:minimumLength:)``) have arrived.
+final class RESPConnection: ByteStreamHandler, Sendable {
     struct Options: Sendable {
         var limits = RESPParser.Limits()
+        /// Unsent command bytes before callers suspend.
+        var sendBufferLimit = 64 << 20
+        /// Largest partial reply held (the read buffer's size limit).
+        var receiveBufferLimit = 1 << 30
         /// Per-command timeout in nanoseconds; 0 disables it.
         var commandTimeout: UInt64 = 0
         /// Connect timeout in nanoseconds.
@@ -48,6 +72,10 @@ final class RESPConnection: EventLoopHandler {
     private struct State {
         var phase: Phase
         var outbound: [UInt8] = []
+        /// Command bytes queued and not yet written (`outbound` plus the loop's unwritten bytes).
+        var queuedBytes = 0
+        /// Callers waiting for `queuedBytes` to fall below the limit.
+        var sendWaiters: [CheckedContinuation<Bool, Never>] = []
         var flushScheduled = false
         var pending: [Pending] = []
         var head = 0
@@ -69,6 +97,12 @@ final class RESPConnection: EventLoopHandler {
         var readNeedsWritable = false
         /// The replies of the previous read, emptied: the next read appends to its storage.
         var spareValues: [RESPValue] = []
+        /// Bytes from `start` the partial reply needs at least before parsing it again can succeed.
+        var needed = 0
+        /// The descriptor's registration with the loop.
+        var registration: UInt64 = 0
+        /// Times the buffered bytes were parsed (for tests of incremental parsing).
+        var parseAttempts = 0
         static let initialCapacity = 64 << 10
     }
 
@@ -94,17 +128,20 @@ final class RESPConnection: EventLoopHandler {
             State(phase: .connecting(continuation, deadline: monotonicNanoseconds() &+ options.connectTimeout)))
     }
 
-    /// Connects to `endpoint` (TCP/Unix, wrapped by `tls` when given).
+    /// The loop this connection runs on.
+    static var loop: EventLoop { RESPLoop.shared }
+
+    /// Connects to `endpoint` (TCP/Unix, wrapped by `tls` when given). Names are resolved off the loop.
     /// - Throws: `RESPError.resolveFailed`, `.io` (e.g. ECONNREFUSED), `.timeout`, or the TLS factory's error.
     static func open(_ endpoint: RESPEndpoint, tls: (any RESPTLSStreamFactory)?, options: Options)
         async throws(RESPError) -> RESPConnection
     {
         let address = try await resolve(endpoint)
         let name = endpoint.description
-        let loop = EventLoop.shared
+        let loop = Self.loop
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<RESPConnection, RESPError>, Never>) in
-            loop.execute {
+            loop.execute { runner in
                 do throws(RESPError) {
                     let fd = try startConnect(address, endpoint: name)
                     let stream: any RESPByteStream
@@ -120,12 +157,13 @@ final class RESPConnection: EventLoopHandler {
                     }
                     let connection = RESPConnection(
                         endpoint: name, stream: stream, options: options, loop: loop, continuation: continuation)
-                    do throws(RESPError) {
-                        try loop.register(
-                            fd: fd, events: readableEvent | writableEvent, handler: connection, endpoint: name)
+                    do throws(IOLoopError) {
+                        let id = try runner.register(
+                            fd: fd, events: Readiness.readable | Readiness.writable, handler: connection)
+                        connection.io.withLock { $0.registration = id }
                     } catch {
                         stream.close()
-                        throw error
+                        throw RESPError(error, endpoint: name)
                     }
                 } catch {
                     continuation.resume(returning: .failure(error))
@@ -145,17 +183,20 @@ final class RESPConnection: EventLoopHandler {
     /// still run (its reply is dropped when it arrives). A task cancelled before the call sends nothing.
     func send(_ command: RESPCommand) async -> Result<RESPValue, RESPError> {
         let id = self.nextID.add(1, ordering: .relaxed).oldValue
+        let size = command.encoded.count
+        await self.reserveSendCapacity(size)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 // A caller cancelled before sending sends nothing.
                 if Task.isCancelled {
+                    self.wrote(size)  // returns the reservation
                     continuation.resume(returning: .failure(.cancelled(command: command.name)))
                     return
                 }
                 var pending = Pending(
                     waiter: .single(continuation), name: command.name, commands: nil, deadline: self.deadline())
                 pending.id = id
-                if let error = self.enqueue(command.encoded, pending) {
+                if let error = self.enqueue(command.encoded, pending, reserved: size) {
                     continuation.resume(returning: .failure(error))
                 } else if Task.isCancelled {
                     self.cancel(id)
@@ -170,9 +211,12 @@ final class RESPConnection: EventLoopHandler {
     func send(batch commands: [RESPCommand]) async -> [Result<RESPValue, RESPError>] {
         if commands.isEmpty { return [] }
         let id = self.nextID.add(1, ordering: .relaxed).oldValue
+        let size = commands.reduce(0) { $0 + $1.encoded.count }
+        await self.reserveSendCapacity(size)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 if Task.isCancelled {
+                    self.wrote(size)  // returns the reservation
                     let cancelled = commands.map { Result<RESPValue, RESPError>.failure(.cancelled(command: $0.name)) }
                     continuation.resume(returning: cancelled)
                     return
@@ -182,7 +226,7 @@ final class RESPConnection: EventLoopHandler {
                     deadline: self.deadline())
                 pending.id = id
                 pending.results.reserveCapacity(commands.count)
-                if let error = self.enqueue(commands, pending) {
+                if let error = self.enqueue(commands, pending, reserved: size) {
                     continuation.resume(returning: Array(repeating: .failure(error), count: commands.count))
                 } else if Task.isCancelled {
                     self.cancel(id)
@@ -214,49 +258,124 @@ final class RESPConnection: EventLoopHandler {
     /// Writes a command that the server answers only with pushes (SUBSCRIBE family in RESP3).
     /// - Throws: `RESPError.connectionClosed` if the connection is closed.
     func sendWithoutReply(_ command: RESPCommand) throws(RESPError) {
-        if let error = self.enqueue(command.encoded, nil) { throw error }
+        if let error = self.enqueue(command.encoded, nil, reserved: 0) { throw error }
     }
 
     /// Closes the connection; queued and in-flight commands fail with `connectionClosed`.
     func close(reason: String = "closed by the client") {
-        self.loop.execute { self.fail(.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: 0)) }
+        self.loop.execute { runner in
+            self.fail(.connectionClosed(endpoint: self.endpoint, reason: reason, commandsInFlight: 0), runner: runner)
+        }
+    }
+
+    /// Command bytes queued and not yet written (at most about `sendBufferLimit` plus one command per caller).
+    var queuedBytes: Int { self.state.withLock { $0.queuedBytes } }
+
+    /// Callers suspended until the queue drains.
+    var suspendedSenders: Int { self.state.withLock { $0.sendWaiters.count } }
+
+    /// Bytes the read buffer holds room for (it grows with what arrives, up to `receiveBufferLimit`).
+    var receiveBufferCapacity: Int { self.io.withLock { $0.readBuffer.count } }
+
+    /// Times received bytes were parsed so far.
+    var parseAttempts: Int { self.io.withLock { $0.parseAttempts } }
+
+    /// Reserves `bytes` of the send queue, suspending while `sendBufferLimit` or more command bytes wait for the
+    /// socket (a server that does not read, a slow network): callers cannot queue unbounded memory, and the queue
+    /// holds at most the limit plus the last command admitted. Returns at once on a connection that is not open
+    /// (the enqueue then reports it) and for a cancelled caller (which then sends nothing).
+    private func reserveSendCapacity(_ bytes: Int) async {
+        let limit = self.options.sendBufferLimit
+        let admitted = self.state.withLock { state -> Bool in
+            guard case .open = state.phase, state.queuedBytes >= limit else {
+                state.queuedBytes += bytes
+                return true
+            }
+            return false
+        }
+        if admitted { return }
+        await withTaskCancellationHandler {
+            while true {
+                let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                    let outcome = self.state.withLock { state -> Bool? in
+                        guard case .open = state.phase, state.queuedBytes >= limit, !Task.isCancelled else {
+                            state.queuedBytes += bytes
+                            return true
+                        }
+                        state.sendWaiters.append(continuation)
+                        return nil
+                    }
+                    if let outcome { continuation.resume(returning: outcome) }
+                }
+                if admitted { return }
+            }
+        } onCancel: {
+            self.wakeSenders()
+        }
+    }
+
+    /// Wakes every suspended sender to try its reservation again.
+    private func wakeSenders() {
+        let waiters = self.state.withLock { state in
+            defer { state.sendWaiters = [] }
+            return state.sendWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
+    }
+
+    /// `written` queued bytes reached the socket: wake suspended callers once the queue is below the limit.
+    private func wrote(_ written: Int) {
+        guard written > 0 else { return }
+        let limit = self.options.sendBufferLimit
+        let waiters: [CheckedContinuation<Bool, Never>] = self.state.withLock { state in
+            state.queuedBytes = max(0, state.queuedBytes - written)
+            guard state.queuedBytes < limit, !state.sendWaiters.isEmpty else { return [] }
+            defer { state.sendWaiters = [] }
+            return state.sendWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
     }
 
     private func deadline() -> UInt64 {
         self.options.commandTimeout == 0 ? 0 : monotonicNanoseconds() &+ self.options.commandTimeout
     }
 
-    private func enqueue(_ bytes: [UInt8], _ pending: Pending?) -> RESPError? {
-        self.enqueue(pending) { $0.append(contentsOf: bytes) }
+    private func enqueue(_ bytes: [UInt8], _ pending: Pending?, reserved: Int) -> RESPError? {
+        self.enqueue(pending, reserved: reserved) { $0.append(contentsOf: bytes) }
     }
 
-    private func enqueue(_ commands: [RESPCommand], _ pending: Pending?) -> RESPError? {
-        self.enqueue(pending) { outbound in
+    private func enqueue(_ commands: [RESPCommand], _ pending: Pending?, reserved: Int) -> RESPError? {
+        self.enqueue(pending, reserved: reserved) { outbound in
             for command in commands { outbound.append(contentsOf: command.encoded) }
         }
     }
 
     /// Appends to the outbound buffer (via `write`) and the reply queue in one critical section, so bytes and
     /// waiters stay in the same order, and asks the loop to flush unless a flush is already scheduled.
-    private func enqueue(_ pending: Pending?, _ write: (inout [UInt8]) -> Void) -> RESPError? {
+    /// `reserved`: bytes already counted in `queuedBytes` by ``reserveSendCapacity(_:)`` (returned on failure).
+    private func enqueue(_ pending: Pending?, reserved: Int, _ write: (inout [UInt8]) -> Void) -> RESPError? {
         let outcome: (error: RESPError?, schedule: Bool) = self.state.withLock { state in
             switch state.phase {
             case .closed(let error):
+                state.queuedBytes = max(0, state.queuedBytes - reserved)
                 return (Self.closedError(error, endpoint: self.endpoint), false)
             case .connecting:
+                state.queuedBytes = max(0, state.queuedBytes - reserved)
                 return (
                     .connectionClosed(endpoint: self.endpoint, reason: "not connected yet", commandsInFlight: 0), false
                 )
             case .open:
                 break
             }
+            let before = state.outbound.count
             write(&state.outbound)
+            state.queuedBytes += state.outbound.count - before - reserved
             if let pending { state.pending.append(pending) }
             if state.flushScheduled { return (nil, false) }
             state.flushScheduled = true
             return (nil, true)
         }
-        if outcome.schedule { self.loop.scheduleFlush(self) }
+        if outcome.schedule { self.loop.execute { runner in self.flush(runner: runner) } }
         return outcome.error
     }
 
@@ -269,7 +388,30 @@ final class RESPConnection: EventLoopHandler {
 
     // MARK: - Loop thread
 
-    func handleEvents(_ events: UInt32) {
+    func readable(runner: LoopRunner) {
+        guard self.openOrConnect(runner: runner) else { return }
+        self.readAvailable(runner: runner)
+        if self.io.withLock({ $0.writeNeedsReadable }) { self.writeUnwritten(runner: runner) }
+    }
+
+    func writable(runner: LoopRunner) {
+        guard self.openOrConnect(runner: runner) else { return }
+        if self.io.withLock({ $0.readNeedsWritable }) { self.readAvailable(runner: runner) }
+        self.writeUnwritten(runner: runner)
+    }
+
+    func closeForShutdown(runner: LoopRunner) {
+        self.fail(
+            .connectionClosed(endpoint: self.endpoint, reason: "event loop shut down", commandsInFlight: 0),
+            runner: runner)
+    }
+
+    func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
+        self.checkDeadlines(now: monotonicNanoseconds(), runner: runner)
+    }
+
+    /// True when the connection is open; a connecting one completes (or fails) its connect here first.
+    private func openOrConnect(runner: LoopRunner) -> Bool {
         let (connecting, closed): (CheckedContinuation<Result<RESPConnection, RESPError>, Never>?, Bool) = self.state
             .withLock { state in
                 switch state.phase {
@@ -278,41 +420,30 @@ final class RESPConnection: EventLoopHandler {
                 case .closed: return (nil, true)
                 }
             }
-        if closed { return }
-        if let connecting {
-            guard events & (writableEvent | hangupEvents | readableEvent) != 0 else { return }
-            let code = socketError(self.stream.fileDescriptor)
-            var failure: RESPError?
-            if code != 0 {
-                failure = .io(operation: "connect", endpoint: self.endpoint, errno: code)
-            } else {
-                do throws(RESPError) {
-                    try self.loop.modify(fd: self.stream.fileDescriptor, events: readableEvent, endpoint: self.endpoint)
-                } catch {
-                    failure = error
-                }
-            }
-            if let failure {
-                self.state.withLock { $0.phase = .closed(failure) }
-                self.loop.deregister(fd: self.stream.fileDescriptor)
-                self.stream.close()
-                connecting.resume(returning: .failure(failure))
-                return
-            }
-            self.state.withLock { $0.phase = .open }
-            connecting.resume(returning: .success(self))
-            return
+        if closed { return false }
+        guard let connecting else { return true }
+        let code = SocketCalls.pendingError(self.stream.fileDescriptor)
+        var failure: RESPError?
+        let id = self.io.withLock { $0.registration }
+        if code != 0 {
+            failure = .io(operation: "connect", endpoint: self.endpoint, errno: code)
+        } else {
+            let e = runner.modify(fd: self.stream.fileDescriptor, id: id, events: Readiness.readable)
+            if e != 0 { failure = .io(operation: "epoll_ctl(MOD)", endpoint: self.endpoint, errno: e) }
         }
-        let (readAfterWritable, writeAfterReadable) = self.io.withLock { ($0.readNeedsWritable, $0.writeNeedsReadable) }
-        if events & (readableEvent | hangupEvents) != 0 || (events & writableEvent != 0 && readAfterWritable) {
-            self.readAvailable()
+        if let failure {
+            self.state.withLock { $0.phase = .closed(failure) }
+            runner.unregister(fd: self.stream.fileDescriptor, id: id)
+            self.stream.close()
+            connecting.resume(returning: .failure(failure))
+            return false
         }
-        if events & writableEvent != 0 || (events & readableEvent != 0 && writeAfterReadable) {
-            self.writeUnwritten()
-        }
+        self.state.withLock { $0.phase = .open }
+        connecting.resume(returning: .success(self))
+        return false
     }
 
-    func flush() {
+    func flush(runner: LoopRunner) {
         // The buffer of the last completed write, empty but keeping its capacity, becomes the callers' next
         // outbound buffer, so each batch is not grown again from an empty array.
         var data: [UInt8] = self.io.withLock { io in
@@ -334,10 +465,11 @@ final class RESPConnection: EventLoopHandler {
                 io.unwritten.append(contentsOf: data)
             }
         }
-        self.writeUnwritten()
+        self.writeUnwritten(runner: runner)
     }
 
-    private func writeUnwritten() {
+    private func writeUnwritten(runner: LoopRunner) {
+        var written = 0
         let failure: RESPError? = self.io.withLock { io in
             do throws(RESPError) {
                 while io.unwrittenOffset < io.unwritten.count {
@@ -352,13 +484,14 @@ final class RESPConnection: EventLoopHandler {
                     switch result {
                     case .transferred(let n):
                         io.unwrittenOffset += n
+                        written += n
                     case .wantWrite, .closed:
                         io.writeNeedsWritable = true
-                        try self.updateInterest(&io)
+                        try self.updateInterest(&io, runner: runner)
                         return nil
                     case .wantRead:
                         io.writeNeedsReadable = true
-                        try self.updateInterest(&io)
+                        try self.updateInterest(&io, runner: runner)
                         return nil
                     }
                 }
@@ -366,27 +499,29 @@ final class RESPConnection: EventLoopHandler {
                 io.unwrittenOffset = 0
                 io.writeNeedsWritable = false
                 io.writeNeedsReadable = false
-                try self.updateInterest(&io)
+                try self.updateInterest(&io, runner: runner)
                 return nil
             } catch {
                 return error
             }
         }
-        if let failure { self.fail(failure) }
+        self.wrote(written)
+        if let failure { self.fail(failure, runner: runner) }
     }
 
     /// Watches writability exactly while a write or a read waits for it. Loop thread only.
     /// - Throws: `RESPError.io(operation: "epoll_ctl(MOD)", …)` if the loop cannot change the watched events.
-    private func updateInterest(_ io: inout IO) throws(RESPError) {
+    private func updateInterest(_ io: inout IO, runner: LoopRunner) throws(RESPError) {
         let wanted = io.writeNeedsWritable || io.readNeedsWritable
         guard wanted != io.watchingWritable else { return }
-        try self.loop.modify(
-            fd: self.stream.fileDescriptor, events: wanted ? readableEvent | writableEvent : readableEvent,
-            endpoint: self.endpoint)
+        let code = runner.modify(
+            fd: self.stream.fileDescriptor, id: io.registration,
+            events: wanted ? Readiness.readable | Readiness.writable : Readiness.readable)
+        if code != 0 { throw .io(operation: "epoll_ctl(MOD)", endpoint: self.endpoint, errno: code) }
         io.watchingWritable = wanted
     }
 
-    private func readAvailable() {
+    private func readAvailable(runner: LoopRunner) {
         var values: [RESPValue] = []
         let failure: RESPError? = self.io.withLock { io in
             swap(&values, &io.spareValues)
@@ -403,7 +538,15 @@ final class RESPConnection: EventLoopHandler {
                             io.start = 0
                             io.end = live
                         } else {
-                            var bigger = [UInt8](repeating: 0, count: io.readBuffer.count * 2)
+                            // The partial reply fills the buffer: grow it by what arrived (doubling), never to a
+                            // length the reply announces, and never past the receive limit.
+                            let limit = self.options.receiveBufferLimit
+                            guard io.readBuffer.count < limit else {
+                                throw .limitExceeded(
+                                    what: "receive buffer (one partial reply)", limit: limit,
+                                    found: io.readBuffer.count + 1, offset: 0)
+                            }
+                            var bigger = [UInt8](repeating: 0, count: min(io.readBuffer.count * 2, limit))
                             bigger.withUnsafeMutableBytes { target in
                                 io.readBuffer.withUnsafeBytes { source in target.copyMemory(from: source) }
                             }
@@ -418,7 +561,7 @@ final class RESPConnection: EventLoopHandler {
                     }.get()
                     if io.readNeedsWritable {
                         io.readNeedsWritable = false
-                        try self.updateInterest(&io)
+                        try self.updateInterest(&io, runner: runner)
                     }
                     switch result {
                     case .transferred(let n):
@@ -429,7 +572,7 @@ final class RESPConnection: EventLoopHandler {
                         break readLoop
                     case .wantWrite:
                         io.readNeedsWritable = true
-                        try self.updateInterest(&io)
+                        try self.updateInterest(&io, runner: runner)
                         break readLoop
                     case .closed:
                         try self.parseAll(&io, into: &values)
@@ -443,21 +586,28 @@ final class RESPConnection: EventLoopHandler {
                 return error
             }
         }
-        if !values.isEmpty { self.deliver(values) }
-        if let failure { self.fail(failure) }
+        if !values.isEmpty { self.deliver(values, runner: runner) }
+        if let failure { self.fail(failure, runner: runner) }
         values.removeAll(keepingCapacity: values.capacity <= 4096)
         self.io.withLock { swap(&values, &$0.spareValues) }
     }
 
     private func parseAll(_ io: inout IO, into values: inout [RESPValue]) throws(RESPError) {
+        // A partial reply is parsed again only once the bytes it needs at least are here.
+        guard io.end - io.start >= io.needed else { return }
+        io.parseAttempts += 1
         let parser = self.parser
         let (start, end) = (io.start, io.end)
+        var needed = 0
         let parsed = io.readBuffer.withUnsafeBufferPointer { buffer in
             Result { () throws(RESPError) -> Int in
                 var position = start
-                while position < end,
-                    let (value, length) = try parser.parse(UnsafeBufferPointer(rebasing: buffer[position..<end]))
-                {
+                while position < end {
+                    guard
+                        let (value, length) = try parser.parse(
+                            UnsafeBufferPointer(rebasing: buffer[position..<end]), minimumLength: &needed)
+                    else { break }
+                    needed = 0
                     values.append(value)
                     position += length
                 }
@@ -465,6 +615,7 @@ final class RESPConnection: EventLoopHandler {
             }
         }
         io.start = try parsed.get()
+        io.needed = needed
         if io.start == io.end {
             io.start = 0
             io.end = 0
@@ -474,7 +625,7 @@ final class RESPConnection: EventLoopHandler {
         }
     }
 
-    private func deliver(_ values: [RESPValue]) {
+    private func deliver(_ values: [RESPValue], runner: LoopRunner) {
         var completed: [Pending] = []
         var pushes: [RESPValue] = []
         var unexpected: RESPValue?
@@ -510,7 +661,9 @@ final class RESPConnection: EventLoopHandler {
         }
         for entry in completed { Self.resume(entry.waiter, with: entry.results) }
         if let unexpected {
-            self.fail(.unexpectedReply(command: "(none in flight)", expected: "no reply", found: unexpected.summary))
+            self.fail(
+                .unexpectedReply(command: "(none in flight)", expected: "no reply", found: unexpected.summary),
+                runner: runner)
         }
     }
 
@@ -533,7 +686,7 @@ final class RESPConnection: EventLoopHandler {
         }
     }
 
-    func checkDeadlines(now: UInt64) {
+    private func checkDeadlines(now: UInt64, runner: LoopRunner) {
         var expired: [(Waiter, Int)] = []
         var connectTimedOut: CheckedContinuation<Result<RESPConnection, RESPError>, Never>?
         var keepAliveLost = false
@@ -566,7 +719,9 @@ final class RESPConnection: EventLoopHandler {
             let interval = self.options.keepAliveInterval
             if interval != 0, state.head == state.pending.count, now &- state.lastActivity > interval {
                 state.lastActivity = now
-                state.outbound.append(contentsOf: RESPCommand("PING").encoded)
+                let bytes = RESPCommand("PING").encoded
+                state.outbound.append(contentsOf: bytes)
+                state.queuedBytes += bytes.count
                 state.pending.append(
                     Pending(
                         waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, 1_000_000_000)))
@@ -574,7 +729,7 @@ final class RESPConnection: EventLoopHandler {
             }
         }
         if let connectTimedOut {
-            self.loop.deregister(fd: self.stream.fileDescriptor)
+            runner.unregister(fd: self.stream.fileDescriptor, id: self.io.withLock { $0.registration })
             self.stream.close()
             connectTimedOut.resume(
                 returning: .failure(
@@ -590,25 +745,29 @@ final class RESPConnection: EventLoopHandler {
         }
         if keepAliveLost {
             self.fail(
-                .connectionClosed(endpoint: self.endpoint, reason: "keep-alive PING unanswered", commandsInFlight: 0))
+                .connectionClosed(endpoint: self.endpoint, reason: "keep-alive PING unanswered", commandsInFlight: 0),
+                runner: runner)
         } else if ping {
-            self.flush()
+            self.flush(runner: runner)
         }
     }
 
     /// Closes the socket and fails everything queued or in flight. Loop thread only; idempotent.
-    private func fail(_ error: RESPError) {
-        let failed: [Pending]? = self.state.withLock { state in
+    private func fail(_ error: RESPError, runner: LoopRunner) {
+        let closing: (failed: [Pending], senders: [CheckedContinuation<Bool, Never>])? = self.state.withLock { state in
             if case .closed = state.phase { return nil }
             state.phase = .closed(error)
             let failed = Array(state.pending[state.head...])
             state.pending = []
             state.head = 0
             state.outbound = []
-            return failed
+            state.queuedBytes = 0
+            defer { state.sendWaiters = [] }
+            return (failed, state.sendWaiters)
         }
-        guard let failed else { return }
-        self.loop.deregister(fd: self.stream.fileDescriptor)
+        guard let (failed, senders) = closing else { return }
+        for sender in senders { sender.resume(returning: false) }
+        runner.unregister(fd: self.stream.fileDescriptor, id: self.io.withLock { $0.registration })
         self.stream.close()
         let inFlight = failed.reduce(0) { $0 + ($1.waiter == nil ? 0 : $1.expected) }
         let reason: String

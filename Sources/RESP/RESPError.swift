@@ -38,6 +38,9 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
     case crossSlot(command: String, slots: [Int])
     /// No cluster node could be reached, or no node serves `slot` even after a topology refresh.
     case clusterUnavailable(slot: Int?, reason: String)
+    /// A subscriber did not read its messages: `buffered` bytes were waiting, over `limit`
+    /// (`RESPConfiguration.subscriptionBufferLimit`); the subscription ended.
+    case subscriberTooSlow(buffered: Int, limit: Int)
 
     /// The error code of a server error (`WRONGTYPE`, `MOVED`, `NOSCRIPT` ...), or nil for other errors.
     public var serverCode: String? {
@@ -86,6 +89,10 @@ public enum RESPError: Error, Equatable, Sendable, CustomStringConvertible {
         case .clusterUnavailable(let slot, let reason):
             return
                 "cluster unavailable\(slot.map { " for slot \($0)" } ?? ""): \(reason); check that every slot is served"
+        case .subscriberTooSlow(let buffered, let limit):
+            return
+                "the subscriber fell \(buffered) bytes behind (limit \(limit)); the subscription ended: read faster or "
+                + "raise subscriptionBufferLimit"
         case .tlsUnavailable(let endpoint):
             return
                 "\(endpoint) needs TLS but no TLS stream factory is configured (set RESPConfiguration.tlsStreamFactory)"

@@ -40,8 +40,24 @@ public struct RESPParser: Sendable {
     /// - Returns: the value and the number of bytes it used, or nil if `bytes` ends before the value does.
     /// - Throws: `RESPError.malformed` for invalid bytes, `RESPError.limitExceeded` when a limit is hit.
     public func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(RESPError) -> (value: RESPValue, length: Int)? {
+        var needed = 0
+        return try self.parse(bytes, minimumLength: &needed)
+    }
+
+    /// Parses one value from the start of `bytes`, as `parse(_:)`; when it returns nil, `minimumLength` is a
+    /// lower bound on the bytes the value takes (more than `bytes.count`): parsing again before that many
+    /// arrived cannot succeed, so a caller that waits for them parses a long partial reply a few times, not on
+    /// every read. The bound is exact for strings (the announced length plus CRLF) and counts at least 3 bytes
+    /// for each element of an aggregate still to come.
+    /// - Throws: as `parse(_:)`.
+    public func parse(_ bytes: UnsafeBufferPointer<UInt8>, minimumLength: inout Int) throws(RESPError)
+        -> (value: RESPValue, length: Int)?
+    {
         var cursor = Cursor(bytes: bytes, limits: self.limits)
-        guard let value = try cursor.value(depth: 0) else { return nil }
+        guard let value = try cursor.value(depth: 0) else {
+            minimumLength = max(cursor.needed, bytes.count + 1)
+            return nil
+        }
         return (value, cursor.index)
     }
 
@@ -61,6 +77,8 @@ private struct Cursor {
     let bytes: UnsafeBufferPointer<UInt8>
     let limits: RESPParser.Limits
     var index = 0
+    /// After a nil ("need more bytes"): a lower bound on the end offset of the value being parsed.
+    var needed = 0
 
     init(bytes: UnsafeBufferPointer<UInt8>, limits: RESPParser.Limits) {
         self.bytes = bytes
@@ -68,6 +86,19 @@ private struct Cursor {
     }
 
     var available: Int { self.bytes.count - self.index }
+
+    /// Records that the value ends at `end` or later; returns nil (for `return self.short(…)`).
+    mutating func short<T>(_ end: Int) -> T? {
+        self.needed = max(self.needed, end)
+        return nil
+    }
+
+    /// Records that `count` more elements (at least 3 bytes each) follow the one that is incomplete.
+    mutating func siblings(_ count: Int) {
+        let (bytes, o1) = max(count, 0).multipliedReportingOverflow(by: 3)
+        let (end, o2) = self.needed.addingReportingOverflow(bytes)
+        self.needed = o1 || o2 ? Int.max : end
+    }
 
     /// Reads a line up to CRLF; returns its bounds and moves past the CRLF.
     mutating func line(_ what: String) throws(RESPError) -> Range<Int>? {
@@ -77,7 +108,7 @@ private struct Cursor {
         while i < end {
             let byte = self.bytes[i]
             if byte == UInt8(ascii: "\r") {
-                guard i + 1 < end else { return nil }
+                guard i + 1 < end else { return self.short(end + 1) }
                 guard self.bytes[i + 1] == UInt8(ascii: "\n") else {
                     throw .malformed(
                         what: what, offset: i + 1, expected: "LF after CR", found: describe(self.bytes[i + 1]))
@@ -94,7 +125,7 @@ private struct Cursor {
                     what: "\(what) line length", limit: self.limits.maxLineLength, found: i - start, offset: start)
             }
         }
-        return nil
+        return self.short(end + 1)
     }
 
     func copy(_ range: Range<Int>) -> [UInt8] {
@@ -161,7 +192,7 @@ private struct Cursor {
         guard !overflow else {
             throw .limitExceeded(what: what, limit: self.limits.maxBulkLength, found: length, offset: self.index)
         }
-        guard self.available >= needed else { return nil }
+        guard self.available >= needed else { return self.short(self.index + needed) }
         let start = self.index
         let end = start + length
         guard self.bytes[end] == UInt8(ascii: "\r"), self.bytes[end + 1] == UInt8(ascii: "\n") else {
@@ -173,7 +204,7 @@ private struct Cursor {
     }
 
     mutating func value(depth: Int) throws(RESPError) -> RESPValue? {
-        guard self.index < self.bytes.count else { return nil }
+        guard self.index < self.bytes.count else { return self.short(self.bytes.count + 1) }
         let typeOffset = self.index
         let type = self.bytes[typeOffset]
         self.index += 1
@@ -356,8 +387,11 @@ private struct Cursor {
         var elements: [RESPValue] = []
         // Each element takes at least 3 bytes, so never reserve more than the bytes present could hold.
         elements.reserveCapacity(min(count, self.available / 3 + 1))
-        for _ in 0..<count {
-            guard let element = try self.value(depth: depth) else { return nil }
+        for i in 0..<count {
+            guard let element = try self.value(depth: depth) else {
+                self.siblings(count - i - 1)
+                return nil
+            }
             elements.append(element)
         }
         return elements
@@ -383,7 +417,10 @@ private struct Cursor {
                     what: "streamed \(name) element count", limit: self.limits.maxElements, found: elements.count + 1,
                     offset: self.index)
             }
-            guard let element = try self.value(depth: depth) else { return nil }
+            guard let element = try self.value(depth: depth) else {
+                self.siblings(1)  // the terminator
+                return nil
+            }
             elements.append(element)
         }
     }
@@ -413,7 +450,10 @@ private struct Cursor {
                     what: "streamed string length", limit: self.limits.maxBulkLength, found: overflow ? .max : grown,
                     offset: at)
             }
-            guard let p = try self.payload(length, "streamed string chunk") else { return nil }
+            guard let p = try self.payload(length, "streamed string chunk") else {
+                self.siblings(1)  // the final `;0` chunk
+                return nil
+            }
             total.append(contentsOf: UnsafeBufferPointer(rebasing: self.bytes[p]))
         }
     }

@@ -19,6 +19,11 @@ public enum RESPPubSubMessage: Sendable, Hashable {
 /// (backoff and jitter from the client's configuration, retried until `close()`), subscribes again to every
 /// channel, pattern and shard channel, and yields `.subscribed` events again. Messages published while it
 /// was disconnected are lost (pub/sub is at-most-once). The sequence ends after `close()`.
+///
+/// Messages wait for the subscriber in a buffer bounded by `RESPConfiguration.subscriptionBufferLimit` bytes:
+/// a subscriber that falls further behind gets `RESPError.subscriberTooSlow` from ``receive()`` (the sequence
+/// ends and ``failure`` tells why), the buffer is dropped and the subscription's connection closed, rather than
+/// the process holding every message the server publishes.
 public final class RESPSubscription: AsyncSequence, Sendable {
     /// Messages and subscription confirmations, in arrival order.
     public typealias Element = RESPPubSubMessage
@@ -42,19 +47,136 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         var generation: UInt64 = 0
     }
 
+    /// Events not yet read, bounded in bytes; the waiting reader, if any.
+    private struct Inbox {
+        var events: [RESPPubSubMessage] = []
+        var head = 0
+        var bytes = 0
+        var reader: CheckedContinuation<Result<RESPPubSubMessage?, RESPError>, Never>?
+        var finished = false
+        var failure: RESPError?
+    }
+
     private let client: RESPClient
     private let state = Mutex(State())
-    private let stream: AsyncStream<RESPPubSubMessage>
-    private let sink: AsyncStream<RESPPubSubMessage>.Continuation
+    private let inbox = Mutex(Inbox())
+    private let bufferLimit: Int
 
     init(client: RESPClient) {
         self.client = client
-        (self.stream, self.sink) = AsyncStream.makeStream(of: RESPPubSubMessage.self, bufferingPolicy: .unbounded)
+        self.bufferLimit = client.configuration.subscriptionBufferLimit
     }
 
-    /// An iterator over the subscription's events; it ends after `close()`. Use one iterator per subscription.
-    public func makeAsyncIterator() -> AsyncStream<RESPPubSubMessage>.Iterator {
-        self.stream.makeAsyncIterator()
+    /// The subscription's events as a sequence; it ends after `close()`, or when the subscriber fell too far
+    /// behind (then ``failure`` is `.subscriberTooSlow`). Use one iterator per subscription.
+    public struct Iterator: AsyncIteratorProtocol {
+        let subscription: RESPSubscription
+
+        /// The next event, or nil once the subscription ended.
+        public mutating func next() async -> RESPPubSubMessage? {
+            try? await self.subscription.receive()
+        }
+
+        /// The next event (isolation-aware form).
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> RESPPubSubMessage? {
+            try? await self.subscription.receive()
+        }
+    }
+
+    /// An iterator over the subscription's events. Use one iterator per subscription.
+    public func makeAsyncIterator() -> Iterator { Iterator(subscription: self) }
+
+    /// The next event, in arrival order; nil after `close()`.
+    /// - Throws: `RESPError.subscriberTooSlow` when more than `subscriptionBufferLimit` bytes of messages waited
+    ///   for this subscriber (the subscription has ended).
+    public func receive() async throws(RESPError) -> RESPPubSubMessage? {
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<RESPPubSubMessage?, RESPError>, Never>) in
+            let ready: Result<RESPPubSubMessage?, RESPError>? = self.inbox.withLock { inbox in
+                if inbox.head < inbox.events.count {
+                    let event = inbox.events[inbox.head]
+                    inbox.head += 1
+                    inbox.bytes -= Self.size(of: event)
+                    if inbox.head == inbox.events.count {
+                        inbox.events.removeAll(keepingCapacity: inbox.events.capacity <= 1024)
+                        inbox.head = 0
+                    } else if inbox.head > 1024, inbox.head * 2 > inbox.events.count {
+                        inbox.events.removeFirst(inbox.head)
+                        inbox.head = 0
+                    }
+                    return .success(event)
+                }
+                if let failure = inbox.failure { return .failure(failure) }
+                if inbox.finished { return .success(nil) }
+                inbox.reader = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+        return try result.get()
+    }
+
+    /// Why the subscription ended on its own (`.subscriberTooSlow`), nil otherwise.
+    public var failure: RESPError? { self.inbox.withLock { $0.failure } }
+
+    /// Bytes of messages waiting for the subscriber now.
+    public var bufferedBytes: Int { self.inbox.withLock { $0.bytes } }
+
+    /// What an event costs the buffer: its byte strings plus a fixed overhead.
+    private static func size(of event: RESPPubSubMessage) -> Int {
+        switch event {
+        case .message(let channel, let payload), .shardMessage(let channel, let payload):
+            return 64 + channel.count + payload.count
+        case .patternMessage(let pattern, let channel, let payload):
+            return 64 + pattern.count + channel.count + payload.count
+        case .subscribed(let kind, let channel, _):
+            return 64 + kind.utf8.count + channel.count
+        }
+    }
+
+    /// Hands `event` to a waiting reader or buffers it; over the limit the subscription fails (loop thread).
+    private func yield(_ event: RESPPubSubMessage) {
+        let limit = self.bufferLimit
+        enum Outcome {
+            case resume(CheckedContinuation<Result<RESPPubSubMessage?, RESPError>, Never>)
+            case buffered
+            case overflow(RESPError)
+        }
+        let outcome: Outcome = self.inbox.withLock { inbox in
+            if inbox.finished { return .buffered }
+            if let reader = inbox.reader {
+                inbox.reader = nil
+                return .resume(reader)
+            }
+            let size = Self.size(of: event)
+            if inbox.bytes + size > limit {
+                let error = RESPError.subscriberTooSlow(buffered: inbox.bytes + size, limit: limit)
+                inbox.events = []
+                inbox.head = 0
+                inbox.bytes = 0
+                inbox.finished = true
+                inbox.failure = error
+                return .overflow(error)
+            }
+            inbox.events.append(event)
+            inbox.bytes += size
+            return .buffered
+        }
+        switch outcome {
+        case .resume(let reader): reader.resume(returning: .success(event))
+        case .buffered: break
+        case .overflow(let error): self.end(failing: error)
+        }
+    }
+
+    /// Ends the event sequence: a waiting reader gets nil (or `failure`).
+    private func finishInbox() {
+        let reader: CheckedContinuation<Result<RESPPubSubMessage?, RESPError>, Never>? = self.inbox.withLock { inbox in
+            inbox.finished = true
+            defer { inbox.reader = nil }
+            return inbox.reader
+        }
+        reader?.resume(returning: .success(nil))
     }
 
     /// SUBSCRIBE to `channels`; returns when the server confirmed all of them.
@@ -108,7 +230,10 @@ public final class RESPSubscription: AsyncSequence, Sendable {
     }
 
     /// Ends the subscription: closes its connection and finishes the sequence.
-    public func close() {
+    public func close() { self.end(failing: .clientClosed) }
+
+    /// Closes the connection, fails subscribe calls waiting for confirmation with `error`, ends the sequence.
+    private func end(failing error: RESPError) {
         let (connection, waiters) = self.state.withLock { state in
             state.closed = true
             defer {
@@ -118,8 +243,8 @@ public final class RESPSubscription: AsyncSequence, Sendable {
             return (state.connection, state.waiters)
         }
         connection?.close()
-        for waiter in waiters { waiter.continuation.resume(returning: .failure(.clientClosed)) }
-        self.sink.finish()
+        for waiter in waiters { waiter.continuation.resume(returning: .failure(error)) }
+        self.finishInbox()
     }
 
     private func add(_ kind: String, _ names: [[UInt8]]) async throws(RESPError) {
@@ -218,14 +343,14 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         func b(_ i: Int) -> [UInt8] { i < parts.count ? (parts[i].bytes ?? []) : [] }
         switch kind {
         case "message" where parts.count == 3:
-            self.sink.yield(.message(channel: b(1), payload: b(2)))
+            self.yield(.message(channel: b(1), payload: b(2)))
         case "pmessage" where parts.count == 4:
-            self.sink.yield(.patternMessage(pattern: b(1), channel: b(2), payload: b(3)))
+            self.yield(.patternMessage(pattern: b(1), channel: b(2), payload: b(3)))
         case "smessage" where parts.count == 3:
-            self.sink.yield(.shardMessage(channel: b(1), payload: b(2)))
+            self.yield(.shardMessage(channel: b(1), payload: b(2)))
         case "subscribe", "psubscribe", "ssubscribe":
             let channel = b(1)
-            self.sink.yield(
+            self.yield(
                 .subscribed(kind: kind, channel: channel, count: Int(parts.count > 2 ? parts[2].integer ?? 0 : 0)))
             let done: [CheckedContinuation<Result<Void, RESPError>, Never>] = self.state.withLock { state in
                 var done: [CheckedContinuation<Result<Void, RESPError>, Never>] = []

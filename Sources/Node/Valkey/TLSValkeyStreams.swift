@@ -1,7 +1,7 @@
-internal import GRPCWire
+internal import IOLoop
 public import RESP
 
-/// Supplies RESP's `valkeys://` streams from GRPCWire's OpenSSL client (``TLSClientStream``): the server
+/// Supplies RESP's `valkeys://` streams from the I/O layer's OpenSSL client (``TLSClientStream``): the server
 /// certificate is verified against `caFile` (or OpenSSL's default store) and must match the host name.
 public struct ValkeyTLSStreamFactory: RESPTLSStreamFactory {
     private let context: TLSClientContext
@@ -17,9 +17,7 @@ public struct ValkeyTLSStreamFactory: RESPTLSStreamFactory {
     ) throws(RESPError) {
         do {
             self.context = try TLSClientContext(
-                configuration: .client(
-                    trustRoots: caFile, serverName: serverName, certificateChain: certificateChain,
-                    privateKey: privateKey))
+                trustRoots: caFile, serverName: serverName, certificateChain: certificateChain, privateKey: privateKey)
         } catch {
             throw .connectionClosed(
                 endpoint: serverName ?? "valkeys", reason: "TLS setup failed: \(error)", commandsInFlight: 0)
@@ -66,7 +64,7 @@ final class ValkeyTLSStream: RESPByteStream, @unchecked Sendable {
 
     func close() { self.stream.close() }
 
-    private static func mapped(_ result: TLSClientStream.IOResult) -> RESPIOResult {
+    private static func mapped(_ result: IOResult) -> RESPIOResult {
         switch result {
         case .transferred(let n): return .transferred(n)
         case .wantRead: return .wantRead
@@ -76,7 +74,7 @@ final class ValkeyTLSStream: RESPByteStream, @unchecked Sendable {
     }
 
     /// One line: `TLS handshake with HOST failed: certificate verification failed: <reason>` and the like.
-    static func mapped(_ error: GRPCWireError, serverName: String) -> RESPError {
+    static func mapped(_ error: IOLoopError, serverName: String) -> RESPError {
         .connectionClosed(endpoint: serverName, reason: error.description, commandsInFlight: 0)
     }
 }

@@ -1,73 +1,55 @@
 internal import COpenSSL
 internal import Glibc
 
-/// TLS settings for a server or client (PEM files).
-public struct TLSConfiguration: Sendable {
-    /// PEM certificate chain presented by this side (required for servers, optional client certificate for mTLS).
-    public var certificateChainFile: String?
-    /// PEM private key for `certificateChainFile`.
-    public var privateKeyFile: String?
-    /// PEM trust roots used to verify the peer. Servers with roots require and verify client certificates (mTLS).
-    public var trustRootsFile: String?
-    /// Client: the name the server certificate must match (also sent as SNI). Defaults to the host.
-    public var serverName: String?
-
-    /// Server configuration: certificate chain and key; `clientTrustRoots` enables mTLS.
-    public static func server(certificateChain: String, privateKey: String, clientTrustRoots: String? = nil)
-        -> TLSConfiguration
-    {
-        TLSConfiguration(
-            certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: clientTrustRoots)
-    }
-
-    /// Client configuration: trust roots (nil: OpenSSL's default store), the expected server name, and an
-    /// optional client certificate.
-    public static func client(
-        trustRoots: String?, serverName: String? = nil, certificateChain: String? = nil, privateKey: String? = nil
-    ) -> TLSConfiguration {
-        TLSConfiguration(
-            certificateChainFile: certificateChain, privateKeyFile: privateKey, trustRootsFile: trustRoots,
-            serverName: serverName)
-    }
-}
-
-/// An OpenSSL `SSL_CTX`, with ALPN `h2` unless `offersH2` is false. The only owner of OpenSSL state besides
-/// ``TLSSession`` and ``TLSClientStream``.
-final class TLSContext: Sendable {
+/// An OpenSSL `SSL_CTX` from PEM files, TLS 1.2 or newer, offering or accepting the ALPN protocols given (none:
+/// no ALPN). The only owner of OpenSSL state besides ``TLSSession`` and ``TLSClientStream``. ALPN names are bytes
+/// to this layer: which protocol runs on top is the caller's business.
+package final class TLSContext: Sendable {
     // OpaquePointer is Sendable-less: keep the address as an integer; SSL_CTX is thread-safe after setup.
     private let address: UInt
-    let isServer: Bool
-    let serverName: String?
-    /// Servers: ALPN `http/1.1` (and no ALPN at all) is accepted beside `h2` (the server has an HTTP/1.1 handler).
-    let acceptsHTTP1: Bool
+    /// Server (accepting) or client (connecting) context.
+    package let isServer: Bool
+    /// Client: the name the server certificate must match instead of the host (also sent as SNI).
+    package let serverName: String?
+    /// ALPN protocols in order of preference; a handshake succeeds only when one of them was negotiated (or, with
+    /// `alpnOptional`, when the peer offered no ALPN at all).
+    package let alpn: [String]
+    /// Servers: a client that offers no ALPN is accepted too (its session's `negotiatedProtocol` is nil).
+    package let alpnOptional: Bool
+    /// The ALPN list in wire form (length-prefixed names), kept alive for the server's select callback.
+    private let alpnWire: ALPNList
 
     var ctx: OpaquePointer? { OpaquePointer(bitPattern: self.address) }
 
-    /// Builds a context from PEM files.
-    /// - Throws: `.tls` naming the failing step and OpenSSL's reason.
-    init(configuration: TLSConfiguration, isServer: Bool, offersH2: Bool = true, acceptsHTTP1: Bool = false)
-        throws(GRPCWireError)
-    {
+    /// Builds a context from PEM files: `certificateChainFile`/`privateKeyFile` (servers; clients for mTLS),
+    /// `trustRootsFile` (clients: nil uses OpenSSL's default store; servers: set requires client certificates).
+    /// - Throws: `IOLoopError.tls` naming the failing step (the file that did not load) and OpenSSL's reason.
+    package init(
+        isServer: Bool, certificateChainFile: String? = nil, privateKeyFile: String? = nil,
+        trustRootsFile: String? = nil, serverName: String? = nil, alpn: [String] = [], alpnOptional: Bool = false
+    ) throws(IOLoopError) {
         guard let ctx = SSL_CTX_new(isServer ? TLS_server_method() : TLS_client_method()) else {
             throw .tls(call: "SSL_CTX_new", reason: OpenSSLCalls.errorQueue())
         }
         self.address = UInt(bitPattern: ctx)
         self.isServer = isServer
-        self.acceptsHTTP1 = isServer && acceptsHTTP1
-        self.serverName = configuration.serverName
+        self.serverName = serverName
+        self.alpn = alpn
+        self.alpnOptional = isServer && alpnOptional
+        self.alpnWire = ALPNList(alpn)
         _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
-        if let chain = configuration.certificateChainFile {
+        if let chain = certificateChainFile {
             guard SSL_CTX_use_certificate_chain_file(ctx, chain) == 1 else {
                 throw .tls(call: "load certificate \(chain)", reason: OpenSSLCalls.errorQueue())
             }
         }
-        if let key = configuration.privateKeyFile {
+        if let key = privateKeyFile {
             guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1
             else {
                 throw .tls(call: "load private key \(key)", reason: OpenSSLCalls.errorQueue())
             }
         }
-        if let roots = configuration.trustRootsFile {
+        if let roots = trustRootsFile {
             guard SSL_CTX_load_verify_locations(ctx, roots, nil) == 1 else {
                 throw .tls(call: "load trust roots \(roots)", reason: OpenSSLCalls.errorQueue())
             }
@@ -79,16 +61,12 @@ final class TLSContext: Sendable {
             }
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         }
-        if !offersH2 {
-            // No ALPN (RESP over TLS).
+        if alpn.isEmpty {
+            // No ALPN (e.g. RESP over TLS).
         } else if isServer {
-            if acceptsHTTP1 {
-                SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPNWithHTTP1, nil)
-            } else {
-                SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPN, nil)
-            }
+            SSL_CTX_set_alpn_select_cb(ctx, tlsSelectALPN, Unmanaged.passUnretained(self.alpnWire).toOpaque())
         } else {
-            let protos: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
+            let protos = self.alpnWire.bytes
             // Returns 0 on success (inverted convention).
             guard SSL_CTX_set_alpn_protos(ctx, protos, UInt32(protos.count)) == 0 else {
                 throw .tls(call: "SSL_CTX_set_alpn_protos", reason: OpenSSLCalls.errorQueue())
@@ -99,66 +77,77 @@ final class TLSContext: Sendable {
     deinit { SSL_CTX_free(self.ctx) }
 }
 
+/// ALPN names in wire form: each a length byte and the name (names longer than 255 bytes are left out).
+private final class ALPNList: Sendable {
+    let bytes: [UInt8]
+    init(_ names: [String]) {
+        var bytes: [UInt8] = []
+        for name in names where !name.utf8.isEmpty && name.utf8.count <= 255 {
+            bytes.append(UInt8(name.utf8.count))
+            bytes += name.utf8
+        }
+        self.bytes = bytes
+    }
+}
+
+/// The server's ALPN choice: its own first preference that the client offers.
 private func tlsSelectALPN(
     _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outlen: UnsafeMutablePointer<UInt8>?,
     _ input: UnsafePointer<UInt8>?, _ inlen: UInt32, _ arg: UnsafeMutableRawPointer?
 ) -> Int32 {
-    // Walk the client's list for "h2".
-    guard let input, let out, let outlen else { return SSL_TLSEXT_ERR_ALERT_FATAL }
-    var i = 0
+    guard let input, let out, let outlen, let arg else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    let ours = Unmanaged<ALPNList>.fromOpaque(arg).takeUnretainedValue().bytes
     let count = Int(inlen)
-    while i < count {
-        let len = Int(input[i])
-        if len == 2, i + 2 < count, input[i + 1] == UInt8(ascii: "h"), input[i + 2] == UInt8(ascii: "2") {
-            out.pointee = input + i + 1
-            outlen.pointee = 2
-            return SSL_TLSEXT_ERR_OK
+    var o = 0
+    while o < ours.count {
+        let wanted = Int(ours[o])
+        var i = 0
+        while i < count {
+            let len = Int(input[i])
+            if len == wanted, i + 1 + len <= count {
+                var same = true
+                for k in 0..<len where input[i + 1 + k] != ours[o + 1 + k] {
+                    same = false
+                    break
+                }
+                if same {
+                    out.pointee = input + i + 1
+                    outlen.pointee = UInt8(len)
+                    return SSL_TLSEXT_ERR_OK
+                }
+            }
+            i += 1 + len
         }
-        i += 1 + len
-    }
-    return SSL_TLSEXT_ERR_ALERT_FATAL
-}
-
-/// As `tlsSelectALPN`, falling back to "http/1.1" when the client does not offer "h2" (a server with an HTTP/1.1
-/// handler); a client offering neither is refused.
-private func tlsSelectALPNWithHTTP1(
-    _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outlen: UnsafeMutablePointer<UInt8>?,
-    _ input: UnsafePointer<UInt8>?, _ inlen: UInt32, _ arg: UnsafeMutableRawPointer?
-) -> Int32 {
-    if tlsSelectALPN(ssl, out, outlen, input, inlen, arg) == SSL_TLSEXT_ERR_OK { return SSL_TLSEXT_ERR_OK }
-    guard let input, let out, let outlen else { return SSL_TLSEXT_ERR_ALERT_FATAL }
-    let http1 = Array("http/1.1".utf8)
-    var i = 0
-    let count = Int(inlen)
-    while i < count {
-        let len = Int(input[i])
-        if len == http1.count, i + 1 + len <= count, (0..<len).allSatisfy({ input[i + 1 + $0] == http1[$0] }) {
-            out.pointee = input + i + 1
-            outlen.pointee = UInt8(len)
-            return SSL_TLSEXT_ERR_OK
-        }
-        i += 1 + len
+        o += 1 + wanted
     }
     return SSL_TLSEXT_ERR_ALERT_FATAL
 }
 
 /// Result of a non-blocking handshake step.
-enum TLSHandshakeResult {
+package enum TLSHandshakeResult {
+    /// Established (with one of the context's ALPN protocols, when it has any).
     case done
+    /// Call again when the socket is readable.
     case wantRead
+    /// Call again when the socket is writable.
     case wantWrite
+    /// The handshake failed: why, in one line.
     case failed(String)
 }
 
-/// One TLS connection (an OpenSSL `SSL`), used only on its connection's loop thread.
-final class TLSSession {
+/// One TLS connection (an OpenSSL `SSL`) over a socket the caller owns, used only on its connection's loop thread.
+package final class TLSSession {
     private let ssl: OpaquePointer
     private let context: TLSContext
-    private(set) var isEstablished = false
-    /// The handshake chose ALPN `http/1.1` (or none) on a server that accepts it, not `h2`.
-    private(set) var negotiatedHTTP1 = false
+    /// The handshake completed.
+    package private(set) var isEstablished = false
+    /// The ALPN protocol negotiated, once established (nil: none).
+    package private(set) var negotiatedProtocol: String?
 
-    init(context: TLSContext, fd: Int32, hostForClient: String?) throws(GRPCWireError) {
+    /// A session over `fd` (server or client as its context; a client verifies `hostForClient` unless the
+    /// context names a server).
+    /// - Throws: `IOLoopError.tls` when OpenSSL cannot create the session or accept the name.
+    package init(context: TLSContext, fd: Int32, hostForClient: String?) throws(IOLoopError) {
         guard let ssl = SSL_new(context.ctx) else { throw .tls(call: "SSL_new", reason: OpenSSLCalls.errorQueue()) }
         self.ssl = ssl
         self.context = context
@@ -185,16 +174,21 @@ final class TLSSession {
 
     deinit { SSL_free(self.ssl) }
 
-    func handshake(fd: Int32) -> TLSHandshakeResult {
+    /// One non-blocking handshake step.
+    package func handshake(fd: Int32) -> TLSHandshakeResult {
         ERR_clear_error()
         let rv = SSL_do_handshake(self.ssl)
         if rv == 1 {
             var proto: UnsafePointer<UInt8>?
             var len: UInt32 = 0
             SSL_get0_alpn_selected(self.ssl, &proto, &len)
-            let h2 = proto != nil && len == 2 && proto?[0] == UInt8(ascii: "h") && proto?[1] == UInt8(ascii: "2")
-            guard h2 || self.context.acceptsHTTP1 else { return .failed("peer did not negotiate ALPN h2") }
-            self.negotiatedHTTP1 = !h2
+            let negotiated = proto.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(len)), as: UTF8.self) }
+            if !self.context.alpn.isEmpty && !(negotiated == nil && self.context.alpnOptional) {
+                guard let negotiated, self.context.alpn.contains(negotiated) else {
+                    return .failed("peer did not negotiate ALPN \(self.context.alpn.joined(separator: " or "))")
+                }
+            }
+            self.negotiatedProtocol = negotiated
             self.isEstablished = true
             return .done
         }
@@ -212,7 +206,7 @@ final class TLSSession {
     }
 
     /// Reads decrypted bytes: count, 0 at close, -2 when it would block, -1 on error.
-    func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+    package func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         ERR_clear_error()
         let rv = SSL_read(self.ssl, buffer.baseAddress, Int32(min(buffer.count, Int(Int32.max))))
         if rv > 0 { return Int(rv) }
@@ -224,7 +218,7 @@ final class TLSSession {
     }
 
     /// Writes bytes: count written, -2 when it would block, -1 on error.
-    func write(fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+    package func write(fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
         guard bytes.count > 0 else { return 0 }
         ERR_clear_error()
         let rv = SSL_write(self.ssl, bytes.baseAddress, Int32(min(bytes.count, 1 << 20)))
@@ -235,53 +229,47 @@ final class TLSSession {
         }
     }
 
-    func shutdown(fd: Int32) {
+    /// Sends close_notify when established (best effort; the caller closes the socket).
+    package func shutdown(fd: Int32) {
         if self.isEstablished { _ = SSL_shutdown(self.ssl) }
     }
 }
 
 /// A client TLS context for ``TLSClientStream``: trust roots (or OpenSSL's default store), an optional client
 /// certificate, TLS 1.2 or newer, no ALPN. Build one and share it between streams.
-public final class TLSClientContext: Sendable {
+package final class TLSClientContext: Sendable {
     let context: TLSContext
 
-    /// Loads the PEM files of `configuration` (`trustRootsFile` nil: OpenSSL's default verify paths).
-    /// - Throws: `GRPCWireError.tls` naming the file or call that failed and OpenSSL's reason.
-    public init(configuration: TLSConfiguration) throws(GRPCWireError) {
-        self.context = try TLSContext(configuration: configuration, isServer: false, offersH2: false)
+    /// Loads the PEM files (`trustRoots` nil: OpenSSL's default verify paths; `certificateChain`/`privateKey`:
+    /// a client certificate for servers that require one); `serverName` replaces each stream's server name.
+    /// - Throws: `IOLoopError.tls` naming the file or call that failed and OpenSSL's reason.
+    package init(
+        trustRoots: String?, serverName: String? = nil, certificateChain: String? = nil, privateKey: String? = nil
+    ) throws(IOLoopError) {
+        self.context = try TLSContext(
+            isServer: false, certificateChainFile: certificateChain, privateKeyFile: privateKey,
+            trustRootsFile: trustRoots, serverName: serverName)
     }
 }
 
-/// A client TLS session over a connected, non-blocking TCP socket, for byte-stream protocols (RESP).
+/// A client TLS session over a connected, non-blocking TCP socket, for byte-stream protocols (e.g. RESP).
 ///
 /// The handshake runs inside the first `read`/`write` calls. The peer certificate chain is verified against
 /// the context's trust roots and must match the server name (DNS name or IP address), which is also sent as
-/// SNI. Not thread-safe: call it from one thread at a time (RESP's event-loop thread).
-public final class TLSClientStream {
-    /// The outcome of one non-blocking read or write.
-    public enum IOResult: Sendable, Equatable {
-        /// This many bytes moved (more than zero).
-        case transferred(Int)
-        /// Retry when the socket is readable.
-        case wantRead
-        /// Retry when the socket is writable.
-        case wantWrite
-        /// The peer closed the TLS session (reads only).
-        case closed
-    }
-
+/// SNI. Not thread-safe: call it from one thread at a time (its event-loop thread).
+package final class TLSClientStream: ByteStream {
     /// The socket this session runs over (owned: `close` closes it).
-    public let fileDescriptor: Int32
+    package let fileDescriptor: Int32
     /// The name the server certificate must match.
-    public let serverName: String
+    package let serverName: String
     private var ssl: OpaquePointer?
     private let context: TLSContext
     private var handshakeDone = false
 
     /// Wraps `fileDescriptor` (connected, non-blocking) in a client session for `serverName` (the context's
     /// `serverName`, when set, wins). On failure the socket is left open for the caller to close.
-    /// - Throws: `GRPCWireError.tls` when OpenSSL cannot create the session or accept the name.
-    public init(fileDescriptor: Int32, context: TLSClientContext, serverName: String) throws(GRPCWireError) {
+    /// - Throws: `IOLoopError.tls` when OpenSSL cannot create the session or accept the name.
+    package init(fileDescriptor: Int32, context: TLSClientContext, serverName: String) throws(IOLoopError) {
         // OpenSSL writes with write(2): a peer reset must not kill the process with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
         let name = context.context.serverName ?? serverName
@@ -317,9 +305,9 @@ public final class TLSClientStream {
     deinit { if let ssl = self.ssl { SSL_free(ssl) } }
 
     /// Reads decrypted bytes into `buffer` (as many as are available, up to its size).
-    /// - Throws: `GRPCWireError.tls` when the handshake fails (certificate verification failed: <reason>) or
-    ///   the session breaks; `.systemCall` for socket errors.
-    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(GRPCWireError) -> IOResult {
+    /// - Throws: `IOLoopError.tls` when the handshake fails (certificate verification failed: <reason>) or
+    ///   the session breaks; `IOLoopError.systemCall` for socket errors.
+    package func read(into buffer: UnsafeMutableRawBufferPointer) throws(IOLoopError) -> IOResult {
         guard let ssl = self.ssl else { throw .tls(call: "read", reason: "stream is closed") }
         guard let base = buffer.baseAddress, buffer.count > 0 else { return .wantRead }
         var total = 0
@@ -347,9 +335,9 @@ public final class TLSClientStream {
 
     /// Writes a prefix of `bytes`. After `.wantRead`/`.wantWrite` the retry must pass at least the same bytes
     /// again (they may have moved).
-    /// - Throws: `GRPCWireError.tls` when the handshake fails (certificate verification failed: <reason>) or
-    ///   the session breaks; `.systemCall` for socket errors.
-    public func write(_ bytes: UnsafeRawBufferPointer) throws(GRPCWireError) -> IOResult {
+    /// - Throws: `IOLoopError.tls` when the handshake fails (certificate verification failed: <reason>) or
+    ///   the session breaks; `IOLoopError.systemCall` for socket errors.
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(IOLoopError) -> IOResult {
         guard let ssl = self.ssl else { throw .tls(call: "write", reason: "stream is closed") }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return .wantWrite }
         ERR_clear_error()
@@ -367,7 +355,7 @@ public final class TLSClientStream {
     }
 
     /// Sends close_notify (best effort, non-blocking), frees the session and closes the socket. Idempotent.
-    public func close() {
+    package func close() {
         guard let ssl = self.ssl else { return }
         if self.handshakeDone { _ = SSL_shutdown(ssl) }
         SSL_free(ssl)
@@ -375,7 +363,7 @@ public final class TLSClientStream {
         _ = Glibc.close(self.fileDescriptor)
     }
 
-    private func failure(code: Int32, operation: String) throws(GRPCWireError) -> IOResult {
+    private func failure(code: Int32, operation: String) throws(IOLoopError) -> IOResult {
         guard let ssl = self.ssl else { throw .tls(call: operation, reason: "stream is closed") }
         let saved = errno
         let queue = OpenSSLCalls.errorQueue()
@@ -397,9 +385,9 @@ public final class TLSClientStream {
 }
 
 /// OpenSSL error-queue helpers.
-enum OpenSSLCalls {
+package enum OpenSSLCalls {
     /// Drains OpenSSL's error queue into one line.
-    static func errorQueue() -> String {
+    package static func errorQueue() -> String {
         var parts: [String] = []
         while true {
             let code = ERR_get_error()

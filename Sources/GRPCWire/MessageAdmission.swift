@@ -1,46 +1,4 @@
-import Synchronization
-
-/// A byte budget shared across threads: a charge succeeds only while the total stays within `limit`.
-///
-/// Used for the receive side (a connection's and the whole server's buffered request bytes) and the send side
-/// (a connection's queued response bytes).
-final class ByteBudget: Sendable {
-    /// Most bytes that may be charged at once.
-    let limit: Int
-    private let used = Atomic<Int>(0)
-
-    init(limit: Int) { self.limit = max(0, limit) }
-
-    /// Charges `bytes` unless that would pass the limit; returns whether it was charged.
-    func tryCharge(_ bytes: Int) -> Bool {
-        guard bytes > 0 else { return true }
-        var current = self.used.load(ordering: .relaxed)
-        while true {
-            let (next, overflow) = current.addingReportingOverflow(bytes)
-            if overflow || next > self.limit { return false }
-            let (exchanged, original) = self.used.weakCompareExchange(
-                expected: current, desired: next, ordering: .relaxed)
-            if exchanged { return true }
-            current = original
-        }
-    }
-
-    /// Charges `bytes` unconditionally; returns the new total.
-    @discardableResult
-    func charge(_ bytes: Int) -> Int {
-        guard bytes > 0 else { return self.used.load(ordering: .relaxed) }
-        return self.used.wrappingAdd(bytes, ordering: .relaxed).newValue
-    }
-
-    /// Returns `bytes` charged earlier.
-    func release(_ bytes: Int) {
-        guard bytes > 0 else { return }
-        self.used.wrappingSubtract(bytes, ordering: .relaxed)
-    }
-
-    /// Bytes charged now.
-    var inUse: Int { self.used.load(ordering: .relaxed) }
-}
+internal import IOLoop
 
 /// Decides, before any byte of it is buffered, whether a server accepts a request message of an announced size.
 ///
