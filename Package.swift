@@ -89,16 +89,18 @@ let package = Package(
             name: "grpcwire-bench", dependencies: ["GRPCInteropService", "GRPCWire"], path: "Benchmarks/GRPCWireBenchmarks",
             swiftSettings: strictSettings),
 
-        .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC"], swiftSettings: strictSettings),
-        .testTarget(name: "ArrowCompressionTests", dependencies: ["ArrowCompression"], swiftSettings: strictSettings),
+        // Child processes for the tests (posix_spawn, pipes read on threads of its own; no Foundation Process).
+        .target(name: "TestProcessSupport", path: "Tests/TestProcessSupport", swiftSettings: strictSettings),
+        .testTarget(name: "ArrowIPCTests", dependencies: ["ArrowIPC", "TestProcessSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "ArrowCompressionTests", dependencies: ["ArrowCompression", "TestProcessSupport"], swiftSettings: strictSettings),
         // LZ4 and ZSTD encode/decode GB/s beside pyarrow's C codecs (scripts/bench-compression).
         .executableTarget(
             name: "CompressionBenchmark", dependencies: ["ArrowCompression", "ArrowIPC"], path: "Benchmarks/CompressionBenchmark",
             swiftSettings: strictSettings),
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
-        .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto"], swiftSettings: strictSettings),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC", "HTTP1"], swiftSettings: strictSettings),
-        .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
+        .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto", "TestProcessSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "FlightRPC", "ArrowIPC", "HTTP1", "TestProcessSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "RESPTests", dependencies: ["RESP", "TestProcessSupport"], swiftSettings: strictSettings),
         .testTarget(name: "IOLoopTests", dependencies: ["IOLoop"], swiftSettings: strictSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strictSettings),
         // `processor-bench`: per-batch cost of passthrough, --exec and --exec-persistent (scripts/bench-processors).

@@ -1,5 +1,6 @@
 import ArrowCompression
 import Foundation
+import TestProcessSupport
 import Testing
 
 /// Our encoders' output decodes with our decoders and with pyarrow's C codecs, byte for byte.
@@ -71,13 +72,11 @@ import Testing
             let inURL = directory.appendingPathComponent("\(name).in")
             let outURL = directory.appendingPathComponent("\(name).out")
             try Data(frame).write(to: inURL)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Corpus.python)
-            process.arguments = [Corpus.fixtures.appendingPathComponent("decompress.py").path, codec, String(input.count),
-                                 inURL.path, outURL.path]
-            try process.run()
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "pyarrow rejected our \(codec) frame for \(name)")
+            let result = try SpawnedProcess.runBlocking(ChildCommand(
+                Corpus.python,
+                [Corpus.fixtures.appendingPathComponent("decompress.py").path, codec, String(input.count), inURL.path,
+                 outURL.path], stdin: .discard), timeout: .seconds(120))
+            #expect(result.status == 0, "pyarrow rejected our \(codec) frame for \(name): \(result.stderrText)")
             let decoded = [UInt8]((try? Data(contentsOf: outURL)) ?? Data([0xFF]))
             #expect(decoded == input, "pyarrow decoded our \(codec) frame for \(name) differently")
         }

@@ -1,5 +1,6 @@
 import ArrowIPC
 import Foundation
+import TestProcessSupport
 
 /// Paths and helpers shared by the ArrowIPC tests.
 enum TestSupport {
@@ -63,22 +64,9 @@ enum TestSupport {
     }
 
     private static func runPythonArguments(_ arguments: [String], stdin: [UInt8]?) throws -> (Int32, String, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: self.python)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        let input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin)) }
-        try input.fileHandleForWriting.close()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        let result = try SpawnedProcess.runBlocking(
+            ChildCommand(self.python, arguments), stdin: stdin ?? [], timeout: .seconds(600))
+        return (result.status, result.stdoutText, result.stderrText)
     }
 
     static func temporaryDirectory() throws -> URL {

@@ -2,6 +2,7 @@ import Foundation
 import GRPCInteropService
 import GRPCWire
 import Synchronization
+import TestProcessSupport
 
 /// Paths, the Python interpreter and certificates shared by the GRPCWire tests.
 enum TestSupport {
@@ -18,53 +19,35 @@ enum TestSupport {
     /// Runs blocking `body` (a wait on a child process or a pipe) on a thread of its own, so that async tests
     /// never block the cooperative pool with it (the in-process servers they test need the pool).
     static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
-        }
+        try await HelperThread.run(body)
     }
 
     /// ``offPool(_:)`` for a body that cannot throw.
     static func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: body()) }.start()
-        }
+        await HelperThread.run(body)
     }
 
-    /// Runs a process to completion with a time limit; returns (exit code, stdout+stderr). The waiting happens
-    /// off the cooperative pool.
+    /// Runs a process to completion with a time limit; returns (exit code, stdout+stderr). A process still running
+    /// at `timeout` is killed (with its process group; the code is then 128 + 9). Waits suspended.
     static func run(_ executable: String, _ arguments: [String], directory: URL? = nil, timeout: Duration) async throws
         -> (Int32, String)
     {
-        try await self.offPool { try self.runBlocking(executable, arguments, directory: directory, timeout: timeout) }
+        let child = try SpawnedProcess.spawn(Self.command(executable, arguments, directory: directory))
+        if !(await child.waitForExit(within: timeout)) { await child.kill() }
+        return (child.result.status, child.result.stdoutText)
     }
 
-    /// Blocks the calling thread until the process exits (or is killed at `timeout`).
+    /// ``run(_:_:directory:timeout:)`` blocking the calling thread.
     static func runBlocking(_ executable: String, _ arguments: [String], directory: URL? = nil, timeout: Duration) throws
         -> (Int32, String)
     {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        if let directory { p.currentDirectoryURL = directory }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        // The output reaches end of file when the process exits; a watchdog kills it at the time limit.
-        let finished = Mutex(false)
-        let pid = p.processIdentifier
-        Thread {
-            let deadline = ContinuousClock.now.advanced(by: timeout)
-            while ContinuousClock.now < deadline {
-                if finished.withLock({ $0 }) { return }
-                usleep(50_000)
-            }
-            if !finished.withLock({ $0 }) { kill(pid, SIGKILL) }
-        }.start()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        finished.withLock { $0 = true }
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        let child = try SpawnedProcess.spawn(Self.command(executable, arguments, directory: directory))
+        if !child.waitForExitBlocking(timeout: timeout) { child.killBlocking() }
+        return (child.result.status, child.result.stdoutText)
+    }
+
+    private static func command(_ executable: String, _ arguments: [String], directory: URL?) -> ChildCommand {
+        ChildCommand(executable, arguments, directory: directory?.path, stdin: .discard, stdout: .pipe, stderr: .stdout)
     }
 
     /// Test certificates: a CA and a server certificate for `localhost` / 127.0.0.1 (made once with `openssl`).
@@ -116,58 +99,35 @@ enum TestSupport {
 
     /// A grpcio TestService server process; create it with ``withPythonServer(tls:_:)``.
     final class PythonServer: Sendable {
-        let process: Process
-        let stdin: Pipe
+        let process: SpawnedProcess
         let port: Int
 
-        private init(process: Process, stdin: Pipe, port: Int) {
+        private init(process: SpawnedProcess, port: Int) {
             self.process = process
-            self.stdin = stdin
             self.port = port
         }
 
-        /// Starts the server and reads its "PORT n" line, off the cooperative pool.
+        /// Starts the server and reads its "PORT n" line (waiting suspended).
         static func start(tls: Bool) async throws -> PythonServer {
-            try await TestSupport.offPool {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: TestSupport.python)
-                var args = [TestSupport.fixtures.appendingPathComponent("interop_server.py").path]
-                if tls { args += ["--tls", TestSupport.certificates.serverCert, TestSupport.certificates.serverKey] }
-                p.arguments = args
-                let input = Pipe()
-                let output = Pipe()
-                p.standardInput = input
-                p.standardOutput = output
-                try p.run()
-                var line = Data()
-                let handle = output.fileHandleForReading
-                // Reads "PORT n\n" (bounded by the process printing or exiting).
-                while !line.contains(UInt8(ascii: "\n")) {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    line.append(chunk)
-                }
-                let text = String(decoding: line, as: UTF8.self)
-                guard let portText = text.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
-                    let port = Int(portText)
-                else {
-                    kill(p.processIdentifier, SIGKILL)
-                    throw InteropFailurePython(output: text)
-                }
-                return PythonServer(process: p, stdin: input, port: port)
+            var args = [TestSupport.fixtures.appendingPathComponent("interop_server.py").path]
+            if tls { args += ["--tls", TestSupport.certificates.serverCert, TestSupport.certificates.serverKey] }
+            let process = try SpawnedProcess.spawn(ChildCommand(TestSupport.python, args, stderr: .pipe))
+            // "PORT n" (bounded by the process printing, exiting, or 60 s).
+            let line = await process.nextLine(within: .seconds(60)) ?? ""
+            guard let portText = line.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
+                let port = Int(portText)
+            else {
+                await process.kill()
+                throw InteropFailurePython(output: line + process.stdoutText + process.stderrText)
             }
+            return PythonServer(process: process, port: port)
         }
 
-        /// Closes its stdin (the server exits on EOF), SIGKILLs it after 5 s, and waits for the exit without
-        /// blocking the pool.
+        /// Closes its stdin (the server exits on EOF), kills its process group if it has not exited after 5 s,
+        /// and waits for the exit suspended.
         func stop() async {
-            try? self.stdin.fileHandleForWriting.close()
-            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-            while self.process.isRunning && ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(10))
-            }
-            if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
-            for _ in 0..<1000 where self.process.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
+            self.process.closeInput()
+            if !(await self.process.waitForExit(within: .seconds(5))) { await self.process.kill() }
         }
     }
 

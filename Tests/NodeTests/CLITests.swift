@@ -1,5 +1,6 @@
 import ArrowIPC
 import Foundation
+import TestProcessSupport
 import Testing
 
 /// The `valkeyflight` binary as users run it (built beside the test bundle by `swift build --build-tests`).
@@ -25,29 +26,14 @@ enum CLI {
         var text: String { String(decoding: self.stdout, as: UTF8.self) }
     }
 
-    /// Runs the binary to completion with `stdin`; the blocking waits run off the cooperative pool.
-    static func run(_ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]) async throws -> Result {
-        try await offPool { try self.runBlocking(arguments, stdin: stdin, environment: environment) }
-    }
-
-    private static func runBlocking(_ arguments: [String], stdin: [UInt8], environment: [String: String]) throws -> Result {
-        let process = Process()
-        process.executableURL = self.binary
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let writer = Thread { input.fileHandleForWriting.write(Data(stdin)); try? input.fileHandleForWriting.close() }
-        writer.start()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: [UInt8](out), stderr: String(decoding: err, as: UTF8.self))
+    /// Runs the binary to completion with `stdin`, suspended (no thread of the cooperative pool is held); a run
+    /// longer than `timeout` is killed and throws.
+    static func run(
+        _ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:], timeout: Duration = .seconds(300)
+    ) async throws -> Result {
+        let result = try await SpawnedProcess.run(
+            ChildCommand(self.binary.path, arguments, environment: environment), stdin: stdin, timeout: timeout)
+        return Result(status: result.status, stdout: result.stdout, stderr: result.stderrText)
     }
 }
 

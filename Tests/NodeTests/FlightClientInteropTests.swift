@@ -6,6 +6,7 @@ import Glibc
 import FlightRPC
 import Node
 import Synchronization
+import TestProcessSupport
 import Testing
 
 /// Our `FlightClient` (and the client commands) against pyarrow's `FlightServerBase`: the reference server in
@@ -817,19 +818,13 @@ enum Reference {
     private static func selfSignedCertificateBlocking(in directory: URL, name: String) throws -> (String, String) {
         let cert = directory.appendingPathComponent("\(name).pem").path
         let key = directory.appendingPathComponent("\(name)-key.pem").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
+        let result = try SpawnedProcess.runBlocking(ChildCommand("/usr/bin/env", [
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Timeout(description: "openssl req failed (\(process.terminationStatus))")
+        ], stdin: .discard, stdout: .discard, stderr: .pipe), timeout: .seconds(60))
+        guard result.status == 0 else {
+            throw Timeout(description: "openssl req failed (\(result.status)): \(result.stderrText.suffix(600))")
         }
         return (cert, key)
     }

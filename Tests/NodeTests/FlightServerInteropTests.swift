@@ -328,7 +328,9 @@ struct FlightServerInteropTests {
 
     /// SIGTERM while a DoGet is streaming: the call in flight finishes, then the process exits 0.
     @Test func sigtermLetsADoGetInFlightFinish() async throws {
-        let server = try await FlightServerProcess.start()
+        // A grace far beyond the checks below: with the default 10 s, a test task starved on a loaded machine
+        // looked only after the grace had ended the call.
+        let server = try await FlightServerProcess.start(["--grace", "120s"])
         defer { server.child.terminate() }
         let client = try PyArrow.start(["inflight", server.url, "--mib", "64"])
         defer { client.terminate() }

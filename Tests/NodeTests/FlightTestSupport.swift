@@ -1,4 +1,5 @@
 import Foundation
+import TestProcessSupport
 import Testing
 
 #if canImport(Glibc)
@@ -8,160 +9,104 @@ import Glibc
 /// Runs blocking `body` (a wait on a child process or a pipe) on a thread of its own and resumes the caller
 /// when it returns, so that async tests never block the cooperative pool with it.
 func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
+    try await HelperThread.run(body)
 }
 
 /// ``offPool(_:)`` for a body that cannot throw.
 func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread { continuation.resume(returning: body()) }.start()
-    }
+    await HelperThread.run(body)
 }
 
-/// A child process whose stdout can be read line by line while it runs; stderr is collected.
-/// Pipes are drained by background threads, so a chatty child never blocks on a full pipe.
-final class TestChildProcess: @unchecked Sendable {
-    let process = Process()
+/// A child process whose stdout can be read line by line while it runs; stderr is collected. A wrapper of
+/// TestProcessSupport's ``SpawnedProcess`` (posix_spawn, its own process group, pipes drained by threads of its
+/// own, so a chatty child never blocks on a full pipe and no wait holds a thread of the cooperative pool).
+final class TestChildProcess: Sendable {
+    /// The child itself (`pid`, `exitCode`, `kill()`, …).
+    let spawned: SpawnedProcess
     let command: String
-    private let input = Pipe()
-    private let condition = NSCondition()
-    private var stdoutBytes: [UInt8] = []
-    private var stderrBytes: [UInt8] = []
-    private var stdoutOffset = 0
-    private var openStreams = 2
 
-    /// Starts `executable` with `arguments`; `environment` is added to this process's environment.
+    /// Whether the child still runs, as `process.isRunning` (the name tests used with Foundation's `Process`).
+    struct Status: Sendable {
+        fileprivate let spawned: SpawnedProcess
+        var isRunning: Bool { self.spawned.isRunning }
+        var processIdentifier: Int32 { self.spawned.pid }
+    }
+
+    var process: Status { Status(spawned: self.spawned) }
+
+    /// Starts `executable` with `arguments`; `environment` is added to this process's environment. stdin,
+    /// stdout and stderr are pipes.
     init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
         self.command = ([executable.path] + arguments).joined(separator: " ")
-        self.process.executableURL = executable
-        self.process.arguments = arguments
-        self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        let errors = Pipe()
-        self.process.standardInput = self.input
-        self.process.standardOutput = output
-        self.process.standardError = errors
-        try self.process.run()
-        self.drain(output.fileHandleForReading, isStdout: true)
-        self.drain(errors.fileHandleForReading, isStdout: false)
+        self.spawned = try SpawnedProcess.spawn(ChildCommand(executable.path, arguments, environment: environment))
     }
 
-    private func drain(_ handle: FileHandle, isStdout: Bool) {
-        let thread = Thread { [self] in
-            while true {
-                let data = handle.availableData
-                self.condition.lock()
-                if data.isEmpty {
-                    self.openStreams -= 1
-                } else if isStdout {
-                    self.stdoutBytes.append(contentsOf: data)
-                } else {
-                    self.stderrBytes.append(contentsOf: data)
-                }
-                self.condition.broadcast()
-                self.condition.unlock()
-                if data.isEmpty { return }
-            }
-        }
-        thread.start()
-    }
+    var isRunning: Bool { self.spawned.isRunning }
 
-    var pid: Int32 { self.process.processIdentifier }
+    var pid: Int32 { self.spawned.pid }
 
-    var stdout: String { self.condition.withLock { String(decoding: self.stdoutBytes, as: UTF8.self) } }
-    var stderr: String { self.condition.withLock { String(decoding: self.stderrBytes, as: UTF8.self) } }
+    var stdout: String { self.spawned.stdoutText }
+    var stderr: String { self.spawned.stderrText }
 
-    /// The next whole stdout line (without the newline), or nil if none arrives within `seconds`; waits off the
-    /// cooperative pool (use this one from async tests).
+    /// The next whole stdout line (without the newline), or nil if none arrives within `seconds` (or stdout
+    /// ended first); waits suspended, holding no thread (use this one from async tests).
     func nextLine(within seconds: Double) async -> String? {
-        await offPool { self.nextLine(timeout: seconds) }
+        await self.spawned.nextLine(within: .seconds(seconds))
     }
 
     /// The next whole stdout line (without the newline), or nil if none arrives within `timeout` seconds.
     /// Blocks the calling thread: async tests use ``nextLine(within:)``.
     func nextLine(timeout: Double) -> String? {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        self.condition.lock()
-        defer { self.condition.unlock() }
-        while true {
-            if let newline = self.stdoutBytes[self.stdoutOffset...].firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: self.stdoutBytes[self.stdoutOffset..<newline], as: UTF8.self)
-                self.stdoutOffset = newline + 1
-                return line
-            }
-            if self.openStreams == 0 && !self.process.isRunning { return nil }
-            if !self.condition.wait(until: min(deadline, Date(timeIntervalSinceNow: 0.1))) && Date() >= deadline {
-                return nil
-            }
-        }
+        self.spawned.nextLineBlocking(timeout: .seconds(timeout))
     }
 
+    /// Queues `text` for the child's stdin.
     func write(_ text: String) {
-        try? self.input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+        self.spawned.write(Array(text.utf8))
     }
 
+    /// Closes the child's stdin once what was written reached it.
     func closeInput() {
-        try? self.input.fileHandleForWriting.close()
+        self.spawned.closeInput()
     }
 
-    /// ``waitForStderr(containing:timeout:)`` off the cooperative pool (use this one from async tests).
+    /// Waits up to `seconds` until stderr contains `text`, suspended (use this one from async tests).
     func waitForStderr(containing text: String, within seconds: Double) async -> Bool {
-        await offPool { self.waitForStderr(containing: text, timeout: seconds) }
+        await self.spawned.waitForOutput(containing: text, onStderr: true, within: .seconds(seconds))
     }
 
-    /// Waits up to `timeout` seconds until stderr contains `text` (woken by each chunk of output). Blocks the
-    /// calling thread.
+    /// Waits up to `timeout` seconds until stderr contains `text`. Blocks the calling thread.
     func waitForStderr(containing text: String, timeout: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        self.condition.lock()
-        defer { self.condition.unlock() }
-        while !String(decoding: self.stderrBytes, as: UTF8.self).contains(text) {
-            if Date() >= deadline { return false }
-            _ = self.condition.wait(until: min(deadline, Date(timeIntervalSinceNow: 0.1)))
-        }
-        return true
+        self.spawned.waitForOutputBlocking(containing: text, onStderr: true, timeout: .seconds(timeout))
     }
 
+    /// Sends `signal` to the child (not its group) while it runs.
     func send(_ signal: Int32) {
-        if self.process.isRunning { kill(self.pid, signal) }
+        self.spawned.send(signal)
     }
 
-    /// Waits up to `timeout` seconds for the child to exit; true if it did. Its output is complete then.
-    /// Waits off the cooperative pool (use this one from async tests).
+    /// Waits up to `seconds` for the child to exit; true if it did. Its output is complete then. Waits
+    /// suspended, holding no thread (use this one from async tests).
     @discardableResult
     func waitForExit(within seconds: Double) async -> Bool {
-        await offPool { self.waitForExit(timeout: seconds) }
+        await self.spawned.waitForExit(within: .seconds(seconds))
     }
 
     /// Waits up to `timeout` seconds for the child to exit; true if it did. Its output is complete then. Blocks
     /// the calling thread: async tests use ``waitForExit(within:)``.
     @discardableResult
     func waitForExit(timeout: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        while self.process.isRunning {
-            if Date() >= deadline { return false }
-            usleep(2_000)
-        }
-        // The pipes reach end of file once the child is gone (unless it left a grandchild holding them).
-        let drained = Date(timeIntervalSinceNow: 5)
-        self.condition.lock()
-        while self.openStreams > 0 && Date() < drained { _ = self.condition.wait(until: Date(timeIntervalSinceNow: 0.1)) }
-        self.condition.unlock()
-        return true
+        self.spawned.waitForExitBlocking(timeout: .seconds(timeout))
     }
 
     /// Exit status if the child exited normally (not by a signal).
-    var exitStatus: Int32? {
-        self.process.terminationReason == .exit ? self.process.terminationStatus : nil
-    }
+    var exitStatus: Int32? { self.spawned.exitCode }
 
-    /// SIGKILL if still running (cleanup after a failed test), then reaps it (quick: SIGKILL cannot be caught).
+    /// SIGKILL to the child's whole process group if it still runs (cleanup after a failed test, in `defer`),
+    /// then waits until it is reaped (quick: SIGKILL cannot be caught; the reaping happens on the child's own
+    /// thread, so this never waits for the cooperative pool).
     func terminate() {
-        guard self.process.isRunning else { return }
-        kill(self.pid, SIGKILL)
-        self.waitForExit(timeout: 10)
+        self.spawned.killBlocking()
     }
 }
 

@@ -1,9 +1,11 @@
 import Foundation
 import Glibc
 import RESP
+import TestProcessSupport
 
 /// valkey-server and redis-server processes for NodeTests, each living exactly as long as the scope that started
-/// it (``RedisTLSServerScope/with(_:_:_:)``): killed by PID on every path out, so a failing test leaks none.
+/// it (``RedisTLSServerScope/with(_:_:_:)``): its process group is killed on every path out
+/// (``withChildProcess(_:_:)``), so a failing test leaks none.
 ///
 /// Readiness is the server's own Unix socket (in a directory of its own) accepting: the server binds every
 /// listener before serving and exits when one fails, so by then its TCP/TLS port is bound too, and a port
@@ -35,27 +37,19 @@ enum RedisTLSServerScope {
         let logPath = "\(directory)/server.log"
         for _ in 0..<8 {
             let port = listensOnTCP ? Self.freePort() : 0
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments(port) + [
-                "--unixsocket", socketPath, "--unixsocketperm", "700", "--dir", directory, "--logfile", logPath,
-                "--save", "", "--appendonly", "no",
-            ]
-            process.standardOutput = FileHandle.nullDevice
             try? FileManager.default.removeItem(atPath: logPath)
-            try process.run()
-            let outcome = await Self.waitUntilReady(process, socketPath: socketPath)
-            if outcome == .ready {
-                do {
-                    let result = try await body(Server(port: port, unixSocket: socketPath))
-                    await Self.kill(process)
-                    return result
-                } catch {
-                    await Self.kill(process)
-                    throw error
-                }
+            let command = ChildCommand(
+                binary,
+                arguments(port) + [
+                    "--unixsocket", socketPath, "--unixsocketperm", "700", "--dir", directory, "--logfile", logPath,
+                    "--save", "", "--appendonly", "no",
+                ], stdin: .discard, stdout: .discard, stderr: .discard)
+            let outcome = try await withChildProcess(command) { process -> Readiness<T> in
+                let outcome: Readiness<T> = await Self.waitUntilReady(process, socketPath: socketPath)
+                if case .ready = outcome { return .finished(try await body(Server(port: port, unixSocket: socketPath))) }
+                return outcome
             }
-            await Self.kill(process)
+            if case let .finished(result) = outcome { return result }
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             if listensOnTCP && log.contains("Address already in use") { continue }
             throw StartFailure(description: "\(binary) did not start (\(outcome)): \(log.suffix(600))")
@@ -63,9 +57,9 @@ enum RedisTLSServerScope {
         throw StartFailure(description: "\(binary): 8 ports in a row were taken before it bound them")
     }
 
-    private enum Readiness { case ready, exited, timedOut }
+    private enum Readiness<T> { case ready, exited, timedOut, finished(T) }
 
-    private static func waitUntilReady(_ process: Process, socketPath: String) async -> Readiness {
+    private static func waitUntilReady<T>(_ process: SpawnedProcess, socketPath: String) async -> Readiness<T> {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             if !process.isRunning { return .exited }
@@ -75,13 +69,6 @@ enum RedisTLSServerScope {
         // Once more after the deadline: a starved task (CPU-bound tests hold the pool) may wake only after it.
         if process.isRunning && Self.unixSocketAccepts(socketPath) { return .ready }
         return .timedOut
-    }
-
-    /// SIGKILL by PID (children of the test process may inherit a blocked SIGTERM), then waits without
-    /// blocking a thread until it exited (bounded: SIGKILL cannot be caught).
-    private static func kill(_ process: Process) async {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
-        for _ in 0..<2000 where process.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
     }
 
     /// A loopback port nobody listens on at this instant (a server may still lose it; ``with(_:listensOnTCP:_:_:)``

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Node
 import RESP
+import TestProcessSupport
 import Testing
 
 /// Real valkey-server processes for tests, each inside a scope that always stops them.
@@ -75,20 +76,24 @@ enum ValkeyTestServers {
         return RESPClient(configuration: configuration)
     }
 
-    /// Runs `valkey-cli` with `arguments`; returns its output, throws on a non-zero exit.
+    /// Runs `valkey-cli` with `arguments`; returns its output (stdout and stderr), throws on a non-zero exit or
+    /// after 120 s. Blocks the calling thread; async callers get the overload below.
     static func cli(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.binary("valkey-cli"))
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
+        try Self.checked(arguments, SpawnedProcess.runBlocking(try Self.cliCommand(arguments), timeout: .seconds(120)))
+    }
+
+    /// ``cli(_:)`` waiting suspended (no thread of the cooperative pool is held).
+    static func cli(_ arguments: [String]) async throws -> String {
+        try Self.checked(arguments, await SpawnedProcess.run(try Self.cliCommand(arguments), timeout: .seconds(120)))
+    }
+
+    private static func cliCommand(_ arguments: [String]) throws -> ChildCommand {
+        ChildCommand(try Self.binary("valkey-cli"), arguments, stdin: .discard, stdout: .pipe, stderr: .stdout)
+    }
+
+    private static func checked(_ arguments: [String], _ result: ChildResult) throws -> String {
+        let text = result.stdoutText
+        guard result.status == 0 else {
             throw ValkeyScopeError(
                 "valkey-cli \(arguments.prefix(3).joined(separator: " ")) failed: \(text.suffix(800))")
         }
@@ -149,7 +154,7 @@ func withValkeyCluster<T: Sendable>(
             guard let started else { throw lastError }
             nodes.append((started.0, started.1))
         }
-        _ = try ValkeyTestServers.cli(
+        _ = try await ValkeyTestServers.cli(
             ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + [
                 "--cluster-replicas", "\(replicas)", "--cluster-yes",
             ])

@@ -1,6 +1,7 @@
 import Foundation
 import Node
 import RESP
+import TestProcessSupport
 import Testing
 
 /// `valkeys://` against a real TLS server: Debian's redis-server 7 (built with TLS) and certificates made
@@ -55,17 +56,13 @@ import Testing
         }
 
         static func openssl(_ arguments: [String], in directory: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = arguments
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
+            let result = try SpawnedProcess.runBlocking(
+                ChildCommand("/usr/bin/openssl", arguments, directory: directory, stdin: .discard, stdout: .discard,
+                             stderr: .pipe), timeout: .seconds(60))
+            guard result.status == 0 else {
                 throw RedisTLSServerScope.StartFailure(
-                    description: "openssl \(arguments.joined(separator: " ")) failed (is Debian's openssl installed?)")
+                    description: "openssl \(arguments.joined(separator: " ")) failed (is Debian's openssl installed?): "
+                        + result.stderrText.suffix(600))
             }
         }
     }

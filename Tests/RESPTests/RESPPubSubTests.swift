@@ -49,8 +49,12 @@ final class CountingStreamFactory: RESPTLSStreamFactory {
             let client = server.client()
             defer { client.close() }
             let subscription = client.subscription()
+            // A hang guard only (a lost event would wait forever), so generous: on a loaded machine a starved test
+            // process was seen to need more than 20 s for these steps, and a 20 s guard closed the subscription
+            // under the test ("the client was closed").
             let watchdog = Task {
-                try await Task.sleep(for: .seconds(20))
+                try await Task.sleep(for: .seconds(180))
+                Issue.record("no progress within 180 s: the subscription is closed to end the test")
                 subscription.close()
             }
             defer { watchdog.cancel() }

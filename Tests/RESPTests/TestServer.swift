@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import RESP
 import Synchronization
+import TestProcessSupport
 
 /// Which server binary a test runs against.
 enum ServerKind: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -141,7 +142,7 @@ final class TestServer: @unchecked Sendable {
     let directory: URL
     let arguments: [String]
     private let choosePort: @Sendable () -> Int
-    private var process: Process?
+    private var process: SpawnedProcess?
 
     var url: String { "valkey://127.0.0.1:\(self.port)" }
     var unixSocket: String { self.directory.appendingPathComponent("valkey.sock").path }
@@ -189,16 +190,14 @@ final class TestServer: @unchecked Sendable {
 
     private func launch(_ binary: String) async throws -> Launch {
         try? FileManager.default.removeItem(at: self.logFile)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments =
+        let process = try SpawnedProcess.spawn(ChildCommand(
+            binary,
             [
                 "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self.directory.path, "--enable-debug-command", "yes",
                 "--unixsocket", self.unixSocket, "--unixsocketperm", "700",
                 "--logfile", self.logFile.path,
-            ] + self.arguments
-        try process.run()
+            ] + self.arguments, stdin: .discard, stdout: .discard, stderr: .discard))
         self.process = process
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
@@ -214,16 +213,13 @@ final class TestServer: @unchecked Sendable {
         return unixSocketAccepts(self.unixSocket) && process.isRunning ? .ready : .failed
     }
 
-    /// SIGKILL (or `signal`) by PID, then waits (without blocking the thread) until it exited. (SIGTERM may be
-    /// blocked: children inherit the test runner's signal mask.)
+    /// SIGKILL (or `signal`) by PID, then waits (suspended) until it exited and was reaped. (The child starts
+    /// with an empty signal mask and default actions, so SIGTERM is not blocked; a caught one that does not end
+    /// it within 5 s is followed by SIGKILL to its group.)
     func stop(signal: Int32 = SIGKILL) async {
         guard let process = self.process else { return }
-        if process.isRunning { kill(process.processIdentifier, signal) }
-        // Bounded: SIGKILL cannot be ignored; the fallback SIGKILL covers a caught or blocked `signal`.
-        for attempt in 0..<2000 where process.isRunning {
-            if attempt == 1000 { kill(process.processIdentifier, SIGKILL) }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
+        process.send(signal)
+        if !(await process.waitForExit(within: .seconds(5))) { await process.kill() }
         self.process = nil
     }
 
