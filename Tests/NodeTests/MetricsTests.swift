@@ -122,19 +122,25 @@ import Testing
                 var configuration = NodeConfiguration(mode: .all)
                 configuration.valkeyURL = valkey.url
                 configuration.worker.queues = ["slow"]
-                configuration.worker.lease = .seconds(1)
+                // Long enough that a loaded machine answers each extension (every second) within the lease.
+                configuration.worker.lease = .seconds(3)
                 configuration.processor = .exec(command: slow, persistent: false)
                 configuration.grace = .seconds(2)
                 try await InProcessNode.with(configuration) { node in
                     let key = try #require(try await node.submit(try PipelineData.stream(rows: 2), queue: "slow")["key"].string)
                     let base = HTTPProbe.base(node.location)
                     #expect(try await pollUntil { try await node.status(key)["status"] == "processing" })
-                    let busy = try await HTTPProbe.metrics(base + "/metrics")
-                    #expect(busy.value("valkeyflight_worker_busy") == 1)
+                    // The slot counts as busy from just after the claim.
+                    var busy = MetricFamilies(families: .null, contentType: "")
+                    let sawBusy = try await pollUntil {
+                        busy = try await HTTPProbe.metrics(base + "/metrics")
+                        return busy.value("valkeyflight_worker_busy") == 1
+                    }
+                    #expect(sawBusy, "\(busy.families["valkeyflight_worker_busy"])")
                     let cancelled = try await HTTPProbe.get(base + "/api/batches/\(key)/cancel", method: "POST",
                                                             headers: ["X-Requested-With: test"])
                     #expect(cancelled.status == 200)
-                    // The worker learns it at its next lease extension (a third of the 1 s lease).
+                    // The worker learns it at its next lease extension (a third of the 3 s lease).
                     var last = MetricFamilies(families: .null, contentType: "")
                     let counted = try await pollUntil {
                         last = try await HTTPProbe.metrics(base + "/metrics")
