@@ -189,7 +189,9 @@ import Testing
             }
             stop.update { $0 = true }
             try await registering.value
-            #expect(failures.value > 0)
+            // Registrations during the restart may fail (then they were never acknowledged) or, reconnected in time,
+            // succeed: both are correct; what matters is that no acknowledged one is lost.
+            _ = failures.value
 
             let keys = acknowledged.value
             var missing: [BatchKey] = []

@@ -213,10 +213,11 @@ public final class WorkerPool: Sendable {
 
     /// `cancelled` when an attempt lost its token because the batch was cancelled, else `lease_lost` (one status
     /// read, only on this rare path).
-    /// Cut off from Valkey the read may go unanswered for the whole command timeout: the slot waits at most a
-    /// third of the lease (at most 1 s) for it, then calls it `lease_lost`.
+    /// Cut off from Valkey the read may go unanswered for the whole command timeout: the slot (its processor already
+    /// stopped) waits at most one lease (at most 5 s) for it, then calls it `lease_lost`. A shorter bound (1 s)
+    /// misnamed cancellations on a loaded machine.
     private func lostOutcome(_ claim: BatchClaim) async -> String {
-        let limit = min(self.configuration.lease / 3, .seconds(1))
+        let limit = min(self.configuration.lease, .seconds(5))
         let answer = try? await Self.uncancelled {
             try await withTimeLimit(limit) { try await self.coordinator.status(claim.key) }
         }
