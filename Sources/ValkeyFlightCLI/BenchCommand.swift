@@ -99,6 +99,9 @@ struct BenchPipelineCommand: AsyncParsableCommand {
     @Option(help: "With --coordinator-only: batches one claim call takes at most (1…1000).")
     var claim = 1
 
+    @Option(help: "With --coordinator-only: spread the benchmark's queue over K sub-queues, each its own slot (1…\(Coordinator.maxShards)). (default: 1)")
+    var queueShards = 1
+
     @Option(help: "Valkey URL (default: a private valkey-server).")
     var valkey: String?
 
@@ -109,6 +112,12 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         guard self.batches > 0, self.rows > 0, self.workers > 0, self.submitters > 0 else {
             throw NodeError.invalidArgument("--batches, --rows, --workers and --submitters must be positive")
         }
+        guard (1...Coordinator.maxShards).contains(self.queueShards) else {
+            throw NodeError.invalidArgument("--queue-shards must be 1 to \(Coordinator.maxShards), got \(self.queueShards)")
+        }
+        guard self.queueShards == 1 || self.coordinatorOnly else {
+            throw NodeError.invalidArgument("--queue-shards needs --coordinator-only")
+        }
         var benchmark = PipelineBenchmark()
         benchmark.batches = self.batches
         benchmark.rows = self.rows
@@ -116,6 +125,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         benchmark.submitters = self.submitters
         benchmark.coordinatorOnly = self.coordinatorOnly
         benchmark.claimLimit = self.claim
+        benchmark.queueShards = self.queueShards
         benchmark.valkeyURL = try Environment.resolve(self.valkey, "VALKEY")
         benchmark.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")
         print(try await benchmark.run().description)

@@ -96,10 +96,36 @@ struct CoordinatorOptions: ParsableArguments {
     @Option(help: "How long finished batches keep their status (DURATION). (default: 7d)")
     var retention: DurationOption?
 
+    @Option(help: "At start, set queue Q's shard count in Valkey to K (1…\(Coordinator.maxShards)): new batches spread over sub-queues Q#0…Q#K-1, each its own slot; Q=K[,Q=K…]. Same as 'valkeyflight queue configure Q --shards K'.")
+    var queueShards: String?
+
     func apply(to configuration: inout NodeConfiguration) throws {
         let retention = try Environment.resolve(self.retention, "RETENTION", default: DurationOption(argument: "7d")!)
         guard retention.duration > .zero else { throw NodeError.invalidArgument("--retention must be positive") }
         configuration.retention = retention.duration
+        if let text = try Environment.resolve(self.queueShards, "QUEUE_SHARDS") {
+            configuration.queueShards = try Self.parseQueueShards(text)
+        }
+    }
+
+    /// `Q=K[,Q=K…]` → [Q: K]; each Q a valid queue name, each K 1…1024, no queue twice.
+    static func parseQueueShards(_ text: String) throws -> [String: Int] {
+        var shards: [String: Int] = [:]
+        for item in text.split(separator: ",") {
+            let parts = item.split(separator: "=", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+            guard parts.count == 2 else {
+                throw NodeError.invalidArgument("--queue-shards takes QUEUE=K[,QUEUE=K…], got '\(BatchKey.printable(String(item)))'")
+            }
+            try BatchKey.check(parts[0], "queue")
+            guard parts[1].utf8.count <= 8, let count = Int(parts[1]), (1...Coordinator.maxShards).contains(count) else {
+                throw NodeError.invalidArgument("--queue-shards \(parts[0])=\(BatchKey.printable(parts[1])): the shard count must be 1 to \(Coordinator.maxShards)")
+            }
+            guard shards.updateValue(count, forKey: parts[0]) == nil else {
+                throw NodeError.invalidArgument("--queue-shards names queue '\(parts[0])' twice")
+            }
+        }
+        guard !shards.isEmpty else { throw NodeError.invalidArgument("--queue-shards takes QUEUE=K[,QUEUE=K…]") }
+        return shards
     }
 }
 

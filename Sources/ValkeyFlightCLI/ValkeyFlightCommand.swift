@@ -14,7 +14,8 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
         subcommands: [
             AllCommand.self, FlightCommand.self, CoordinatorCommand.self, WorkerCommand.self,
             SubmitCommand.self, StatusCommand.self, WaitCommand.self, GetCommand.self, ListCommand.self,
-            RetryCommand.self, CancelCommand.self, StatsCommand.self, TopCommand.self, IPCCommand.self, BenchCommand.self,
+            RetryCommand.self, CancelCommand.self, StatsCommand.self, TopCommand.self, QueueCommand.self, IPCCommand.self,
+            BenchCommand.self,
         ]
     )
 

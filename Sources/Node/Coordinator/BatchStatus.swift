@@ -100,6 +100,8 @@ public struct BatchClaim: Sendable, Equatable {
     public let bytes: Int
     /// How long the batch waited for this claim since it became pending (Valkey's clock), in milliseconds.
     public let waitedMilliseconds: Int64
+    /// The key prefix of the (sub-)queue it was claimed from (`vf:{Q#k}:`); nil: located from the key.
+    var queuePrefix: String?
 
     /// A claim with every field given (the coordinator makes them; tests and workers may too).
     public init(key: BatchKey, token: String, attempt: Int, location: String, maxAttempts: Int, rows: Int, bytes: Int,

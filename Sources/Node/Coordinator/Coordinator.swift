@@ -35,9 +35,15 @@ public final class Coordinator: Sendable {
 
     /// Replicas every state change must reach (`WAIT`) before a call returns; 0 = no WAIT.
     public let replicasAck: Int
-    /// Queues spread over sub-queues (`--queue-shards Q=K`): queue → K.
+    /// Shard counts assumed for queues that have no configuration in Valkey (`vf:{Q}:config`): queue → K.
     public let queueShards: [String: Int]
+    /// How long a queue's layout read from Valkey is used before it is read again.
+    public let layoutRefresh: Duration
     private let onReplicaShortfall: (@Sendable (String) -> Void)?
+    /// Layouts read from Valkey, with when they were read.
+    private let layouts = Mutex<[String: (layout: QueueLayout, read: ContinuousClock.Instant)]>([:])
+    /// Per queue, the position in its key sets where the next claim starts (round-robin over sub-queues).
+    private let claimCursors = Mutex<[String: Int]>([:])
     /// Most sub-queues of one queue.
     public static let maxShards = 1024
 
@@ -45,17 +51,21 @@ public final class Coordinator: Sendable {
     /// With `replicasAck` N > 0 (`--valkey-replicas-ack`), every call that changed state sends `WAIT N 1000`
     /// on the connection that made the change before it returns; when fewer replicas acknowledged within
     /// that second, the change still stands and `onReplicaShortfall` gets a one-line warning.
-    /// `queueShards` [Q: K] spreads queue Q over K sub-queues `Q#0…Q#K-1` (keys `vf:{Q#k}:…`, each its own slot);
-    /// a batch's sub-queue is CRC16(ID) mod K, and everything else (claims, stats, lists, keys) still says Q.
-    /// K must stay the same for a queue while it holds batches; K is clamped to 1…1024.
+    /// A queue's shard count lives in Valkey (`vf:{Q}:config`, see `configureShards`) and is read again every
+    /// `layoutRefresh` (default 2 s), so every process picks up a change without a restart. `queueShards` [Q: K]
+    /// is the count assumed for a queue that has no configuration there (clamped to 1…1024). A sharded queue Q
+    /// is K sub-queues `Q#0…Q#K-1` (keys `vf:{Q#k}:…`, each its own slot); a batch's sub-queue is CRC16(ID)
+    /// mod K, and everything else (claims, stats, lists, keys) still says Q.
     public init(
         valkey: ValkeyConnection, retention: Duration = .seconds(7 * 86400), replicasAck: Int = 0,
-        queueShards: [String: Int] = [:], onReplicaShortfall: (@Sendable (String) -> Void)? = nil
+        queueShards: [String: Int] = [:], layoutRefresh: Duration = .seconds(2),
+        onReplicaShortfall: (@Sendable (String) -> Void)? = nil
     ) {
         self.valkey = valkey
         self.retention = retention
         self.replicasAck = max(0, replicasAck)
         self.queueShards = queueShards.mapValues { min(max($0, 1), Self.maxShards) }.filter { $0.value > 1 }
+        self.layoutRefresh = max(.zero, layoutRefresh)
         self.onReplicaShortfall = onReplicaShortfall
         self.retentionMilliseconds = RetryPolicy.milliseconds(retention)
     }
@@ -79,8 +89,16 @@ public final class Coordinator: Sendable {
         guard location.utf8.count <= Self.maxLocationBytes else {
             throw NodeError.invalidArgument("location is longer than \(Self.maxLocationBytes) bytes")
         }
-        let keys = self.keys(for: key)
+        let layout = try await self.layout(key.queue)
+        let keys = layout.keys(forNew: key.id)
         try await self.noteQueue(key.queue)
+        // Idempotent across a change of the shard count: the key may be registered under an earlier count.
+        for other in layout.candidates(key.id).dropFirst() {
+            let hash = other.batch(key.id)
+            if let status = BatchStatus(key: key, fields: Self.fields(try await self.send(RESPCommand("HGETALL", hash), key: hash))) {
+                return (status, false)
+            }
+        }
         let reply = try await self.eval(
             CoordinatorScripts.register, keys: [keys.batch(key.id)],
             [keys.prefix, key.id, location, rows, bytes, maxAttempts])
@@ -117,27 +135,48 @@ public final class Coordinator: Sendable {
         }
         guard limit >= 1 else { return [] }
         let wanted = min(limit, Self.maxClaim)
-        var shards = self.allKeys(queue)
-        if shards.count > 1 {
-            // Start at a random sub-queue so concurrent workers spread over them.
-            let start = Int.random(in: 0..<shards.count)
-            shards = Array(shards[start...] + shards[..<start])
-        }
-        var claims: [BatchClaim] = []
-        for keys in shards where claims.count < wanted {
+        let sets = try await self.layout(queue).drain
+        func claim(from keys: QueueKeys, _ count: Int) async throws -> [BatchClaim] {
             let reply = try await self.eval(
                 CoordinatorScripts.claim, keys: [keys.ready],
                 [
-                    keys.prefix, worker, wanted - claims.count, leaseMilliseconds,
+                    keys.prefix, worker, count, leaseMilliseconds,
                     RetryPolicy.milliseconds(policy.base), RetryPolicy.milliseconds(policy.max),
                     max(1, policy.maxAttempts),
                 ])
-            claims += try Self.claims(reply, queue: queue)
+            return try Self.claims(reply, queue: queue, keys: keys)
         }
+        guard sets.count > 1 else { return try await claim(from: sets[0], wanted) }
+        // Round-robin over the sub-queues: this claim starts where the last one of this process left off
+        // (after the last sub-queue that gave a batch), and a first pass takes a fair share from each, so no
+        // sub-queue waits for another to drain. A second pass fills up from those that gave their full share.
+        let start = self.claimCursors.withLock { cursors in
+            let start = (cursors[queue] ?? 0) % sets.count
+            cursors[queue] = start + 1
+            return start
+        }
+        let share = max(1, (wanted + sets.count - 1) / sets.count)
+        var claims: [BatchClaim] = []
+        var full: [Int] = []
+        var last: Int?
+        for offset in 0..<sets.count where claims.count < wanted {
+            let index = (start + offset) % sets.count
+            let ask = min(share, wanted - claims.count)
+            let got = try await claim(from: sets[index], ask)
+            if !got.isEmpty { last = index }
+            if got.count == ask { full.append(index) }
+            claims += got
+        }
+        for index in full where claims.count < wanted {
+            let got = try await claim(from: sets[index], wanted - claims.count)
+            if !got.isEmpty { last = index }
+            claims += got
+        }
+        if let last { self.claimCursors.withLock { $0[queue] = last + 1 } }
         return claims
     }
 
-    private static func claims(_ reply: RESPValue, queue: String) throws -> [BatchClaim] {
+    private static func claims(_ reply: RESPValue, queue: String, keys: QueueKeys) throws -> [BatchClaim] {
         guard let values = reply.elements, values.count % 8 == 0 else { throw Self.unexpected("claim", reply) }
         var claims: [BatchClaim] = []
         claims.reserveCapacity(values.count / 8)
@@ -148,10 +187,11 @@ public final class Coordinator: Sendable {
                 let bytes = values[start + 6].integer, let waited = values[start + 7].integer,
                 let key = try? BatchKey(queue: queue, id: id)
             else { throw Self.unexpected("claim", reply) }
-            claims.append(
-                BatchClaim(
-                    key: key, token: token, attempt: Int(attempt), location: location, maxAttempts: Int(maxAttempts),
-                    rows: Int(rows), bytes: Int(bytes), waitedMilliseconds: max(0, waited)))
+            var claim = BatchClaim(
+                key: key, token: token, attempt: Int(attempt), location: location, maxAttempts: Int(maxAttempts),
+                rows: Int(rows), bytes: Int(bytes), waitedMilliseconds: max(0, waited))
+            claim.queuePrefix = keys.prefix
+            claims.append(claim)
         }
         return claims
     }
@@ -167,7 +207,8 @@ public final class Coordinator: Sendable {
     public func waitForWork(queues: [String], timeout: Duration) async throws -> Bool {
         guard !queues.isEmpty else { throw NodeError.invalidArgument("waitForWork needs at least one queue") }
         for queue in queues { try BatchKey.check(queue, "queue") }
-        let wakeKeys = Set(queues).sorted().flatMap { self.allKeys($0).map(\.wake) }
+        var wakeKeys: [String] = []
+        for queue in Set(queues).sorted() { wakeKeys += try await self.layout(queue).drain.map(\.wake) }
         let groups = self.valkey.isCluster ? wakeKeys.map { [$0] } : [wakeKeys]
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
@@ -193,7 +234,7 @@ public final class Coordinator: Sendable {
     public func extend(_ claim: BatchClaim, lease: Duration) async throws -> FenceResult {
         let leaseMilliseconds = RetryPolicy.milliseconds(lease)
         guard leaseMilliseconds >= 1 else { throw NodeError.invalidArgument("the lease must be at least 1 ms") }
-        let keys = self.keys(for: claim.key)
+        let keys = try await self.keys(of: claim)
         let reply = try await self.eval(
             CoordinatorScripts.extend, keys: [keys.batch(claim.key.id)],
             [keys.prefix, claim.key.id, claim.token, leaseMilliseconds])
@@ -203,7 +244,7 @@ public final class Coordinator: Sendable {
     /// True while `claim.token` is the batch's current token (used to fence the result write).
     /// - Throws: `NodeError.unavailable`.
     public func isCurrent(_ claim: BatchClaim) async throws -> Bool {
-        let key = self.keys(for: claim.key).batch(claim.key.id)
+        let key = try await self.keys(of: claim).batch(claim.key.id)
         let reply = try await self.send(RESPCommand("HMGET", key, "status", "token"), key: key)
         guard let values = reply.elements, values.count == 2 else { throw Self.unexpected("HMGET", reply) }
         return values[0].string == BatchState.processing.rawValue && values[1].string == claim.token
@@ -212,7 +253,7 @@ public final class Coordinator: Sendable {
     /// Completes the batch of `claim` (recording `resultKey`), if its token is still current.
     /// - Throws: `NodeError.unavailable`.
     public func complete(_ claim: BatchClaim, resultKey: BatchKey?) async throws -> FenceResult {
-        let keys = self.keys(for: claim.key)
+        let keys = try await self.keys(of: claim)
         let reply = try await self.eval(
             CoordinatorScripts.complete, keys: [keys.batch(claim.key.id)],
             [keys.prefix, claim.key.id, claim.token, resultKey?.description ?? ""])
@@ -226,7 +267,7 @@ public final class Coordinator: Sendable {
     public func fail(_ claim: BatchClaim, error: String, retryDelay: Duration, permanent: Bool) async throws
         -> FailOutcome
     {
-        let keys = self.keys(for: claim.key)
+        let keys = try await self.keys(of: claim)
         let reply = try await self.eval(
             CoordinatorScripts.fail, keys: [keys.batch(claim.key.id)],
             [
@@ -251,7 +292,7 @@ public final class Coordinator: Sendable {
     /// not happen, at the head of the ready list, a worker woken), if its token is still current.
     /// - Throws: `NodeError.unavailable`.
     public func release(_ claim: BatchClaim) async throws -> FenceResult {
-        let keys = self.keys(for: claim.key)
+        let keys = try await self.keys(of: claim)
         let reply = try await self.eval(
             CoordinatorScripts.release, keys: [keys.batch(claim.key.id)], [keys.prefix, claim.key.id, claim.token])
         return try Self.fence(reply, "release")
@@ -267,7 +308,7 @@ public final class Coordinator: Sendable {
     public func housekeeping(queue: String) async throws -> HousekeepingReport {
         try BatchKey.check(queue, "queue")
         var report = HousekeepingReport()
-        for keys in self.allKeys(queue) { report = report + (try await self.housekeeping(keys)) }
+        for keys in try await self.layout(queue).drain { report = report + (try await self.housekeeping(keys)) }
         return report
     }
 
@@ -321,11 +362,19 @@ public final class Coordinator: Sendable {
     /// The status of `key`, nil if unknown (never registered, deleted or expired).
     /// - Throws: `NodeError.unavailable`.
     public func status(_ key: BatchKey) async throws -> BatchStatus? {
-        let hash = self.keys(for: key).batch(key.id)
-        let reply = try await self.send(RESPCommand("HGETALL", hash), key: hash)
-        return BatchStatus(
-            key: key.isResult ? (try? BatchKey(queue: key.queue, id: key.id)) ?? key : key,
-            fields: Self.fields(reply))
+        let shown = key.isResult ? (try? BatchKey(queue: key.queue, id: key.id)) ?? key : key
+        let candidates = try await self.layout(key.queue).candidates(key.id)
+        if candidates.count == 1 {
+            let hash = candidates[0].batch(key.id)
+            return BatchStatus(key: shown, fields: Self.fields(try await self.send(RESPCommand("HGETALL", hash), key: hash)))
+        }
+        let replies = try await self.pipeline(candidates.map { keys in
+            (command: RESPCommand("HGETALL", keys.batch(key.id)), key: keys.batch(key.id))
+        })
+        for result in replies {
+            if let status = BatchStatus(key: shown, fields: Self.fields(try self.value(result))) { return status }
+        }
+        return nil
     }
 
     /// Statuses, newest first (by last update); `queue` nil = every queue of `vf:queues`, `state` nil = every
@@ -339,9 +388,9 @@ public final class Coordinator: Sendable {
         if let queue { queues = [queue] } else { queues = try await self.queues() }
         let states = state.map { [$0] } ?? BatchState.allCases
         var commands: [(command: RESPCommand, key: String)] = []
-        var sources: [(queue: String, state: BatchState)] = []
+        var sources: [(queue: String, state: BatchState, keys: QueueKeys)] = []
         for queue in queues {
-            for keys in self.allKeys(queue) {
+            for keys in try await self.layout(queue).drain {
                 for state in states {
                     let index = keys.index(state)
                     if state == .pending {
@@ -349,40 +398,41 @@ public final class Coordinator: Sendable {
                     } else {
                         commands.append((RESPCommand("ZREVRANGE", index, 0, limit - 1, "WITHSCORES"), index))
                     }
-                    sources.append((queue, state))
+                    sources.append((queue, state, keys))
                 }
             }
         }
         // Indexes scored by last update (the finished states) are merged by score and cut to `limit`; the
         // newest pending (end of the ready list), processing (scored by lease deadline) and retry_wait (by due
         // time) candidates are all kept. The final order is by updated_at.
-        var byUpdate: [(score: Double, key: BatchKey)] = []
-        var others: [BatchKey] = []
+        var byUpdate: [(score: Double, key: BatchKey, keys: QueueKeys)] = []
+        var others: [(key: BatchKey, keys: QueueKeys)] = []
         for (source, result) in zip(sources, try await self.pipeline(commands)) {
             let reply = try self.value(result)
             if source.state == .pending {
                 guard let ids = reply.elements else { throw Self.unexpected("LRANGE", reply) }
                 others += ids.compactMap { $0.string.flatMap { try? BatchKey(queue: source.queue, id: $0) } }
+                    .map { ($0, source.keys) }
                 continue
             }
             for (id, score) in try Self.scoredMembers(reply) {
                 guard let key = try? BatchKey(queue: source.queue, id: id) else { continue }
                 if source.state == .processing || source.state == .retryWait {
-                    others.append(key)
+                    others.append((key, source.keys))
                 } else {
-                    byUpdate.append((score, key))
+                    byUpdate.append((score, key, source.keys))
                 }
             }
         }
         byUpdate.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
-        let chosen = byUpdate.prefix(limit).map(\.key) + others
-        let hashes = chosen.map { key in
-            let hash = self.keys(for: key).batch(key.id)
+        let chosen = byUpdate.prefix(limit).map { ($0.key, $0.keys) } + others.map { ($0.key, $0.keys) }
+        let hashes = chosen.map { key, keys in
+            let hash = keys.batch(key.id)
             return (command: RESPCommand("HGETALL", hash), key: hash)
         }
         var statuses: [BatchStatus] = []
         statuses.reserveCapacity(chosen.count)
-        for (key, result) in zip(chosen, try await self.pipeline(hashes)) {
+        for ((key, _), result) in zip(chosen, try await self.pipeline(hashes)) {
             if let status = BatchStatus(key: key, fields: Self.fields(try self.value(result))) {
                 statuses.append(status)
             }
@@ -403,7 +453,7 @@ public final class Coordinator: Sendable {
                 group.addTask {
                     var counts: [BatchState: Int] = [:]
                     for state in BatchState.allCases { counts[state] = 0 }
-                    for keys in self.allKeys(queue) {
+                    for keys in try await self.layout(queue).drain {
                         let reply = try await self.eval(CoordinatorScripts.stats, keys: [keys.ready], [keys.prefix])
                         guard let values = reply.elements, values.count == BatchState.allCases.count else {
                             throw Self.unexpected("stats", reply)
@@ -435,7 +485,7 @@ public final class Coordinator: Sendable {
     /// attempt ends, a worker woken). Nil if the batch is unknown.
     /// - Throws: `NodeError.failedPrecondition` for any other state; `NodeError.unavailable`.
     public func retry(_ key: BatchKey) async throws -> BatchStatus? {
-        let keys = self.keys(for: key)
+        let keys = try await self.locate(key)
         let reply = try await self.eval(CoordinatorScripts.retry, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "retry") { state in
             "batch \(key) is \(state); only failed or cancelled batches can be retried"
@@ -446,7 +496,7 @@ public final class Coordinator: Sendable {
     /// complete or fail is refused). Nil if the batch is unknown.
     /// - Throws: `NodeError.failedPrecondition` for a finished batch; `NodeError.unavailable`.
     public func cancel(_ key: BatchKey) async throws -> BatchStatus? {
-        let keys = self.keys(for: key)
+        let keys = try await self.locate(key)
         let reply = try await self.eval(
             CoordinatorScripts.cancel, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "cancel") { state in
@@ -458,7 +508,7 @@ public final class Coordinator: Sendable {
     /// (A stale id left in the ready list is skipped by claim.)
     /// - Throws: `NodeError.unavailable`.
     public func delete(_ key: BatchKey) async throws -> BatchStatus? {
-        let keys = self.keys(for: key)
+        let keys = try await self.locate(key)
         let reply = try await self.eval(CoordinatorScripts.delete, keys: [keys.batch(key.id)], [keys.prefix, key.id])
         return try self.managed(reply, key: key, "delete") { state in "batch \(key) is \(state)" }
     }
@@ -483,16 +533,71 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// The keys of the (sub-)queue holding `key`.
-    func keys(for key: BatchKey) -> QueueKeys {
-        guard let shards = self.queueShards[key.queue] else { return QueueKeys(key.queue) }
-        return QueueKeys(shard: key.queue, Int(HashSlot.crc16(key.id.utf8)) % shards)
+    /// The keys of the (sub-)queue holding the batch of `claim`: the one it was claimed from, else located.
+    private func keys(of claim: BatchClaim) async throws -> QueueKeys {
+        if let prefix = claim.queuePrefix { return QueueKeys(prefix: prefix) }
+        return try await self.locate(claim.key)
     }
 
-    /// The keys of every sub-queue of `queue` (just the queue's own when it is not sharded).
-    func allKeys(_ queue: String) -> [QueueKeys] {
-        guard let shards = self.queueShards[queue] else { return [QueueKeys(queue)] }
-        return (0..<shards).map { QueueKeys(shard: queue, $0) }
+    /// The keys of the (sub-)queue holding `key`: with one candidate (the queue's shard count never changed)
+    /// that one, else the first candidate whose batch hash exists (the current one when none does).
+    func locate(_ key: BatchKey) async throws -> QueueKeys {
+        let candidates = try await self.layout(key.queue).candidates(key.id)
+        guard candidates.count > 1 else { return candidates[0] }
+        let replies = try await self.pipeline(candidates.map { keys in
+            (command: RESPCommand("EXISTS", keys.batch(key.id)), key: keys.batch(key.id))
+        })
+        for (keys, result) in zip(candidates, replies) where try self.value(result).integer == 1 { return keys }
+        return candidates[0]
+    }
+
+    /// The layout of `queue`: read from `vf:{Q}:config` at most every `layoutRefresh`; without a configuration
+    /// there, K from `queueShards` (default 1).
+    /// - Throws: `NodeError.unavailable` when Valkey fails.
+    public func layout(_ queue: String) async throws -> QueueLayout {
+        let now = ContinuousClock.now
+        if let cached = self.layouts.withLock({ $0[queue] }), cached.read.duration(to: now) < self.layoutRefresh {
+            return cached.layout
+        }
+        return try await self.readLayout(queue)
+    }
+
+    /// The layout of `queue` read from Valkey now (and cached).
+    /// - Throws: `NodeError.invalidArgument` for a bad queue name; `NodeError.unavailable` when Valkey fails.
+    public func readLayout(_ queue: String) async throws -> QueueLayout {
+        try BatchKey.check(queue, "queue")
+        let key = QueueKeys(queue).config
+        let started = ContinuousClock.now
+        let reply = try await self.send(RESPCommand("HMGET", key, "shards", "history"), key: key)
+        guard let values = reply.elements, values.count == 2 else { throw Self.unexpected("HMGET", reply) }
+        let layout = QueueLayout(queue: queue, shardsField: values[0].string, historyField: values[1].string)
+            ?? QueueLayout(queue: queue, shards: self.queueShards[queue] ?? 1)
+        self.layouts.withLock { $0[queue] = (layout, started) }
+        return layout
+    }
+
+    /// Sets the shard count of `queue` to `shards` in Valkey (`vf:{Q}:config`), adding it to the queue's history,
+    /// and lists the queue in `vf:queues`. New batches go to the new sub-queues at once in this process, in
+    /// others within their `layoutRefresh`; batches already registered stay where they are and keep being
+    /// claimed, swept, counted and found, whatever the count becomes later.
+    /// - Throws: `NodeError.invalidArgument` for a bad queue name or `shards` outside 1…1024;
+    ///   `NodeError.unavailable` when Valkey fails.
+    public func configureShards(queue: String, shards: Int) async throws -> QueueLayout {
+        try BatchKey.check(queue, "queue")
+        guard (1...Self.maxShards).contains(shards) else {
+            throw NodeError.invalidArgument("the shard count of a queue must be 1 to \(Self.maxShards), got \(shards)")
+        }
+        // The history in effect when the queue has no configuration yet: the count it was used with until now.
+        let previous = self.queueShards[queue] ?? 1
+        let key = QueueKeys(queue).config
+        try await self.noteQueue(queue)
+        let started = ContinuousClock.now
+        let reply = try await self.eval(CoordinatorScripts.configure, keys: [key], [shards, String(previous)])
+        guard let values = reply.elements, values.count == 2, let count = values[0].integer,
+            let layout = QueueLayout(queue: queue, shardsField: String(count), historyField: values[1].string)
+        else { throw Self.unexpected("configure", reply) }
+        self.layouts.withLock { $0[queue] = (layout, started) }
+        return layout
     }
 
     /// Adds `queue` to `vf:queues` once per process (before its first registration).
@@ -547,6 +652,7 @@ public final class Coordinator: Sendable {
         case CoordinatorScripts.fail: return first == 1 || first == 2
         case CoordinatorScripts.promote, CoordinatorScripts.reap: return (first ?? 0) > 0
         case CoordinatorScripts.expire: return (reply.integer ?? 0) > 0
+        case CoordinatorScripts.configure: return true
         default: return false
         }
     }
@@ -652,6 +758,9 @@ struct QueueKeys: Sendable {
 
     init(_ queue: String) { self.prefix = "vf:{\(queue)}:" }
 
+    /// The key set with `prefix` (as recorded in a claim).
+    init(prefix: String) { self.prefix = prefix }
+
     /// Sub-queue `index` of `queue`: `vf:{Q#k}:`.
     init(shard queue: String, _ index: Int) { self.prefix = "vf:{\(queue)#\(index)}:" }
 
@@ -660,6 +769,8 @@ struct QueueKeys: Sendable {
     var leases: String { self.prefix + "leases" }
     var delayed: String { self.prefix + "delayed" }
     var wake: String { self.prefix + "wake" }
+    /// The queue's layout (`QueueLayout`); only the plain key set `vf:{Q}:` has one.
+    var config: String { self.prefix + "config" }
     /// The zset holding exactly the batches in `state` (see `CoordinatorScripts`).
     func index(_ state: BatchState) -> String {
         switch state {

@@ -7,6 +7,8 @@ public struct CoordinatorBenchmarkResult: Sendable {
     public var batches: Int
     /// Concurrent tasks used.
     public var concurrency: Int
+    /// Sub-queues of the benchmark's queue (1: a plain queue).
+    public var shards: Int = 1
     /// Wall time of the measured phase (cleanup excluded).
     public var elapsed: Duration
     /// `batches / elapsed`.
@@ -23,6 +25,7 @@ public struct CoordinatorBenchmarkResult: Sendable {
         }
         let seconds = Double(RetryPolicy.microseconds(self.elapsed)) / 1_000_000
         return "\(Int(self.batchesPerSecond)) batches/s (\(self.batches) batches, \(self.concurrency) tasks, "
+            + (self.shards > 1 ? "\(self.shards) sub-queues, " : "")
             + "\(String(Double(Int(seconds * 1000)) / 1000)) s; call p50 \(ms(self.callLatencyP50)) ms, "
             + "p99 \(ms(self.callLatencyP99)) ms)"
     }
@@ -32,20 +35,26 @@ public struct CoordinatorBenchmarkResult: Sendable {
 /// batches, claims up to `claimLimit` (1…1000) at once and completes what it got, until `batches` batches were
 /// registered; then the tasks drain what is left. Calls of
 /// concurrent tasks share one connection per server and are pipelined by the RESP client. Uses a fresh queue
-/// `bench-<random>` and removes its batches afterwards (not timed).
+/// `bench-<random>` — spread over `shards` sub-queues (1…1024) when `shards` > 1 — and removes its batches
+/// and keys afterwards (not timed).
 /// - Throws: `NodeError.invalidArgument` for batches or concurrency below 1; `NodeError.unavailable` when Valkey
 ///   fails; `NodeError.failedPrecondition` if a batch was not completed exactly once (a coordinator bug).
-public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1)
-    async throws -> CoordinatorBenchmarkResult
-{
+public func runCoordinatorBenchmark(
+    valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1, shards: Int = 1
+) async throws -> CoordinatorBenchmarkResult {
     guard batches >= 1, concurrency >= 1 else {
         throw NodeError.invalidArgument("the benchmark needs at least 1 batch and 1 task")
     }
     guard (1...Coordinator.maxClaim).contains(claimLimit) else {
         throw NodeError.invalidArgument("the claim limit must be 1 to \(Coordinator.maxClaim), got \(claimLimit)")
     }
+    guard (1...Coordinator.maxShards).contains(shards) else {
+        throw NodeError.invalidArgument("the shard count must be 1 to \(Coordinator.maxShards), got \(shards)")
+    }
     let coordinator = Coordinator(valkey: valkey)
     let queue = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
+    let layout = shards > 1 ? try await coordinator.configureShards(queue: queue, shards: shards)
+        : QueueLayout(queue: queue, shards: 1)
     let counters = CoordinatorBenchmarkCounters()
     let clock = ContinuousClock()
 
@@ -71,9 +80,10 @@ public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, conc
         if try await sweeper.housekeeping(queue: queue).expired == 0 { break }
     }
     _ = try? await valkey.send(RESPCommand("SREM", Coordinator.queuesKey, queue), key: Coordinator.queuesKey)
-    let prefix = QueueKeys(queue)
-    for key in [prefix.ready, prefix.wake, prefix.leases, prefix.delayed, prefix.prefix + "seq"] {
-        _ = try? await valkey.send(RESPCommand("DEL", key), key: key)
+    for prefix in layout.drain + [QueueKeys(queue)] {
+        for key in [prefix.ready, prefix.wake, prefix.leases, prefix.delayed, prefix.prefix + "seq", prefix.config] {
+            _ = try? await valkey.send(RESPCommand("DEL", key), key: key)
+        }
     }
 
     guard done == batches else {
@@ -86,7 +96,7 @@ public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, conc
     }
     let seconds = Double(RetryPolicy.microseconds(elapsed)) / 1_000_000
     return CoordinatorBenchmarkResult(
-        batches: batches, concurrency: concurrency, elapsed: elapsed,
+        batches: batches, concurrency: concurrency, shards: shards, elapsed: elapsed,
         batchesPerSecond: seconds > 0 ? Double(batches) / seconds : 0, callLatencyP50: percentile(0.5),
         callLatencyP99: percentile(0.99))
 }

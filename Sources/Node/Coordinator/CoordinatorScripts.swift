@@ -22,9 +22,13 @@ import RESP
 ///     vf:queues            set    every queue ever registered; the one cross-slot key, written (SADD) before a
 ///                                 queue's first registration and never part of an atomic step
 ///
-/// A sharded queue (`--queue-shards Q=K`) is K such key sets, `vf:{Q#0}:…` to `vf:{Q#K-1}:…`, each in its own
-/// slot; a batch lives in sub-queue CRC16(ID) mod K, the scripts never see the difference, and `vf:queues`
-/// lists Q itself (the Swift side sums and merges the sub-queues).
+///     vf:{Q}:config        hash   shards (K), history (every K the queue has had, e.g. "1,4"), updated_at;
+///                                 absent = K 1 (`QueueLayout`)
+///
+/// A sharded queue (`valkeyflight queue configure Q --shards K`, `--queue-shards Q=K`) is K such key sets,
+/// `vf:{Q#0}:…` to `vf:{Q#K-1}:…`, each in its own slot; a new batch goes to sub-queue CRC16(ID) mod K, the
+/// scripts never see the difference, and `vf:queues` lists Q itself (the Swift side sums and merges the
+/// sub-queues). After K changes, the key sets of every earlier K keep being claimed from, swept and counted.
 ///
 /// Rules every script follows:
 /// - Times come from `TIME` inside Valkey (node clocks do not matter); all times are Unix milliseconds.
@@ -342,6 +346,22 @@ enum CoordinatorScripts {
           end
         end
         return out
+        """)
+
+    /// KEYS[1] `vf:{Q}:config`; ARGV shards, the history in effect when the hash has none (comma-separated).
+    /// Sets `shards`, adds it to `history` (ascending, no duplicates), stamps `updated_at`. → {shards, history}.
+    static let configure = script(
+        """
+        local seen, list = {}, {}
+        local h = redis.call('HGET', KEYS[1], 'history') or ARGV[2]
+        for k in string.gmatch(h .. ',' .. ARGV[1], '%d+') do
+          local n = tonumber(k)
+          if n and n >= 1 and not seen[n] then seen[n] = true; list[#list + 1] = n end
+        end
+        table.sort(list)
+        local history = table.concat(list, ',')
+        redis.call('HSET', KEYS[1], 'shards', ARGV[1], 'history', history, 'updated_at', clock())
+        return {tonumber(ARGV[1]), history}
         """)
 
     private static func script(_ body: String) -> RESPScript { RESPScript(Self.prelude + body) }

@@ -68,6 +68,8 @@ public struct NodeConfiguration: Sendable {
     public var auth: FlightBasicAuth?
     /// `--retention` of finished batches' status.
     public var retention: Duration = .seconds(7 * 86400)
+    /// `--queue-shards Q=K,…`: shard counts written to Valkey at start (`Coordinator.configureShards`).
+    public var queueShards: [String: Int] = [:]
     /// Worker options.
     public var worker = WorkerConfiguration()
     /// `--processor` / `--exec`.

@@ -17,6 +17,8 @@ package struct PipelineBenchmark: Sendable {
     package var coordinatorOnly = false
     /// Batches one claim takes at most (coordinator only), as a worker pool claiming for several slots would.
     package var claimLimit = 1
+    /// Sub-queues of the benchmark's queue (coordinator only; 1: a plain queue).
+    package var queueShards = 1
     package var valkeyURL: String?
     package var valkeyServerBinary: String?
 
@@ -71,7 +73,7 @@ package struct PipelineBenchmark: Sendable {
         let valkey = try await ValkeyConnection.connect(url, clientName: "valkeyflight-bench")
         defer { valkey.close() }
         let result = try await runCoordinatorBenchmark(valkey: valkey, batches: self.batches, concurrency: self.submitters,
-                                                       claimLimit: self.claimLimit)
+                                                       claimLimit: self.claimLimit, shards: self.queueShards)
         return Report(batches: self.batches, rows: 0, seconds: Double(self.batches) / result.batchesPerSecond)
     }
 

@@ -71,8 +71,14 @@ public enum ValkeyFlightNode {
                     log.warning("--valkey-replicas-ack exceeds the replicas Valkey has; writes wait up to 1 s for them",
                                 ["ack": String(ack), "replicas": String(replicas)])
                 }
-                coordinator = Coordinator(valkey: connection, retention: configuration.retention, replicasAck: ack,
-                                          onReplicaShortfall: { log.warning("replica acknowledgement short", ["detail": $0]) })
+                let made = Coordinator(valkey: connection, retention: configuration.retention, replicasAck: ack,
+                                       onReplicaShortfall: { log.warning("replica acknowledgement short", ["detail": $0]) })
+                coordinator = made
+                for (queue, shards) in configuration.queueShards.sorted(by: { $0.key < $1.key }) {
+                    let layout = try await made.configureShards(queue: queue, shards: shards)
+                    log.info("queue configured", ["queue": queue, "shards": String(layout.shards),
+                                                  "history": layout.history.map(String.init).joined(separator: ",")])
+                }
             }
         } catch {
             await embedded?.stop()

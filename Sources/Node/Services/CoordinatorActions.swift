@@ -16,6 +16,8 @@ struct CoordinatorActions: Sendable {
         ActionType(type: "delete", description: "Body: a batch key. Removes the batch's status and, on this node, its data and result."),
         ActionType(type: "stats", description: "Counts per queue and status: {\"QUEUE\": {\"pending\": n, …}, …}."),
         ActionType(type: "health", description: "Liveness and Valkey reachability: {\"status\":\"ok\", …}."),
+        ActionType(type: "queue-config", description: "Body: a queue name. Its layout: {\"queue\", \"shards\", \"history\", \"sub_queues\"}."),
+        ActionType(type: "configure-queue", description: "Body: JSON {\"queue\": Q, \"shards\": K}. Spreads new batches of Q over K sub-queues (1…1024); the new layout."),
     ]
 
     /// The most statuses one `list` returns.
@@ -55,6 +57,14 @@ struct CoordinatorActions: Sendable {
             } catch {
                 return ["{\"status\":\"degraded\",\"valkey\":\(JSONText.quote("unreachable: \(error)"))\(batches)}"]
             }
+        case "queue-config":
+            guard action.body.count <= 4096 else { throw NodeError.invalidArgument("action 'queue-config' needs a queue name as its body") }
+            let queue = String(decoding: action.body, as: UTF8.self)
+            try BatchKey.check(queue, "queue")
+            return [try await self.coordinator.readLayout(queue).json]
+        case "configure-queue":
+            let (queue, shards) = try Self.configureRequest(action.body)
+            return [try await self.coordinator.configureShards(queue: queue, shards: shards).json]
         default:
             throw NodeError.invalidArgument("unknown action '\(BatchKey.printable(action.type))'; this node serves "
                 + Self.actions.map(\.type).joined(separator: ", "))
@@ -104,6 +114,19 @@ struct CoordinatorActions: Sendable {
             limit = min(parsed, Self.listLimit)
         }
         return (queue, state, limit)
+    }
+
+    /// Parses the `configure-queue` body: `{"queue": "Q", "shards": K}` with K in 1…1024.
+    static func configureRequest(_ body: ArraySlice<UInt8>) throws(NodeError) -> (String, Int) {
+        let usage = "action 'configure-queue' takes a JSON object {\"queue\": \"Q\", \"shards\": K} as its body"
+        guard body.count <= 4096, let json = JSONValue.parse(String(decoding: body, as: UTF8.self)), case .object = json,
+              case let .string(queue)? = json["queue"], case let .number(text)? = json["shards"]
+        else { throw .invalidArgument(usage) }
+        try BatchKey.check(queue, "queue")
+        guard text.utf8.count <= 8, let shards = Int(text), (1...Coordinator.maxShards).contains(shards) else {
+            throw .invalidArgument("the shard count of a queue must be 1 to \(Coordinator.maxShards), got \(BatchKey.printable(text))")
+        }
+        return (queue, shards)
     }
 
     /// `{"QUEUE": {"pending": n, "processing": n, "retry_wait": n, "completed": n, "failed": n, "cancelled": n}, …}`.

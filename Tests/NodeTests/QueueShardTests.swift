@@ -1,0 +1,256 @@
+import FlightProto
+import FlightRPC
+import Foundation
+import Node
+import RESP
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hot queues spread over sub-queues: the shard count stored in Valkey, submit spreading batches, workers
+/// claiming across sub-queues fairly, every view showing one queue, and changes of the count stranding nothing.
+@Suite(.serialized) struct QueueShardTests {
+    /// The sub-queue CRC16(ID) mod K that a batch id lands in.
+    static func shard(_ id: String, of count: Int) -> Int { Int(HashSlot.crc16(id.utf8)) % count }
+
+    /// `per` ids for each of `count` sub-queues, in the order sub-queue 0's ids, then 1's, … (so a claim order
+    /// that just followed submission would drain one sub-queue after another).
+    static func ids(per: Int, count: Int, prefix: String) -> [String] {
+        var buckets = [[String]](repeating: [], count: count)
+        var index = 0
+        while buckets.contains(where: { $0.count < per }), index < 100_000 {
+            let id = "\(prefix)\(index)"
+            let shard = Self.shard(id, of: count)
+            if buckets[shard].count < per { buckets[shard].append(id) }
+            index += 1
+        }
+        return buckets.flatMap { $0 }
+    }
+
+    static func length(_ valkey: ValkeyConnection, _ key: String, list: Bool) async throws -> Int {
+        Int(try await valkey.send(RESPCommand(list ? "LLEN" : "ZCARD", key), key: key).integer ?? -1)
+    }
+
+    @Test func shardCountIsStoredInValkeyReadByEveryProcessAndValidated() async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let writer = Coordinator(valkey: valkey)
+            let reader = Coordinator(valkey: valkey, layoutRefresh: .milliseconds(50))
+            #expect(try await reader.layout("hot") == QueueLayout(queue: "hot", shards: 1))
+            for bad in [0, -1, Coordinator.maxShards + 1] {
+                await #expect(throws: NodeError.self) { try await writer.configureShards(queue: "hot", shards: bad) }
+            }
+            await #expect(throws: NodeError.self) { try await writer.configureShards(queue: "bad#name", shards: 2) }
+
+            let layout = try await writer.configureShards(queue: "hot", shards: 4)
+            #expect(layout.shards == 4 && layout.history == [1, 4])
+            #expect(layout.json == #"{"queue":"hot","shards":4,"history":[1,4],"sub_queues":["hot","hot#0","hot#1","hot#2","hot#3"]}"#)
+            // Stored with the queue, in its own slot: one hash.
+            let config = try await valkey.send(RESPCommand("HGETALL", "vf:{hot}:config"), key: "vf:{hot}:config")
+            #expect(config.pairs?.count == 3)
+            // Another process sees it within its refresh, without a restart.
+            try await ValkeyTestServers.waitUntil("the reader sees 4 shards", timeout: .seconds(10)) {
+                try await reader.layout("hot").shards == 4
+            }
+            #expect(try await writer.queues() == ["hot"])
+            // The history only grows: 2 after 4 keeps 4's sub-queues in the drained set.
+            let shrunk = try await writer.configureShards(queue: "hot", shards: 2)
+            #expect(shrunk.shards == 2 && shrunk.history == [1, 2, 4])
+            #expect(shrunk.json.contains(#""sub_queues":["hot","hot#0","hot#1","hot#2","hot#3"]"#))
+        }
+    }
+
+    /// One worker slot, four sub-queues holding ten batches each, submitted sub-queue after sub-queue: the
+    /// worker takes them round-robin, so every window of four completions has all four sub-queues.
+    @Test func oneWorkerDrainsFourSubQueuesInterleaved() async throws {
+        try await withPrivateValkey { valkey in
+            let flight = try await ModeProcess.start("flight", ["--valkey", valkey.url])
+            defer { flight.child.terminate() }
+            let client = try FlightClient(location: FlightLocation(parsing: try #require(flight.location)))
+            defer { client.close() }
+            let view = InProcessNodeView(client: client, location: flight.location!)
+            let layout = try #require(try await view.action("configure-queue", #"{"queue":"fair","shards":4}"#).first)
+            #expect(layout["shards"] == 4)
+            let ids = Self.ids(per: 10, count: 4, prefix: "f")
+            let stream = try PipelineData.stream(rows: 3)
+            for id in ids { _ = try await view.submit(stream, queue: "fair", id: id) }
+            let stats = try #require(try await view.action("stats").first)
+            #expect(stats["fair"]["pending"] == 40 && stats.object.keys.count == 1, "\(stats)")
+
+            let worker = try await ModeProcess.start("worker", ["--valkey", valkey.url, "--queue", "fair", "--concurrency", "1"])
+            defer { worker.child.terminate() }
+            for id in ids { #expect(try await view.waitFinished("fair/\(id)")["status"] == "completed") }
+            #expect(await worker.stop() == 0)
+
+            // Completion order (one slot: the claim order), oldest first.
+            let listed = try await view.action("list", #"{"queue":"fair","status":"completed","limit":100}"#)
+            #expect(listed.count == 40)
+            let order = listed.reversed().compactMap { $0["key"].string?.split(separator: "/").last.map(String.init) }
+            let shards = order.map { Self.shard($0, of: 4) }
+            for start in stride(from: 0, through: shards.count - 4, by: 4) {
+                #expect(Set(shards[start..<(start + 4)]).count == 4, "claim order by sub-queue: \(shards)")
+            }
+        }
+    }
+
+    /// Batches pending under 2 sub-queues, then 4, then the plain queue again: none is lost, each is found by
+    /// its key (status, cancel, retry), the counts are one queue's, and a running worker drains them all.
+    @Test func changingTheShardCountWithBatchesPendingLosesNone() async throws {
+        try await withPrivateValkey { server in
+            let valkey = try await ValkeyConnection.connect(server.url)
+            defer { valkey.close() }
+            let flight = try await ModeProcess.start("flight", ["--valkey", server.url])
+            defer { flight.child.terminate() }
+            let client = try FlightClient(location: FlightLocation(parsing: try #require(flight.location)))
+            defer { client.close() }
+            let view = InProcessNodeView(client: client, location: flight.location!)
+            let stream = try PipelineData.stream(rows: 5)
+            var keys: [String] = []
+            for (round, shards) in [2, 4, 1].enumerated() {
+                let reply = try await CLI.run(["queue", "configure", "re", "--shards", "\(shards)", "--server", flight.location!])
+                #expect(reply.status == 0 && reply.text.contains("re  shards=\(shards)"), "\(reply.stderr)")
+                for index in 0..<12 {
+                    keys.append(try #require(try await view.submit(stream, queue: "re", id: "r\(round)-\(index)")["key"].string))
+                }
+            }
+            // Where they are: 12 in re#0…1, 12 in re#0…3, 12 in the plain queue.
+            var inSubQueues = 0
+            for shard in 0..<4 { inSubQueues += try await Self.length(valkey, "vf:{re#\(shard)}:ready", list: true) }
+            #expect(inSubQueues == 24)
+            #expect(try await Self.length(valkey, "vf:{re}:ready", list: true) == 12)
+            let shown = try await CLI.run(["queue", "show", "re", "--json", "--server", flight.location!])
+            #expect(shown.text.contains(#""shards":1,"history":[1,2,4]"#), "\(shown.text)")
+            let stats = try #require(try await view.action("stats").first)
+            #expect(stats["re"]["pending"] == 36 && stats.object.keys.count == 1, "\(stats)")
+
+            // Management by key finds batches of every earlier layout.
+            let early = keys[0]
+            #expect(try await view.status(early)["status"] == "pending")
+            let cancelled = try await CLI.run(["cancel", early, "--json", "--server", flight.location!])
+            #expect(cancelled.status == 0 && cancelled.text.contains(#""status":"cancelled""#), "\(cancelled.stderr)")
+            let retried = try await CLI.run(["retry", early, "--json", "--server", flight.location!])
+            #expect(retried.status == 0 && retried.text.contains(#""status":"pending""#), "\(retried.stderr)")
+
+            // A worker started now drains every layout; a change while it runs is picked up without a restart.
+            let worker = try await ModeProcess.start("worker", ["--valkey", server.url, "--queue", "re", "--concurrency", "2"])
+            defer { worker.child.terminate() }
+            let reply = try await CLI.run(["queue", "configure", "re", "--shards", "3", "--server", flight.location!])
+            #expect(reply.status == 0, "\(reply.stderr)")
+            for index in 0..<12 {
+                keys.append(try #require(try await view.submit(stream, queue: "re", id: "late-\(index)")["key"].string))
+            }
+            for key in keys {
+                let status = try await view.waitFinished(key, timeout: .seconds(60))
+                #expect(status["status"] == "completed", "\(key): \(status)")
+            }
+            #expect(await worker.stop() == 0)
+            let done = try #require(try await view.action("stats").first)
+            #expect(done["re"]["completed"] == 48 && done["re"]["pending"] == 0, "\(done)")
+            let listed = try await view.action("list", #"{"queue":"re","limit":1000}"#)
+            #expect(Set(listed.compactMap { $0["key"].string }) == Set(keys))
+        }
+    }
+
+    @Test func shardCountsOutOfRangeAreClearCommandLineErrors() async throws {
+        let configure = try await CLI.run(["queue", "configure", "q", "--shards", "0"])
+        #expect(configure.status != 0 && configure.stderr.contains("--shards must be 1 to 1024, got 0"), "\(configure.stderr)")
+        let huge = try await CLI.run(["queue", "configure", "q", "--shards", "5000"])
+        #expect(huge.status != 0 && huge.stderr.contains("--shards must be 1 to 1024"), "\(huge.stderr)")
+        let badQueue = try await CLI.run(["queue", "configure", "q#1", "--shards", "2"])
+        #expect(badQueue.status != 0 && badQueue.stderr.contains("queue"), "\(badQueue.stderr)")
+        for bad in ["q=0", "q=2000", "q", "q=2,q=3", "q=x"] {
+            let mode = try await CLI.run(["coordinator", "--valkey", "unix:///nonexistent/sock", "--queue-shards", bad])
+            #expect(mode.status != 0 && mode.stderr.contains("--queue-shards"), "\(bad): \(mode.stderr)")
+        }
+        let bench = try await CLI.run(["bench", "pipeline", "--coordinator-only", "--queue-shards", "0"])
+        #expect(bench.status != 0 && bench.stderr.contains("--queue-shards must be 1 to 1024"), "\(bench.stderr)")
+    }
+
+    /// On a 3+3 cluster: a queue of three sub-queues whose slots belong to three different primaries, and the
+    /// pipeline through `valkeyflight` (submit, wait, get, stats, list, /metrics) shows it as one queue.
+    @Test func shardedQueueOnAClusterSpreadsOverPrimariesAndRunsEndToEnd() async throws {
+        try await withValkeyCluster(primaries: 3, replicas: 1) { seed in
+            let valkey = try await ValkeyConnection.connect(seed, clientName: "queue-shard-tests")
+            defer { valkey.close() }
+            // A queue whose sub-queues' tags fall in the three thirds of the slot space.
+            var queue = ""
+            for index in 0..<10_000 where queue.isEmpty {
+                let name = "hot\(index)"
+                if Set((0..<3).map { HashSlot.slot(for: "\(name)#\($0)") / 5462 }).count == 3 { queue = name }
+            }
+            try #require(!queue.isEmpty)
+            // Valkey agrees on each sub-queue's slot, and the three slots have three different primaries.
+            var owners: [String] = []
+            let slots = try await valkey.send(RESPCommand("CLUSTER", "SLOTS"), key: nil)
+            for shard in 0..<3 {
+                let key = "vf:{\(queue)#\(shard)}:ready"
+                let slot = try await valkey.send(RESPCommand("CLUSTER", "KEYSLOT", key), key: key).integer
+                #expect(slot == Int64(HashSlot.slot(for: key)))
+                for range in slots.elements ?? [] {
+                    guard let parts = range.elements, parts.count >= 3, let low = parts[0].integer,
+                        let high = parts[1].integer, let primary = parts[2].elements, primary.count >= 2,
+                        let slot, (low...high).contains(slot)
+                    else { continue }
+                    owners.append("\(primary[0].string ?? "?"):\(primary[1].integer ?? -1)")
+                }
+            }
+            #expect(owners.count == 3 && Set(owners).count == 3, "primaries of the sub-queues: \(owners)")
+
+            let node = try await ModeProcess.start("all", [
+                "--valkey", seed, "--queue", queue, "--queue-shards", "\(queue)=3", "--concurrency", "2",
+                "--exec", "cat", "--grace", "5s",
+            ])
+            defer { node.child.terminate() }
+            let server = try #require(node.location)
+            let directory = NSTemporaryDirectory() + "vf-shards-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var files: [String] = []
+            var inputs: [String: [Double?]] = [:]
+            for index in 0..<30 {
+                let path = "\(directory)/in\(index).arrows"
+                let stream = try PipelineData.stream(rows: 4 + index, offset: Double(index))
+                try Data(stream).write(to: URL(fileURLWithPath: path))
+                files.append(path)
+                inputs[path] = try PipelineData.prices(stream)
+            }
+            let submitted = try await CLI.run(["submit"] + files + ["--queue", queue, "--server", server, "--json"])
+            #expect(submitted.status == 0, "\(submitted.stderr)")
+            let keys = submitted.text.split(separator: "\n").compactMap { line -> String? in
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+                return object["key"] as? String
+            }
+            #expect(keys.count == 30 && keys.allSatisfy { $0.hasPrefix("\(queue)/") }, "\(submitted.text)")
+            let waited = try await CLI.run(["wait"] + keys + ["--timeout", "120s", "--server", server])
+            #expect(waited.status == 0, "\(waited.stderr)")
+            // Results: the processor (cat) returned each input unchanged.
+            for (key, file) in zip(keys, files) {
+                let out = "\(directory)/\(key.split(separator: "/").last!).result.arrows"
+                let got = try await CLI.run(["get", key, "--result", "-o", out, "--server", server])
+                #expect(got.status == 0, "\(got.stderr)")
+                #expect(try PipelineData.prices(Array(try Data(contentsOf: URL(fileURLWithPath: out)))) == inputs[file])
+            }
+            // Every sub-queue got some of them (30 random ids over 3: all empty but one is ~1e-5 likely).
+            for shard in 0..<3 {
+                #expect(try await Self.length(valkey, "vf:{\(queue)#\(shard)}:idx:completed", list: false) > 0)
+            }
+            // One queue everywhere: stats, list, /metrics.
+            let stats = try await CLI.run(["stats", "--json", "--server", server])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(stats.stdout)) as? [String: [String: Int]])
+            #expect(Array(object.keys) == [queue], "\(stats.text)")
+            #expect(object[queue]?["completed"] == 30 && object[queue]?["pending"] == 0, "\(stats.text)")
+            let table = try await CLI.run(["stats", "--server", server])
+            #expect(table.status == 0 && !table.text.contains("#"), "\(table.text)")
+            let listed = try await CLI.run(["list", "--queue", queue, "--json", "--server", server])
+            #expect(listed.text.split(separator: "\n").count == 30)
+            let metrics = try await HTTPProbe.metrics(HTTPProbe.base(server) + "/metrics")
+            #expect(metrics.value("valkeyflight_batches", nil, ["queue": queue, "status": "completed"]) == 30)
+            let shown = try await CLI.run(["queue", "show", queue, "--server", server])
+            #expect(shown.text.contains("\(queue)  shards=3  history=1,3"), "\(shown.text)")
+            #expect(await node.stop() == 0)
+        }
+    }
+}
