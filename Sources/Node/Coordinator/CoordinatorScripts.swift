@@ -360,7 +360,8 @@ enum CoordinatorScripts {
         end
         table.sort(list)
         local history = table.concat(list, ',')
-        redis.call('HSET', KEYS[1], 'shards', ARGV[1], 'history', history, 'updated_at', clock())
+        local now = clock()
+        redis.call('HSET', KEYS[1], 'shards', ARGV[1], 'history', history, 'updated_at', now)
         return {tonumber(ARGV[1]), history}
         """)
 
