@@ -45,9 +45,30 @@ import Glibc
             }
             await #expect(throws: NodeError.self) { try await writer.configureShards(queue: "bad#name", shards: 2) }
 
+            // A batch in the plain queue, and a process whose layout will be stale (read now, kept an hour).
+            let old = try BatchKey(queue: "hot", id: "old")
+            _ = try await writer.register(old, location: "grpc://127.0.0.1:1", rows: 1, bytes: 1, maxAttempts: 3)
+            let stale = Coordinator(valkey: valkey, layoutRefresh: .seconds(3600))
+            #expect(try await stale.layout("hot").shards == 1)
+
             let layout = try await writer.configureShards(queue: "hot", shards: 4)
             #expect(layout.shards == 4 && layout.history == [1, 4])
             #expect(layout.json == #"{"queue":"hot","shards":4,"history":[1,4],"sub_queues":["hot","hot#0","hot#1","hot#2","hot#3"]}"#)
+            // The stale process's register is refused by the plain queue and lands in its sub-queue instead.
+            let new = try BatchKey(queue: "hot", id: "new")
+            #expect(try await stale.register(new, location: "grpc://127.0.0.1:1", rows: 1, bytes: 1, maxAttempts: 3).created)
+            let hash = "vf:{hot#\(Self.shard("new", of: 4))}:b:new"
+            #expect(try await valkey.send(RESPCommand("EXISTS", hash), key: hash).integer == 1)
+            #expect(try await stale.layout("hot").shards == 4)
+            #expect(try await writer.status(old)?.state == .pending)
+            #expect(try await writer.status(new)?.state == .pending)
+            #expect(try await writer.stats()["hot"]?[.pending] == 2)
+            // Once the plain queue is empty, housekeeping drops it from the history.
+            #expect(try await writer.housekeeping(queue: "hot").expired == 0)
+            #expect(try await writer.readLayout("hot").history == [1, 4])
+            _ = try await writer.delete(old)
+            _ = try await writer.housekeeping(queue: "hot")
+            #expect(try await writer.readLayout("hot").history == [4])
             // Stored with the queue, in its own slot: one hash.
             let config = try await valkey.send(RESPCommand("HGETALL", "vf:{hot}:config"), key: "vf:{hot}:config")
             #expect(config.pairs?.count == 3)
@@ -58,8 +79,47 @@ import Glibc
             #expect(try await writer.queues() == ["hot"])
             // The history only grows: 2 after 4 keeps 4's sub-queues in the drained set.
             let shrunk = try await writer.configureShards(queue: "hot", shards: 2)
-            #expect(shrunk.shards == 2 && shrunk.history == [1, 2, 4])
-            #expect(shrunk.json.contains(#""sub_queues":["hot","hot#0","hot#1","hot#2","hot#3"]"#))
+            #expect(shrunk.shards == 2 && shrunk.history == [2, 4])
+            #expect(shrunk.json.contains(#""sub_queues":["hot#0","hot#1","hot#2","hot#3"]"#))
+            // A queue configured before its first batch starts without the plain queue.
+            #expect(try await writer.configureShards(queue: "fresh", shards: 3).history == [3])
+        }
+    }
+
+    /// A claim of n takes a fair share from each sub-queue; single claims rotate over them; a claim's fenced
+    /// calls go to the sub-queue it came from, also after the count changed.
+    @Test func claimsShareOutOverSubQueuesAndFollowTheirBatch() async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let coordinator = Coordinator(valkey: valkey)
+            _ = try await coordinator.configureShards(queue: "share", shards: 4)
+            for id in Self.ids(per: 6, count: 4, prefix: "s") {
+                _ = try await coordinator.register(
+                    try BatchKey(queue: "share", id: id), location: "grpc://127.0.0.1:1", rows: 1, bytes: 1, maxAttempts: 3)
+            }
+            let policy = RetryPolicy(maxAttempts: 3, base: .milliseconds(10), max: .milliseconds(20))
+            let eight = try await coordinator.claim(queue: "share", worker: "w", limit: 8, lease: .seconds(30), policy: policy)
+            #expect(eight.count == 8)
+            #expect(Dictionary(grouping: eight, by: { Self.shard($0.key.id, of: 4) }).mapValues(\.count) == [0: 2, 1: 2, 2: 2, 3: 2])
+            var singles: [Int] = []
+            for _ in 0..<8 {
+                let one = try await coordinator.claim(queue: "share", worker: "w", limit: 1, lease: .seconds(30), policy: policy)
+                singles += one.map { Self.shard($0.key.id, of: 4) }
+            }
+            #expect(singles.count == 8 && Set(singles[0..<4]).count == 4 && Set(singles[4..<8]).count == 4, "\(singles)")
+            _ = try await coordinator.configureShards(queue: "share", shards: 1)
+            for claim in eight { #expect(try await coordinator.complete(claim, resultKey: nil) == .accepted) }
+            // A claim rebuilt from its key and token alone (as the result upload's fencing check does) is located.
+            let bare = BatchClaim(key: eight[0].key, token: eight[0].token, attempt: 1, location: "", maxAttempts: 0, rows: 0, bytes: 0)
+            #expect(try await coordinator.isCurrent(bare) == false)
+            let rest = try await coordinator.claim(queue: "share", worker: "w", limit: 100, lease: .seconds(30), policy: policy)
+            #expect(rest.count == 8)
+            let live = BatchClaim(key: rest[0].key, token: rest[0].token, attempt: 1, location: "", maxAttempts: 0, rows: 0, bytes: 0)
+            #expect(try await coordinator.isCurrent(live))
+            #expect(try await coordinator.stats()["share"] == [
+                .pending: 0, .processing: 16, .retryWait: 0, .completed: 8, .failed: 0, .cancelled: 0,
+            ])
         }
     }
 
@@ -122,6 +182,7 @@ import Glibc
             #expect(inSubQueues == 24)
             #expect(try await Self.length(valkey, "vf:{re}:ready", list: true) == 12)
             let shown = try await CLI.run(["queue", "show", "re", "--json", "--server", flight.location!])
+            // 2 was the first count (the plain queue was empty then), then 4, then 1.
             #expect(shown.text.contains(#""shards":1,"history":[1,2,4]"#), "\(shown.text)")
             let stats = try #require(try await view.action("stats").first)
             #expect(stats["re"]["pending"] == 36 && stats.object.keys.count == 1, "\(stats)")
@@ -248,8 +309,15 @@ import Glibc
             #expect(listed.text.split(separator: "\n").count == 30)
             let metrics = try await HTTPProbe.metrics(HTTPProbe.base(server) + "/metrics")
             #expect(metrics.value("valkeyflight_batches", nil, ["queue": queue, "status": "completed"]) == 30)
+            let samples = metrics.families["valkeyflight_batches"]["samples"].array
+            #expect(!samples.isEmpty && samples.allSatisfy { $0[1]["queue"].string == queue }, "\(samples)")
+            let api = try await HTTPProbe.get(HTTPProbe.base(server) + "/api/stats")
+            #expect(api.status == 200 && Array(api.json.object.keys) == [queue] && api.json[queue]["completed"] == 30, "\(api.body)")
+            let batches = try await HTTPProbe.get(HTTPProbe.base(server) + "/api/batches?queue=\(queue)&limit=100")
+            #expect(batches.status == 200 && batches.json.array.count == 30)
+            #expect(batches.json.array.allSatisfy { $0["queue"].string == queue })
             let shown = try await CLI.run(["queue", "show", queue, "--server", server])
-            #expect(shown.text.contains("\(queue)  shards=3  history=1,3"), "\(shown.text)")
+            #expect(shown.text.contains("\(queue)  shards=3  history=3  sub-queues=\(queue)#0,\(queue)#1,\(queue)#2"), "\(shown.text)")
             #expect(await node.stop() == 0)
         }
     }

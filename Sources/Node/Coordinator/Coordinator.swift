@@ -89,19 +89,27 @@ public final class Coordinator: Sendable {
         guard location.utf8.count <= Self.maxLocationBytes else {
             throw NodeError.invalidArgument("location is longer than \(Self.maxLocationBytes) bytes")
         }
-        let layout = try await self.layout(key.queue)
-        let keys = layout.keys(forNew: key.id)
         try await self.noteQueue(key.queue)
-        // Idempotent across a change of the shard count: the key may be registered under an earlier count.
-        for other in layout.candidates(key.id).dropFirst() {
-            let hash = other.batch(key.id)
-            if let status = BatchStatus(key: key, fields: Self.fields(try await self.send(RESPCommand("HGETALL", hash), key: hash))) {
-                return (status, false)
+        var layout = try await self.layout(key.queue)
+        var reply = RESPValue.null
+        // At most twice: a stale layout that still says "plain queue" is refused by the script (the queue is
+        // sharded now), read again, and the batch registered in its sub-queue.
+        for round in 0..<2 {
+            let keys = layout.keys(forNew: key.id)
+            // Idempotent across a change of the shard count: the key may be registered under an earlier count.
+            for other in layout.candidates(key.id).dropFirst() {
+                let hash = other.batch(key.id)
+                let fields = Self.fields(try await self.send(RESPCommand("HGETALL", hash), key: hash))
+                if let status = BatchStatus(key: key, fields: fields) { return (status, false) }
             }
+            let plain = layout.shards == 1
+            reply = try await self.eval(
+                CoordinatorScripts.register, keys: [keys.batch(key.id)] + (plain ? [keys.config] : []),
+                [keys.prefix, key.id, location, rows, bytes, maxAttempts])
+            guard reply.elements?.first?.integer == -2 else { break }
+            guard round == 0 else { throw Self.unexpected("register", reply) }
+            layout = try await self.readLayout(key.queue)
         }
-        let reply = try await self.eval(
-            CoordinatorScripts.register, keys: [keys.batch(key.id)],
-            [keys.prefix, key.id, location, rows, bytes, maxAttempts])
         guard let parts = reply.elements, parts.count == 2, let flag = parts[0].integer else {
             throw Self.unexpected("register", reply)
         }
@@ -308,7 +316,10 @@ public final class Coordinator: Sendable {
     public func housekeeping(queue: String) async throws -> HousekeepingReport {
         try BatchKey.check(queue, "queue")
         var report = HousekeepingReport()
-        for keys in try await self.layout(queue).drain { report = report + (try await self.housekeeping(keys)) }
+        let layout = try await self.layout(queue)
+        for keys in layout.drain { report = report + (try await self.housekeeping(keys)) }
+        // Once a sharded queue's plain key set is empty, it is dropped from the queue's history.
+        if layout.shards > 1, layout.history.contains(1) { _ = try await self.runConfigure(queue, shards: nil) }
         return report
     }
 
@@ -587,14 +598,28 @@ public final class Coordinator: Sendable {
         guard (1...Self.maxShards).contains(shards) else {
             throw NodeError.invalidArgument("the shard count of a queue must be 1 to \(Self.maxShards), got \(shards)")
         }
+        try await self.noteQueue(queue)
+        guard let layout = try await self.runConfigure(queue, shards: shards) else {
+            throw Self.unexpected("configure", .null)
+        }
+        return layout
+    }
+
+    /// The configure script: set `shards` (nil: only prune the plain queue from the history); the layout it
+    /// left (cached), nil when pruning a queue without a configuration.
+    private func runConfigure(_ queue: String, shards: Int?) async throws -> QueueLayout? {
         // The history in effect when the queue has no configuration yet: the count it was used with until now.
         let previous = self.queueShards[queue] ?? 1
-        let key = QueueKeys(queue).config
-        try await self.noteQueue(queue)
+        let plain = QueueKeys(queue)
         let started = ContinuousClock.now
-        let reply = try await self.eval(CoordinatorScripts.configure, keys: [key], [shards, String(previous)])
-        guard let values = reply.elements, values.count == 2, let count = values[0].integer,
-            let layout = QueueLayout(queue: queue, shardsField: String(count), historyField: values[1].string)
+        let reply = try await self.eval(
+            CoordinatorScripts.configure, keys: [plain.config],
+            [shards.map(String.init) ?? "", String(previous), plain.prefix])
+        guard let values = reply.elements, values.count == 3, let count = values[0].integer else {
+            throw Self.unexpected("configure", reply)
+        }
+        if count == 0, shards == nil { return nil }
+        guard let layout = QueueLayout(queue: queue, shardsField: String(count), historyField: values[1].string)
         else { throw Self.unexpected("configure", reply) }
         self.layouts.withLock { $0[queue] = (layout, started) }
         return layout
@@ -652,7 +677,7 @@ public final class Coordinator: Sendable {
         case CoordinatorScripts.fail: return first == 1 || first == 2
         case CoordinatorScripts.promote, CoordinatorScripts.reap: return (first ?? 0) > 0
         case CoordinatorScripts.expire: return (reply.integer ?? 0) > 0
-        case CoordinatorScripts.configure: return true
+        case CoordinatorScripts.configure: return reply.elements?.last?.integer == 1
         default: return false
         }
     }

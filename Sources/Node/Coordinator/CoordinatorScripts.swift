@@ -76,11 +76,17 @@ enum CoordinatorScripts {
 
         """
 
-    /// KEYS[1] batch hash; ARGV prefix, id, location, rows, bytes, max_attempts.
-    /// → {1, created_at} when created, {0, HGETALL…} when the key exists.
+    /// KEYS[1] batch hash, KEYS[2] (only when registering into the plain queue `vf:{Q}:`) its `config`;
+    /// ARGV prefix, id, location, rows, bytes, max_attempts.
+    /// → {1, created_at} when created, {0, HGETALL…} when the key exists, {-2} when KEYS[2] says the queue is
+    /// sharded now (the caller's layout is stale: it reads it again and registers in the right sub-queue).
     static let register = script(
         """
         local p, id = ARGV[1], ARGV[2]
+        if KEYS[2] and redis.call('EXISTS', KEYS[1]) == 0 then
+          local k = tonumber(redis.call('HGET', KEYS[2], 'shards') or '1') or 1
+          if k > 1 then return {-2} end
+        end
         if redis.call('HSETNX', KEYS[1], 'status', 'pending') == 0 then
           return {0, redis.call('HGETALL', KEYS[1])}
         end
@@ -348,21 +354,43 @@ enum CoordinatorScripts {
         return out
         """)
 
-    /// KEYS[1] `vf:{Q}:config`; ARGV shards, the history in effect when the hash has none (comma-separated).
-    /// Sets `shards`, adds it to `history` (ascending, no duplicates), stamps `updated_at`. → {shards, history}.
+    /// KEYS[1] `vf:{Q}:config`; ARGV shards ('' = keep the stored one: prune only), the history in effect when
+    /// the hash has none (comma-separated), the plain queue's prefix `vf:{Q}:` (same slot).
+    /// Sets `shards`, adds it to `history` (ascending, no duplicates), and drops 1 from the history when the
+    /// queue is sharded and its plain key set holds nothing (no batch can come back there: register refuses the
+    /// plain queue of a sharded one); stamps `updated_at`. → {shards, history, changed (1/0)}; {0, '', 0} when
+    /// pruning a queue without a configuration.
     static let configure = script(
         """
+        local p = ARGV[3]
+        local shards = tonumber(ARGV[1])
+        local stored = redis.call('HGET', KEYS[1], 'history')
+        if ARGV[1] == '' then
+          shards = tonumber(redis.call('HGET', KEYS[1], 'shards') or '')
+          if not shards or not stored then return {0, '', 0} end
+        end
         local seen, list = {}, {}
-        local h = redis.call('HGET', KEYS[1], 'history') or ARGV[2]
-        for k in string.gmatch(h .. ',' .. ARGV[1], '%d+') do
+        for k in string.gmatch((stored or ARGV[2]) .. ',' .. shards, '%d+') do
           local n = tonumber(k)
           if n and n >= 1 and not seen[n] then seen[n] = true; list[#list + 1] = n end
         end
+        if shards > 1 and seen[1] and redis.call('LLEN', p .. 'ready') == 0 then
+          local empty = true
+          for _, s in ipairs({'leases', 'delayed', 'idx:completed', 'idx:failed', 'idx:cancelled'}) do
+            if redis.call('ZCARD', p .. s) > 0 then empty = false; break end
+          end
+          if empty then
+            local kept = {}
+            for _, n in ipairs(list) do if n ~= 1 then kept[#kept + 1] = n end end
+            list = kept
+          end
+        end
         table.sort(list)
         local history = table.concat(list, ',')
+        if ARGV[1] == '' and history == stored then return {shards, history, 0} end
         local now = clock()
-        redis.call('HSET', KEYS[1], 'shards', ARGV[1], 'history', history, 'updated_at', now)
-        return {tonumber(ARGV[1]), history}
+        redis.call('HSET', KEYS[1], 'shards', shards, 'history', history, 'updated_at', now)
+        return {shards, history, 1}
         """)
 
     private static func script(_ body: String) -> RESPScript { RESPScript(Self.prelude + body) }

@@ -2,7 +2,8 @@ internal import FlightProto
 internal import GRPCWire
 
 /// The management actions of a node with a coordinator (the ValkeyFlight contract (CONTRACT.md) §2): `status`, `list`, `retry`,
-/// `cancel`, `delete`, `stats`, `health`. Each returns JSON texts, one per Flight Result.
+/// `cancel`, `delete`, `stats`, `health`, and a queue's layout: `queue-config`, `configure-queue`. Each returns JSON
+/// texts, one per Flight Result.
 struct CoordinatorActions: Sendable {
     let coordinator: Coordinator
     /// The node's own store (data of deleted batches is removed from it); nil on a coordinator without data.
