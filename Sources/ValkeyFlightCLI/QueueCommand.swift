@@ -30,16 +30,19 @@ struct QueueConfigureCommand: AsyncParsableCommand {
     var queue: String
 
     @Option(help: "Sub-queues new batches are spread over, 1…\(Coordinator.maxShards) (1: the plain queue).")
-    var shards: Int
+    var shards: Int?
 
     func run() async throws {
         try BatchKey.check(self.queue, "queue")
-        guard (1...Coordinator.maxShards).contains(self.shards) else {
-            throw NodeError.invalidArgument("--shards must be 1 to \(Coordinator.maxShards), got \(self.shards)")
+        guard let shards = try Environment.resolve(self.shards, "SHARDS") else {
+            throw NodeError.invalidArgument("queue configure needs --shards K (1 to \(Coordinator.maxShards))")
+        }
+        guard (1...Coordinator.maxShards).contains(shards) else {
+            throw NodeError.invalidArgument("--shards must be 1 to \(Coordinator.maxShards), got \(shards)")
         }
         let client = try await self.client.connect()
         defer { client.close() }
-        let body = "{\"queue\":\(JSONText.quote(self.queue)),\"shards\":\(self.shards)}"
+        let body = "{\"queue\":\(JSONText.quote(self.queue)),\"shards\":\(shards)}"
         for json in try await runAction(client, "configure-queue", body, what: "queue configure \(self.queue)") {
             print(self.client.json ? json : layoutLine(json))
         }
@@ -69,7 +72,7 @@ struct QueueShowCommand: AsyncParsableCommand {
     }
 }
 
-/// `Q  shards=K  history=1,4  sub-queues=Q#0,…` from a layout object.
+/// `Q  shards=K  history=1,4  sub-queues=Q#0,…  slots=…` from a layout object.
 func layoutLine(_ json: String) -> String {
     guard let value = JSONValue.parse(json), let queue = value["queue"]?.text else { return json }
     func list(_ name: String) -> String {
@@ -77,4 +80,5 @@ func layoutLine(_ json: String) -> String {
         return items.compactMap(\.text).joined(separator: ",")
     }
     return "\(queue)  shards=\(value["shards"]?.text ?? "?")  history=\(list("history"))  sub-queues=\(list("sub_queues"))"
+        + "  slots=\(list("slots"))"
 }

@@ -53,7 +53,9 @@ import Glibc
 
             let layout = try await writer.configureShards(queue: "hot", shards: 4)
             #expect(layout.shards == 4 && layout.history == [1, 4])
-            #expect(layout.json == #"{"queue":"hot","shards":4,"history":[1,4],"sub_queues":["hot","hot#0","hot#1","hot#2","hot#3"]}"#)
+            let slots = ["hot", "hot#0", "hot#1", "hot#2", "hot#3"].map { String(HashSlot.slot(for: $0)) }.joined(separator: ",")
+            #expect(layout.json == #"{"queue":"hot","shards":4,"history":[1,4],"sub_queues":["hot","hot#0","hot#1","hot#2","hot#3"],"#
+                + #""slots":[\#(slots)]}"#)
             // The stale process's register is refused by the plain queue and lands in its sub-queue instead.
             let new = try BatchKey(queue: "hot", id: "new")
             #expect(try await stale.register(new, location: "grpc://127.0.0.1:1", rows: 1, bytes: 1, maxAttempts: 3).created)
@@ -120,6 +122,18 @@ import Glibc
             #expect(try await coordinator.stats()["share"] == [
                 .pending: 0, .processing: 16, .retryWait: 0, .completed: 8, .failed: 0, .cancelled: 0,
             ])
+        }
+    }
+
+    /// `bench pipeline --coordinator-only --queue-shards 3`'s bookkeeping (not its speed): every batch completed
+    /// once over the three sub-queues, every key removed afterwards.
+    @Test func coordinatorBenchmarkOverSubQueuesCompletesEveryBatchAndCleansUp() async throws {
+        try await withValkeyServer { url in
+            let valkey = try await ValkeyConnection.connect(url)
+            defer { valkey.close() }
+            let result = try await runCoordinatorBenchmark(valkey: valkey, batches: 300, concurrency: 4, shards: 3)
+            #expect(result.batches == 300 && result.shards == 3 && result.summary.contains("3 sub-queues"))
+            #expect(try await valkey.send(RESPCommand("DBSIZE"), key: nil).integer == 0)
         }
     }
 

@@ -35,8 +35,9 @@ public struct CoordinatorBenchmarkResult: Sendable {
 /// batches, claims up to `claimLimit` (1…1000) at once and completes what it got, until `batches` batches were
 /// registered; then the tasks drain what is left. Calls of
 /// concurrent tasks share one connection per server and are pipelined by the RESP client. Uses a fresh queue
-/// `bench-<random>` — spread over `shards` sub-queues (1…1024) when `shards` > 1 — and removes its batches
-/// and keys afterwards (not timed).
+/// `bench-<random>` — spread over `shards` sub-queues (1…1024) when `shards` > 1; with 2…8 of them, a name whose
+/// sub-queues' slots fall in different K-ths of the slot space — and removes its batches and keys afterwards
+/// (not timed).
 /// - Throws: `NodeError.invalidArgument` for batches or concurrency below 1; `NodeError.unavailable` when Valkey
 ///   fails; `NodeError.failedPrecondition` if a batch was not completed exactly once (a coordinator bug).
 public func runCoordinatorBenchmark(
@@ -52,7 +53,15 @@ public func runCoordinatorBenchmark(
         throw NodeError.invalidArgument("the shard count must be 1 to \(Coordinator.maxShards), got \(shards)")
     }
     let coordinator = Coordinator(valkey: valkey)
-    let queue = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
+    // A fresh queue; with 2…8 sub-queues one whose sub-queues' slots fall in different K-ths of the slot space,
+    // so on a cluster whose primaries hold equal slot ranges (`--cluster create`) each primary gets its share.
+    var name = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
+    for _ in 0..<10_000 where (2...8).contains(shards) {
+        let parts = Set((0..<shards).map { HashSlot.slot(for: "\(name)#\($0)") * shards / HashSlot.count })
+        if parts.count == shards { break }
+        name = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
+    }
+    let queue = name
     let layout = shards > 1 ? try await coordinator.configureShards(queue: queue, shards: shards)
         : QueueLayout(queue: queue, shards: 1)
     let counters = CoordinatorBenchmarkCounters()

@@ -49,12 +49,14 @@ public struct QueueLayout: Sendable, Equatable {
         return out
     }
 
-    /// `{"queue":"Q","shards":K,"history":[…],"sub_queues":["Q#0",…]}` (sub_queues: the hash tags of `drain`).
+    /// `{"queue":"Q","shards":K,"history":[…],"sub_queues":["Q#0",…],"slots":[…]}` (sub_queues: the hash tags
+    /// of `drain`; slots: the Valkey Cluster slot of each).
     public var json: String {
-        let tags = self.drain.map { JSONText.quote(String($0.prefix.dropFirst(4).dropLast(2))) }
+        let tags = self.drain.map { String($0.prefix.dropFirst(4).dropLast(2)) }
         return "{\"queue\":\(JSONText.quote(self.queue)),\"shards\":\(self.shards),"
             + "\"history\":[\(self.history.map(String.init).joined(separator: ","))],"
-            + "\"sub_queues\":[\(tags.joined(separator: ","))]}"
+            + "\"sub_queues\":[\(tags.map(JSONText.quote).joined(separator: ","))],"
+            + "\"slots\":[\(tags.map { String(HashSlot.slot(for: $0)) }.joined(separator: ","))]}"
     }
 
     private static func keys(_ queue: String, _ id: String, shards: Int) -> QueueKeys {
