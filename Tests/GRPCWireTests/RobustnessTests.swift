@@ -39,36 +39,6 @@ struct RawConnection {
 
     private init(fd: Int32) { self.fd = fd }
 
-    /// The types of the frames the server sent until it closed the connection (a server's preface is a SETTINGS
-    /// frame, so every byte belongs to a frame), or nil when it did not close within the receive timeout (5 s a read).
-    func frameTypesUntilClosed() async -> [UInt8]? {
-        let fd = self.fd
-        return await TestSupport.offPool { RawConnection(fd: fd).frameTypesUntilClosedBlocking() }
-    }
-
-    private func frameTypesUntilClosedBlocking() -> [UInt8]? {
-        var received: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        var closed = false
-        for _ in 0..<10_000 where received.count < 1 << 20 {
-            let n = recv(self.fd, &buf, buf.count, 0)
-            guard n > 0 else {
-                closed = n == 0 || errno == ECONNRESET
-                break
-            }
-            received += buf[0..<n]
-        }
-        guard closed else { return nil }
-        var types: [UInt8] = []
-        var offset = 0
-        while received.count - offset >= 9 {
-            let length = Int(received[offset]) << 16 | Int(received[offset + 1]) << 8 | Int(received[offset + 2])
-            types.append(received[offset + 3])
-            offset += 9 + length
-        }
-        return types
-    }
-
     private func readsUntilClosedBlocking() -> Bool {
         var buf = [UInt8](repeating: 0, count: 65536)
         for _ in 0..<10_000 {
@@ -80,6 +50,25 @@ struct RawConnection {
     }
 
     func close() { _ = Glibc.close(self.fd) }
+
+    /// A listening socket on 127.0.0.1 with a port the kernel picked (close-on-exec): its descriptor and port.
+    static func listen() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && Glibc.listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard fd >= 0, bound else {
+            if fd >= 0 { Glibc.close(fd) }
+            throw POSIXError(.EADDRNOTAVAIL)
+        }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
@@ -254,9 +243,8 @@ struct RawConnection {
         // A raw peer that never answers PINGs is sent PINGs (which it reads here, never answering) and then closed.
         let raw = try RawConnection(port: server.port)
         raw.send(RawConnection.preface + RawConnection.frame(type: 4, flags: 0, stream: 0, []))
-        let frames = await raw.frameTypesUntilClosed()
-        #expect(frames?.contains(6) == true, "the server sent the silent peer no PING: \(frames ?? [])")
-        #expect(frames != nil, "the server kept a peer that answers no PING")
+        #expect(await offThePool { raw.readFrames { type, _, _, _ in type == 6 } }, "the silent peer got no PING")
+        #expect(await raw.readsUntilClosed(), "the server kept a peer that answers no PING")
         #expect(await ServerBehaviourTests.waitUntil { server.connectionCount == 1 })
         // Our idle channel answered every PING and is still connected.
         #expect(server.connectionCount == 1)
@@ -300,19 +288,9 @@ struct RawConnection {
 
     @Test func clientKeepaliveFailsCallsToASilentServer() async throws {
         // A listener that never accepts: TCP connects, HTTP/2 never answers.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        #expect(bound)
+        let (fd, port) = try RawConnection.listen()
         defer { Glibc.close(fd) }
-        var config = GRPCClientConfiguration(host: "127.0.0.1", port: Int(UInt16(bigEndian: addr.sin_port)))
+        var config = GRPCClientConfiguration(host: "127.0.0.1", port: port)
         config.keepaliveInterval = .milliseconds(100)
         config.keepaliveTimeout = .milliseconds(300)
         let channel = try GRPCChannel(configuration: config)

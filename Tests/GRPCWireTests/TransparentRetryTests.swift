@@ -11,17 +11,7 @@ final class RefusingServer: Sendable {
     let refusedStreams = Atomic<Int>(0)
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard fd >= 0, bound, listen(fd, 8) == 0 else { throw POSIXError(.EADDRINUSE) }
-        self.listener = fd
-        self.port = Int(UInt16(bigEndian: addr.sin_port))
+        (self.listener, self.port) = try RawConnection.listen()
     }
 
     /// Serves connections on a thread of its own until `stop()`; each gets the server preface and, for each
