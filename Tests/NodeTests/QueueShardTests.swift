@@ -212,10 +212,11 @@ import Glibc
             // A worker started now drains every layout; a change while it runs is picked up without a restart.
             let worker = try await ModeProcess.start("worker", ["--valkey", server.url, "--queue", "re", "--concurrency", "2"])
             defer { worker.child.terminate() }
-            let reply = try await CLI.run(["queue", "configure", "re", "--shards", "3", "--server", flight.location!])
-            #expect(reply.status == 0, "\(reply.stderr)")
-            for index in 0..<12 {
-                keys.append(try #require(try await view.submit(stream, queue: "re", id: "late-\(index)")["key"].string))
+            // 6 sub-queues: re#4 and re#5 are new to the running worker, which must read the layout again.
+            let reply = try await CLI.run(["queue", "configure", "re", "--shards", "6", "--server", flight.location!])
+            #expect(reply.status == 0 && reply.text.contains("history=1,2,4,6"), "\(reply.text) \(reply.stderr)")
+            for id in Self.ids(per: 2, count: 6, prefix: "late-") {
+                keys.append(try #require(try await view.submit(stream, queue: "re", id: id)["key"].string))
             }
             for key in keys {
                 let status = try await view.waitFinished(key, timeout: .seconds(60))
@@ -224,6 +225,8 @@ import Glibc
             #expect(await worker.stop() == 0)
             let done = try #require(try await view.action("stats").first)
             #expect(done["re"]["completed"] == 48 && done["re"]["pending"] == 0, "\(done)")
+            #expect(try await Self.length(valkey, "vf:{re#4}:idx:completed", list: false) == 2)
+            #expect(try await Self.length(valkey, "vf:{re#5}:idx:completed", list: false) == 2)
             let listed = try await view.action("list", #"{"queue":"re","limit":1000}"#)
             #expect(Set(listed.compactMap { $0["key"].string }) == Set(keys))
         }
