@@ -82,8 +82,8 @@ public final class EmbeddedValkeyServer: Sendable {
     }
 
     /// Starts `binary` on a Unix socket in `directory` (a private temporary directory when nil), `--port 0`, no
-    /// persistence unless `appendOnly` (AOF, `appendfsync always`, in `directory`), and waits (at most 60 s: a machine at load 30 took over 30 s)
-    /// until it answers PING.
+    /// persistence unless `appendOnly` (AOF, `appendfsync always`, in `directory`), and waits until it answers PING
+    /// (at most 60 s: at load 30 it took over 30 s).
     /// - Throws: `NodeError.io` when the directory or process cannot be made; `NodeError.unavailable` with the
     ///   tail of the server's output when it exits or does not answer in time.
     public static func start(binary: String, directory: String?, appendOnly: Bool) async throws
