@@ -59,10 +59,11 @@ final class HostedCluster: Sendable {
 
     /// Makes four test hosts and the cluster and pipeline on them, runs `body`, removes everything.
     static func with<T>(_ options: Options, _ body: (HostedCluster) async throws -> T) async throws -> T {
-        try await withTestHosts(count: 4) { hosts in
-            let directory = "/tmp/vf-hc-\(getpid())-\(UUID().uuidString.prefix(6))"
-            try FileManager.default.createDirectory(atPath: directory + "/marks", withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+        let directory = "/tmp/vf-hc-\(getpid())-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: directory + "/marks", withIntermediateDirectories: true)
+        // Removed once the hosts and every process in them are gone (a server could still write there before).
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        return try await withTestHosts(count: 4) { hosts in
             let cluster = HostedCluster(hosts: hosts, options: options, directory: directory)
             try await cluster.startValkey()
             for host in 1...3 {

@@ -30,12 +30,14 @@ public struct CoordinatorBenchmarkResult: Sendable {
 
 /// Drives the coordinator alone (no data): each of `concurrency` tasks repeatedly registers `claimLimit`
 /// batches, claims up to `claimLimit` (1…1000) at once and completes what it got, until `batches` batches were
-/// registered; then the tasks drain what is left. Calls of
+/// registered; then the tasks drain what is left. With `replicasAck` N > 0 every state change waits for N replicas
+/// (`WAIT N 1000`), as with `--valkey-replicas-ack`. Calls of
 /// concurrent tasks share one connection per server and are pipelined by the RESP client. Uses a fresh queue
 /// `bench-<random>` and removes its batches afterwards (not timed).
 /// - Throws: `NodeError.invalidArgument` for batches or concurrency below 1; `NodeError.unavailable` when Valkey
 ///   fails; `NodeError.failedPrecondition` if a batch was not completed exactly once (a coordinator bug).
-public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1)
+public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1,
+                                    replicasAck: Int = 0)
     async throws -> CoordinatorBenchmarkResult
 {
     guard batches >= 1, concurrency >= 1 else {
@@ -44,7 +46,7 @@ public func runCoordinatorBenchmark(valkey: ValkeyConnection, batches: Int, conc
     guard (1...Coordinator.maxClaim).contains(claimLimit) else {
         throw NodeError.invalidArgument("the claim limit must be 1 to \(Coordinator.maxClaim), got \(claimLimit)")
     }
-    let coordinator = Coordinator(valkey: valkey)
+    let coordinator = Coordinator(valkey: valkey, replicasAck: replicasAck)
     let queue = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
     let counters = CoordinatorBenchmarkCounters()
     let clock = ContinuousClock()
