@@ -1,4 +1,6 @@
 import Foundation
+import Node
+import RESP
 import Testing
 
 #if canImport(Glibc)
@@ -101,5 +103,50 @@ struct MultiHostClusterTests {
             #expect(summary["failed"]["input data gone"] == 4, "\(summary)")
             #expect(summary["completed"] == 8, "\(summary)")
         }
+    }
+}
+
+@Suite("Valkey replica count")
+struct ValkeyReplicaCountTests {
+    /// Starts valkey-server on a free loopback port with `arguments` (another port when the one picked was taken).
+    static func server(_ arguments: [String]) async throws -> (EmbeddedValkeyServer, Int) {
+        let binary = try ValkeyTestServers.binary("valkey-server")
+        var lastError: any Error = ValkeyScopeError("no port tried")
+        for _ in 0..<5 {
+            let port = ValkeyTestServers.freeClusterPort()
+            do {
+                let server = try await EmbeddedValkeyServer.start(
+                    binary: binary, directory: nil, appendOnly: false,
+                    arguments: ["--port", "\(port)", "--bind", "127.0.0.1"] + arguments)
+                return (server, port)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    @Test("a standalone primary counts its connected replica, so --valkey-replicas-ack defaults to 1 there")
+    func standaloneReplicaCounted() async throws {
+        let (primary, port) = try await Self.server([])
+        var servers = [primary]
+        do {
+            let connection = try await ValkeyConnection.connect(primary.url)
+            defer { connection.close() }
+            #expect(try await connection.replicaCount() == 0)
+            let (replica, _) = try await Self.server(["--replicaof", "127.0.0.1", "\(port)"])
+            servers.append(replica)
+            let admin = try ValkeyTestServers.adminClient(primary.url)
+            defer { admin.close() }
+            try await ValkeyTestServers.waitUntil("the replica is connected") {
+                (try await admin.send("INFO", "replication").string ?? "").contains("connected_slaves:1")
+            }
+            // INFO's lines end in CRLF, one Character in Swift: splitting on "\r" or "\n" alone found no line.
+            #expect(try await connection.replicaCount() == 1)
+        } catch {
+            for server in servers { await server.stop() }
+            throw error
+        }
+        for server in servers { await server.stop() }
     }
 }
