@@ -4,7 +4,8 @@ Doubles `price` and adds the columns `attempt` (the attempt that made this resul
 client can tell a correct result (price × 2 of what it submitted, for that key) and one from a stale attempt
 (`attempt` differs from the attempts the batch's status counts). CHAOS_PROCESS_SECONDS (default 0) makes each batch
 take that long, so that faults find batches in the middle of processing; with CHAOS_MARK_DIR set, each batch
-first writes its key to CHAOS_MARK_DIR/CHAOS_HOST-PID.key (tests wait for it to know a worker holds a batch).
+writes its key to CHAOS_MARK_DIR/CHAOS_HOST-PID.key while it is processed (the file is removed when the processor
+is done with it; tests wait for one to know that a worker holds a batch).
 
     valkeyflight worker --exec-persistent 'python scripts/chaos-processor.py' …
 """
@@ -31,6 +32,8 @@ def process(table, context):
         os.replace(path + ".tmp", path)
     if DELAY > 0:
         time.sleep(DELAY)
+    if MARKS:
+        os.remove(path)
     rows = table.num_rows
     price = table.schema.get_field_index("price")
     out = table.set_column(price, "price", pc.multiply(table.column("price"), 2.0))

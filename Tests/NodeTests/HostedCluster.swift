@@ -241,7 +241,7 @@ final class HostedCluster: Sendable {
         for host in 1...3 { self.child(.worker, host)?.send(paused ? SIGSTOP : SIGCONT) }
     }
 
-    /// Keys the processors on `host` were last given (CHAOS_MARK_DIR).
+    /// Keys the processors on `host` hold right now (CHAOS_MARK_DIR: a file per processor while it works).
     func markedKeys(_ host: Int) -> [String] {
         let marks = "\(self.directory)/marks"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: marks)) ?? []

@@ -49,7 +49,7 @@ struct MultiHostClusterTests {
             try await cluster.kill(.primary, 1)
             let killedAfter = HostedCluster.acks(client.stdout).count
             try await cluster.waitPrimary(3, HostedCluster.replicaPort)
-            try await cluster.waitAcks(client, atLeast: killedAfter + 20)
+            try await cluster.waitAcks(client, atLeast: killedAfter + 12)
             // The killed primary, restarted with its nodes.conf (and no data), rejoins as the new primary's replica.
             try await cluster.startValkeyServer(1, HostedCluster.primaryPort)
             try await cluster.waitReplicaInSync(1, HostedCluster.primaryPort)
@@ -62,16 +62,19 @@ struct MultiHostClusterTests {
 
     @Test("a worker SIGKILLed while it holds batches and restarted: its batches are reaped and completed elsewhere")
     func workerKilled() async throws {
-        let options = HostedCluster.Options(queue: HostedCluster.queue(onHost: 2, prefix: "wkill"), processSeconds: 0.3)
+        let options = HostedCluster.Options(queue: HostedCluster.queue(onHost: 2, prefix: "wkill"), processSeconds: 0.6)
         try await HostedCluster.with(options) { cluster in
-            let client = try cluster.startClient(["--until-eof", "--interval", "0.1"])
+            let client = try cluster.startClient(["--until-eof", "--interval", "0.5"])
             try await cluster.waitAcks(client, atLeast: 10)
+            // A processor on host 3 is in the middle of a batch (0.6 s of work each): stopped at once,
+            // its worker can neither complete nor extend it; then it is killed.
             let held = try await cluster.waitMarked(3)
+            cluster.child(.worker, 3)?.send(SIGSTOP)
             try await cluster.kill(.worker, 3)
             let killedAfter = HostedCluster.acks(client.stdout).count
-            try await cluster.waitAcks(client, atLeast: killedAfter + 10)
+            try await cluster.waitAcks(client, atLeast: killedAfter + 6)
             try cluster.startWorker(3)
-            try await cluster.waitAcks(client, atLeast: killedAfter + 20)
+            try await cluster.waitAcks(client, atLeast: killedAfter + 12)
             let output = try await cluster.finish(client)
             let summary = try await cluster.verify(output, show: [held])
             HostedCluster.expectAccounted(summary)
