@@ -109,6 +109,28 @@ struct MultiHostClusterTests {
     }
 }
 
+@Suite("Hosted cluster cleanup", .serialized, .enabled(if: TestHosts.unavailable == nil, TestHosts.skipReason))
+struct HostedClusterCleanupTests {
+    @Test("a test that fails inside the hosted cluster leaves nothing behind: processes, namespaces, its directory")
+    func cleanupAfterFailure() async throws {
+        struct Planned: Error {}
+        let made = TestSlot<(prefix: String, directory: String, pids: [Int32])>()
+        await #expect(throws: Planned.self) {
+            try await HostedCluster.with(HostedCluster.Options(queue: "cleanup")) { cluster -> Void in
+                let roles: [HostedCluster.Role] = [.primary, .replica, .flight, .worker, .coordinator]
+                let pids = (1...3).flatMap { host in roles.compactMap { cluster.child($0, host)?.pid } }
+                made.fill((cluster.hosts[0].set.prefix, cluster.directory, pids))
+                throw Planned()
+            }
+        }
+        let (prefix, directory, pids) = await made.value
+        #expect(pids.count == 15)
+        #expect(TestHosts.namespaces(prefix: prefix + "-").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        for pid in pids { #expect(await waitGone(pid, within: 10), "process \(pid) still runs") }
+    }
+}
+
 @Suite("Valkey replica count")
 struct ValkeyReplicaCountTests {
     /// Starts valkey-server on a free loopback port with `arguments` (another port when the one picked was taken).
