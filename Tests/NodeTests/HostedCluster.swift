@@ -102,7 +102,8 @@ final class HostedCluster: Sendable {
         let server = try self.hosts[host - 1].spawn(URL(fileURLWithPath: binary), [
             "--bind", address, "--port", "\(port)", "--unixsocket", self.socket(host, port), "--unixsocketperm", "700",
             "--dir", data, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", "2000", "--cluster-announce-ip", address, "--cluster-replica-validity-factor", "0",
+            "--cluster-node-timeout", "2000", "--cluster-announce-ip", address,
+            "--cluster-replica-validity-factor", "0",
             "--save", "", "--appendonly", "no", "--protected-mode", "no",
         ])
         var ready = false
@@ -112,7 +113,8 @@ final class HostedCluster: Sendable {
         }
         guard ready else {
             server.terminate()
-            throw FlightTestError("valkey-server \(address):\(port) did not start: \(server.stdout.suffix(2000)) \(server.stderr)")
+            throw FlightTestError(
+                "valkey-server \(address):\(port) did not start: \(server.stdout.suffix(2000)) \(server.stderr)")
         }
         self.keep(server, port == Self.primaryPort ? .primary : .replica, host)
     }
@@ -131,14 +133,16 @@ final class HostedCluster: Sendable {
 
     /// Waits until the server of `host` on `port` is a primary (a replica promoted by a failover).
     func waitPrimary(_ host: Int, _ port: Int, within seconds: Int = 30) async throws {
-        try await ValkeyTestServers.waitUntil("\(self.hosts[host - 1].address):\(port) is a primary", timeout: .seconds(seconds)) {
+        let name = "\(self.hosts[host - 1].address):\(port)"
+        try await ValkeyTestServers.waitUntil("\(name) is a primary", timeout: .seconds(seconds)) {
             await self.replicationInfo(host, port).contains("role:master")
         }
     }
 
     /// Waits until the server of `host` on `port` is a replica whose link to its primary is up.
     func waitReplicaInSync(_ host: Int, _ port: Int, within seconds: Int = 30) async throws {
-        try await ValkeyTestServers.waitUntil("\(self.hosts[host - 1].address):\(port) replicates", timeout: .seconds(seconds)) {
+        let name = "\(self.hosts[host - 1].address):\(port)"
+        try await ValkeyTestServers.waitUntil("\(name) replicates", timeout: .seconds(seconds)) {
             let info = await self.replicationInfo(host, port)
             return info.contains("role:slave") && info.contains("master_link_status:up")
         }
@@ -164,8 +168,9 @@ final class HostedCluster: Sendable {
             _ = try await admins[0].send("CLUSTER", "MEET", self.hosts[host - 1].address, "\(port)")
         }
         try await ValkeyTestServers.waitUntil("every node knows all six", timeout: .seconds(30)) {
-            for admin in admins where !((try await admin.send("CLUSTER", "INFO").string ?? "").contains("cluster_known_nodes:6")) {
-                return false
+            for admin in admins {
+                let info = try await admin.send("CLUSTER", "INFO").string ?? ""
+                if !info.contains("cluster_known_nodes:6") { return false }
             }
             return true
         }
@@ -190,10 +195,13 @@ final class HostedCluster: Sendable {
     func startFlight(_ host: Int, durable: Bool? = nil) async throws {
         var arguments = [
             "flight", "--valkey", self.valkeyURL, "--listen", "0.0.0.0:\(Self.flightPort)",
-            "--advertise", self.location(host), "--valkey-replicas-ack", "1", "--max-attempts", "\(self.options.maxAttempts)",
+            "--advertise", self.location(host), "--valkey-replicas-ack", "1",
+            "--max-attempts", "\(self.options.maxAttempts)",
             "--grace", "1s",
         ]
-        if durable ?? self.options.durable[host - 1] { arguments += ["--data-dir", "\(self.directory)/flight-\(host)", "--fsync", "never"] }
+        if durable ?? self.options.durable[host - 1] {
+            arguments += ["--data-dir", "\(self.directory)/flight-\(host)", "--fsync", "never"]
+        }
         let flight = try self.hosts[host - 1].valkeyflight(arguments)
         guard let line = await flight.nextLine(within: 30), line.hasPrefix("listening on ") else {
             flight.terminate()
@@ -204,7 +212,8 @@ final class HostedCluster: Sendable {
 
     private func startCoordinator(_ host: Int) async throws {
         let coordinator = try self.hosts[host - 1].valkeyflight([
-            "coordinator", "--valkey", self.valkeyURL, "--listen", "\(self.hosts[host - 1].address):\(Self.coordinatorPort)",
+            "coordinator", "--valkey", self.valkeyURL,
+            "--listen", "\(self.hosts[host - 1].address):\(Self.coordinatorPort)",
             "--valkey-replicas-ack", "1", "--grace", "1s",
         ])
         guard let line = await coordinator.nextLine(within: 30), line.hasPrefix("listening on ") else {
@@ -218,7 +227,8 @@ final class HostedCluster: Sendable {
     func startWorker(_ host: Int) throws {
         let processor = "\(PyArrow.python.path) \(CLI.packageRoot.path)/scripts/chaos-processor.py"
         let worker = try self.hosts[host - 1].valkeyflight([
-            "worker", "--valkey", self.valkeyURL, "--queue", self.options.queue, "--concurrency", "\(self.options.concurrency)",
+            "worker", "--valkey", self.valkeyURL, "--queue", self.options.queue,
+            "--concurrency", "\(self.options.concurrency)",
             "--lease", self.options.lease, "--max-attempts", "\(self.options.maxAttempts)", "--retry-base", "100ms",
             "--retry-max", "1s", "--exec-persistent", processor, "--valkey-replicas-ack", "1", "--grace", "1s",
         ], environment: [
@@ -232,7 +242,9 @@ final class HostedCluster: Sendable {
     func kill(_ role: Role, _ host: Int) async throws {
         guard let child = self.child(role, host) else { throw FlightTestError("no \(role) on host \(host)") }
         child.send(SIGKILL)
-        guard await child.waitForExit(within: 15) else { throw FlightTestError("\(role) on host \(host) survived SIGKILL") }
+        guard await child.waitForExit(within: 15) else {
+            throw FlightTestError("\(role) on host \(host) survived SIGKILL")
+        }
         if role == .worker { self.deadWorkerLogs.withLock { $0.append(child.stderr) } }
     }
 
@@ -246,7 +258,8 @@ final class HostedCluster: Sendable {
         let marks = "\(self.directory)/marks"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: marks)) ?? []
         return names.filter { $0.hasPrefix("h\(host)-") && $0.hasSuffix(".key") }.compactMap {
-            try? String(contentsOfFile: "\(marks)/\($0)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            try? String(contentsOfFile: "\(marks)/\($0)", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
         }
     }
 
@@ -276,14 +289,16 @@ final class HostedCluster: Sendable {
     /// `chaos-client.py submit` on host 4 against all three nodes (or `nodes`), in the background.
     func startClient(_ arguments: [String], nodes: [String]? = nil) throws -> TestChildProcess {
         try self.hosts[3].spawn(PyArrow.python, [
-            "\(CLI.packageRoot.path)/scripts/chaos-client.py", "submit", "--nodes", (nodes ?? self.locations).joined(separator: ","),
+            "\(CLI.packageRoot.path)/scripts/chaos-client.py", "submit",
+            "--nodes", (nodes ?? self.locations).joined(separator: ","),
             "--queue", self.options.queue, "--timeout", "3",
         ] + arguments, environment: ["PYTHONDONTWRITEBYTECODE": "1"])
     }
 
     /// Waits until the client has printed `count` ack lines more than `after`.
     func waitAcks(_ client: TestChildProcess, atLeast count: Int, within seconds: Int = 40) async throws {
-        try await ValkeyTestServers.waitUntil("the client has \(count) acknowledged batches", timeout: .seconds(seconds)) {
+        let what = "the client has \(count) acknowledged batches"
+        try await ValkeyTestServers.waitUntil(what, timeout: .seconds(seconds)) {
             Self.acks(client.stdout).count >= count
         }
     }
@@ -319,9 +334,11 @@ final class HostedCluster: Sendable {
         let acks = "\(self.directory)/acks-\(UUID().uuidString.prefix(6)).jsonl"
         try output.write(toFile: acks, atomically: true, encoding: .utf8)
         let verifier = try self.hosts[3].spawn(PyArrow.python, [
-            "\(CLI.packageRoot.path)/scripts/chaos-client.py", "verify", "--nodes", self.locations.joined(separator: ","),
+            "\(CLI.packageRoot.path)/scripts/chaos-client.py", "verify",
+            "--nodes", self.locations.joined(separator: ","),
             "--queue", self.options.queue, "--acks", acks, "--timeout", "\(seconds)", "--worker-logs",
-        ] + (try self.workerLogFiles()) + (show.isEmpty ? [] : ["--show"] + show), environment: ["PYTHONDONTWRITEBYTECODE": "1"])
+        ] + (try self.workerLogFiles()) + (show.isEmpty ? [] : ["--show"] + show),
+            environment: ["PYTHONDONTWRITEBYTECODE": "1"])
         verifier.closeInput()
         guard await verifier.waitForExit(within: Double(seconds) + 120) else {
             throw FlightTestError("verify did not finish: \(verifier.stderr.suffix(2000))")
@@ -335,11 +352,11 @@ final class HostedCluster: Sendable {
     /// Expects what every scenario must hold: nothing acknowledged is lost or stuck, every result is right and from
     /// the attempt that completed the batch, no batch completed twice.
     static func expectAccounted(_ summary: PyJSON, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(summary["lost"].array.isEmpty, "acknowledged but lost: \(summary["lost"])", sourceLocation: sourceLocation)
-        #expect(summary["stuck"].array.isEmpty, "not finished: \(summary["stuck"])", sourceLocation: sourceLocation)
-        #expect(summary["wrong_results"].array.isEmpty, "wrong results: \(summary["wrong_results"])", sourceLocation: sourceLocation)
-        #expect(summary["stale_results"].array.isEmpty, "stale results: \(summary["stale_results"])", sourceLocation: sourceLocation)
-        #expect(summary["completed_twice"].array.isEmpty, "completed twice: \(summary["completed_twice"])", sourceLocation: sourceLocation)
+        let checks = [("lost", "acknowledged but lost"), ("stuck", "not finished"), ("wrong_results", "wrong results"),
+                      ("stale_results", "results of stale attempts"), ("completed_twice", "completed twice")]
+        for (field, what) in checks {
+            #expect(summary[field].array.isEmpty, "\(what): \(summary[field])", sourceLocation: sourceLocation)
+        }
         #expect(summary["ok"] == true, "\(summary)", sourceLocation: sourceLocation)
     }
 

@@ -88,7 +88,8 @@ struct MultiHostClusterTests {
 
     @Test("Flight nodes SIGKILLed before their batches are processed: without --data-dir they fail 'data gone', with it they complete after the restart")
     func flightNodeKilled() async throws {
-        let options = HostedCluster.Options(queue: HostedCluster.queue(onHost: 3, prefix: "fkill"), durable: [false, true, true])
+        let options = HostedCluster.Options(
+            queue: HostedCluster.queue(onHost: 3, prefix: "fkill"), durable: [false, true, true])
         try await HostedCluster.with(options) { cluster in
             cluster.pauseWorkers(true)
             let client = try cluster.startClient(["--per-node", "4"])
