@@ -105,6 +105,9 @@ struct BenchPipelineCommand: AsyncParsableCommand {
     @Option(help: "Valkey URL (default: a private valkey-server).")
     var valkey: String?
 
+    @Option(help: "Replicas every state change must reach first (WAIT, at most 1 s), as --valkey-replicas-ack of the modes. (default: end to end 1 when Valkey has replicas, else 0; --coordinator-only 0)")
+    var valkeyReplicasAck: Int?
+
     @Option(help: "valkey-server binary for the private server.")
     var valkeyServer: String?
 
@@ -128,6 +131,10 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         benchmark.queueShards = self.queueShards
         benchmark.valkeyURL = try Environment.resolve(self.valkey, "VALKEY")
         benchmark.valkeyServerBinary = try Environment.resolve(self.valkeyServer, "VALKEY_SERVER")
+        benchmark.replicasAck = try Environment.resolve(self.valkeyReplicasAck, "VALKEY_REPLICAS_ACK")
+        if let ack = benchmark.replicasAck, !(0...16).contains(ack) {
+            throw NodeError.invalidArgument("--valkey-replicas-ack must be 0 to 16, got \(ack)")
+        }
         print(try await benchmark.run().description)
     }
 }

@@ -33,7 +33,8 @@ public struct CoordinatorBenchmarkResult: Sendable {
 
 /// Drives the coordinator alone (no data): each of `concurrency` tasks repeatedly registers `claimLimit`
 /// batches, claims up to `claimLimit` (1…1000) at once and completes what it got, until `batches` batches were
-/// registered; then the tasks drain what is left. Calls of
+/// registered; then the tasks drain what is left. With `replicasAck` N > 0 every state change waits for N replicas
+/// (`WAIT N 1000`), as with `--valkey-replicas-ack`. Calls of
 /// concurrent tasks share one connection per server and are pipelined by the RESP client. Uses a fresh queue
 /// `bench-<random>` — spread over `shards` sub-queues (1…1024) when `shards` > 1; with 2…8 of them, a name whose
 /// sub-queues' slots fall in different K-ths of the slot space — and removes its batches and keys afterwards
@@ -41,7 +42,8 @@ public struct CoordinatorBenchmarkResult: Sendable {
 /// - Throws: `NodeError.invalidArgument` for batches or concurrency below 1; `NodeError.unavailable` when Valkey
 ///   fails; `NodeError.failedPrecondition` if a batch was not completed exactly once (a coordinator bug).
 public func runCoordinatorBenchmark(
-    valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1, shards: Int = 1
+    valkey: ValkeyConnection, batches: Int, concurrency: Int, claimLimit: Int = 1, shards: Int = 1,
+    replicasAck: Int = 0
 ) async throws -> CoordinatorBenchmarkResult {
     guard batches >= 1, concurrency >= 1 else {
         throw NodeError.invalidArgument("the benchmark needs at least 1 batch and 1 task")
@@ -52,7 +54,7 @@ public func runCoordinatorBenchmark(
     guard (1...Coordinator.maxShards).contains(shards) else {
         throw NodeError.invalidArgument("the shard count must be 1 to \(Coordinator.maxShards), got \(shards)")
     }
-    let coordinator = Coordinator(valkey: valkey)
+    let coordinator = Coordinator(valkey: valkey, replicasAck: replicasAck)
     // A fresh queue; with 2…8 sub-queues one whose sub-queues' slots fall in different K-ths of the slot space,
     // so on a cluster whose primaries hold equal slot ranges (`--cluster create`) each primary gets its share.
     var name = "bench-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"

@@ -21,6 +21,8 @@ package struct PipelineBenchmark: Sendable {
     package var queueShards = 1
     package var valkeyURL: String?
     package var valkeyServerBinary: String?
+    /// `--valkey-replicas-ack` (WAIT after every state change); nil: the modes' default end to end, 0 coordinator only.
+    package var replicasAck: Int?
 
     package init() {}
 
@@ -73,7 +75,8 @@ package struct PipelineBenchmark: Sendable {
         let valkey = try await ValkeyConnection.connect(url, clientName: "valkeyflight-bench")
         defer { valkey.close() }
         let result = try await runCoordinatorBenchmark(valkey: valkey, batches: self.batches, concurrency: self.submitters,
-                                                       claimLimit: self.claimLimit, shards: self.queueShards)
+                                                       claimLimit: self.claimLimit, shards: self.queueShards,
+                                                       replicasAck: self.replicasAck ?? 0)
         return Report(batches: self.batches, rows: 0, seconds: Double(self.batches) / result.batchesPerSecond)
     }
 
@@ -81,6 +84,7 @@ package struct PipelineBenchmark: Sendable {
         var configuration = NodeConfiguration(mode: .all)
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         configuration.valkeyURL = url
+        configuration.replicasAck = self.replicasAck
         configuration.worker.queues = ["bench"]
         configuration.worker.concurrency = self.workers
         configuration.grace = .seconds(5)

@@ -171,7 +171,7 @@ public final class ValkeyConnection: Sendable {
             switch self.backend {
             case .standalone:
                 let info = try await self.send(RESPCommand("INFO", "replication"), key: nil).string ?? ""
-                for line in info.split(whereSeparator: { $0 == "\r" || $0 == "\n" })
+                for line in info.split(whereSeparator: \.isNewline)
                 where line.hasPrefix("connected_slaves:") {
                     return Int(line.dropFirst("connected_slaves:".count)) ?? 0
                 }

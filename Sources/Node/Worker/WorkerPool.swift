@@ -191,11 +191,11 @@ public final class WorkerPool: Sendable {
                 self.transition(claim, worker, "completed", took)
             case .completed:
                 let outcome = await self.lostOutcome(claim)
-                self.transition(claim, worker, outcome, took, error: outcome == "cancelled"
+                self.transition(claim, worker, outcome, took, error: outcome == "completed" ? nil : outcome == "cancelled"
                     ? "the batch was cancelled while it was processed" : "completion refused: the token is no longer current")
             case .leaseLost:
                 let outcome = await self.lostOutcome(claim)
-                self.transition(claim, worker, outcome, took, error: outcome == "cancelled"
+                self.transition(claim, worker, outcome, took, error: outcome == "completed" ? nil : outcome == "cancelled"
                     ? "the batch was cancelled while it was processed; the attempt stopped"
                     : "the lease was taken away; the attempt stopped")
             case let .timedOut(timeout):
@@ -216,13 +216,17 @@ public final class WorkerPool: Sendable {
     /// Cut off from Valkey the read may go unanswered for the whole command timeout: the slot (its processor already
     /// stopped) waits at most one lease (at most 5 s) for it, then calls it `lease_lost`. A shorter bound (1 s)
     /// misnamed cancellations on a loaded machine.
+    /// `completed` when the batch is completed and no later attempt was claimed: this attempt's own completion went
+    /// through although the slot did not hear of it in time (the lease keeper gave up first, or the reply or its
+    /// WAIT was lost in a failover); only the token of this attempt could have completed it.
     private func lostOutcome(_ claim: BatchClaim) async -> String {
         let limit = min(self.configuration.lease, .seconds(5))
         let answer = try? await Self.uncancelled {
             try await withTimeLimit(limit) { try await self.coordinator.status(claim.key) }
         }
-        let state: BatchState? = answer.flatMap { $0 }.flatMap { $0 }?.state
-        return state == .cancelled ? "cancelled" : "lease_lost"
+        let status: BatchStatus? = answer.flatMap { $0 }.flatMap { $0 }
+        if status?.state == .completed, status?.attempts == claim.attempt { return "completed" }
+        return status?.state == .cancelled ? "cancelled" : "lease_lost"
     }
 
     /// Fetch, process, store the result, complete.
@@ -277,7 +281,10 @@ public final class WorkerPool: Sendable {
             switch outcome {
             case .retryScheduled: self.transition(claim, worker, "retry", took, error: message)
             case .failed: self.transition(claim, worker, "failed", took, error: message)
-            case .stale, .notFound: self.transition(claim, worker, "lease_lost", took, error: message)
+            case .stale, .notFound:
+                let outcome = await self.lostOutcome(claim)
+                self.transition(claim, worker, outcome == "completed" ? outcome : "lease_lost", took,
+                                error: outcome == "completed" ? nil : message)
             }
         } catch {
             self.log.error("could not record a failed attempt; its lease will expire and be reaped",
