@@ -99,8 +99,9 @@ public final class BatchStore: Sendable {
     }
 
     /// How long the memory of removed batches stays with the allocator for the next batches to reuse before it is
-    /// returned to the system (what jemalloc's default dirty-page decay does for Arrow C++).
-    static let freedMemoryRetention: Duration = .seconds(10)
+    /// returned to the system (what an allocator's dirty-page decay does, longer: a store with batches arriving
+    /// every few seconds keeps reusing the same pages).
+    static let freedMemoryRetention: Duration = .seconds(30)
 
     public let maxMemory: Int
     public let ttl: Duration
