@@ -227,10 +227,23 @@ public final class GRPCChannel: Sendable {
         return call
     }
 
-    /// A unary call: sends `request` (its slices without copying), returns the single response.
+    /// A unary call: sends `request` (its slices without copying), returns the single response. A call the server
+    /// refused unprocessed (``GRPCStatus/refusedStream``: it was closing the connection, e.g. at its idle timeout,
+    /// as the call went out) is sent once more — on a new connection when that one is going away — as gRPC's
+    /// transparent retry does.
     /// - Throws: the call's status when it is not OK, INTERNAL when the server sent no or several responses.
     public func unary(
         path: String, request: [ArraySlice<UInt8>], metadata: GRPCMetadata = GRPCMetadata(), timeout: Duration? = nil
+    ) async throws(GRPCStatus) -> [UInt8] {
+        do {
+            return try await self.unaryOnce(path: path, request: request, metadata: metadata, timeout: timeout)
+        } catch where error == .refusedStream {
+            return try await self.unaryOnce(path: path, request: request, metadata: metadata, timeout: timeout)
+        }
+    }
+
+    private func unaryOnce(
+        path: String, request: [ArraySlice<UInt8>], metadata: GRPCMetadata, timeout: Duration?
     ) async throws(GRPCStatus) -> [UInt8] {
         let call = self.makeCall(path: path, metadata: metadata, timeout: timeout)
         // Message and end of stream together: HEADERS and one DATA frame with END_STREAM leave in one write.

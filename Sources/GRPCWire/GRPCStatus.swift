@@ -100,10 +100,14 @@ public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
         return GRPCStatus(code, "HTTP status \(status) without grpc-status")
     }
 
+    /// A stream the server refused before processing it (RST_STREAM REFUSED_STREAM, or a stream above the last
+    /// stream id of a GOAWAY): the call had no effect, so it can be retried on a new connection.
+    public static let refusedStream = GRPCStatus(.unavailable, "stream refused by peer (REFUSED_STREAM)")
+
     /// The status a call ends with when its stream is reset with the HTTP/2 error `errorCode`.
     public static func fromResetCode(_ errorCode: UInt32) -> GRPCStatus {
         switch errorCode {
-        case 0x7: return GRPCStatus(.unavailable, "stream refused by peer (REFUSED_STREAM)")
+        case 0x7: return .refusedStream
         case 0x8: return GRPCStatus(.cancelled, "stream cancelled by peer (RST_STREAM CANCEL)")
         case 0xB: return GRPCStatus(.resourceExhausted, "peer sent ENHANCE_YOUR_CALM")
         case 0xC: return GRPCStatus(.permissionDenied, "peer sent INADEQUATE_SECURITY")

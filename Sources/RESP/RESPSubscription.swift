@@ -45,6 +45,9 @@ public final class RESPSubscription: AsyncSequence, Sendable {
         var waiters: [Waiter] = []
         /// Counts connections opened; callbacks of an older connection than the current one are ignored.
         var generation: UInt64 = 0
+        /// The generation of the connection in use. A close before adoption belongs to an attempt the client's
+        /// `establish` retries by itself, so it neither fails waiters nor starts a second resubscribe.
+        var adopted: UInt64 = 0
     }
 
     /// Events not yet read, bounded in bytes; the waiting reader, if any.
@@ -318,11 +321,18 @@ public final class RESPSubscription: AsyncSequence, Sendable {
                 return .connectionClosed(endpoint: "subscription", reason: "superseded by a newer connection", commandsInFlight: 0)
             }
             state.connection = connection
+            state.adopted = generation
             return nil
         }
         if let keep {
             connection.close()
             return .failure(keep)
+        }
+        // Closed between `establish` and adoption: its close callback was ignored, so act on it here.
+        if !connection.isOpen {
+            self.connectionClosed(
+                .connectionClosed(endpoint: "subscription", reason: "closed as it was established", commandsInFlight: 0),
+                generation: generation)
         }
         return .success(connection)
     }
@@ -373,8 +383,9 @@ public final class RESPSubscription: AsyncSequence, Sendable {
 
     /// The connection dropped: fail waiting subscribers, then reconnect and resubscribe in the background.
     private func connectionClosed(_ error: RESPError, generation: UInt64) {
-        // A late close callback of an older connection must not tear down the current one.
-        guard self.state.withLock({ $0.generation == generation }) else { return }
+        // A late close callback of an older connection must not tear down the current one, nor may the close
+        // of an attempt that was never adopted.
+        guard self.state.withLock({ $0.generation == generation && $0.adopted == generation }) else { return }
         self.failWaiters(error)
         let start = self.state.withLock { state in
             guard !state.closed, !state.reconnecting, state.generation == generation else { return false }

@@ -225,25 +225,32 @@ final class CountingAdmission: GRPCMessageAdmission {
         await server.shutdown(gracePeriod: .seconds(1))
     }
 
-    @Test func serverBudgetBoundsAllConnectionsTogether() async throws {
-        let server = try ServerBehaviourTests.server(Probe()) { $0.serverReceiveBudget = 4 << 20 }
+    /// Eight raw connections each announce a 256 MiB message and send 1 MiB + 1 byte of it (so each wants a 2 MiB
+    /// buffer); returns them and how many were refused. Refused streams get their status (HEADERS with END_STREAM)
+    /// at once; admitted ones wait for more (their read ends after the 5 s receive timeout, on a thread of its own
+    /// so the server's handlers keep their threads).
+    static func eightConnectionsWanting2MiB(port: Int) async throws -> (raws: [RawConnection], refused: Int) {
         var raws: [RawConnection] = []
         for _ in 0..<8 {
-            let raw = try RawConnection(port: server.port)
+            let raw = try RawConnection(port: port)
             raw.handshake()
             raw.request(stream: 1, path: ServerBehaviourTests.echoPath)
             raw.data(stream: 1, RawConnection.grpcPrefix(256 << 20) + [UInt8](repeating: 3, count: 1 << 20 + 1))
             raws.append(raw)
         }
-        // Each connection wants a 2 MiB buffer for its 1 MiB + 1 byte: at most two fit, the others are refused.
-        // Refused streams get their status (HEADERS with END_STREAM) at once; admitted ones wait for more (their read
-        // ends after the 5 s receive timeout, on a thread of its own so the server's handlers keep their threads).
         let connections = raws
         let refused = await offThePool {
             connections.filter { raw in
                 raw.readFrames { type, flags, stream, _ in type == 0x1 && flags & 0x1 != 0 && stream == 1 }
             }.count
         }
+        return (raws, refused)
+    }
+
+    @Test func serverBudgetBoundsAllConnectionsTogether() async throws {
+        let server = try ServerBehaviourTests.server(Probe()) { $0.serverReceiveBudget = 4 << 20 }
+        let (raws, refused) = try await Self.eightConnectionsWanting2MiB(port: server.port)
+        // Each connection wants a 2 MiB buffer for its 1 MiB + 1 byte: at most two fit, the others are refused.
         #expect(server.bufferedRequestBytes <= 4 << 20)
         #expect(refused >= 6, "\(refused) of 8 connections were refused")
         for raw in raws { raw.close() }
@@ -258,20 +265,7 @@ final class CountingAdmission: GRPCMessageAdmission {
             $0.serverReceiveBudget = 64 << 20
             $0.peerReceiveBudget = 4 << 20
         }
-        var raws: [RawConnection] = []
-        for _ in 0..<8 {
-            let raw = try RawConnection(port: server.port)
-            raw.handshake()
-            raw.request(stream: 1, path: ServerBehaviourTests.echoPath)
-            raw.data(stream: 1, RawConnection.grpcPrefix(256 << 20) + [UInt8](repeating: 3, count: 1 << 20 + 1))
-            raws.append(raw)
-        }
-        let connections = raws
-        let refused = await offThePool {
-            connections.filter { raw in
-                raw.readFrames { type, flags, stream, _ in type == 0x1 && flags & 0x1 != 0 && stream == 1 }
-            }.count
-        }
+        let (raws, refused) = try await Self.eightConnectionsWanting2MiB(port: server.port)
         #expect(server.bufferedRequestBytes <= 4 << 20, "\(server.bufferedRequestBytes) bytes held for one peer")
         #expect(refused >= 6, "\(refused) of 8 connections were refused")
         for raw in raws { raw.close() }

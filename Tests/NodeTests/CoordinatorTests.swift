@@ -504,7 +504,8 @@ enum CoordinatorChecks {
     }
 
     @Test func finishedBatchesExpireAfterTheRetention() async throws {
-        try await Checks.withCoordinator(retention: .milliseconds(300)) { coordinator in
+        let retention = Duration.seconds(1)
+        try await Checks.withCoordinator(retention: retention) { coordinator in
             var keys: [BatchKey] = []
             for index in 0..<4 {
                 let key = try Checks.key("ret", "b\(index)")
@@ -513,13 +514,16 @@ enum CoordinatorChecks {
             }
             let claims = try await coordinator.claim(
                 queue: "ret", worker: "w", limit: 2, lease: .seconds(30), policy: RetryPolicy())
+            let firstFinish = ContinuousClock.now
             #expect(try await coordinator.complete(claims[0], resultKey: nil) == .accepted)
             #expect(try await coordinator.fail(claims[1], error: "x", retryDelay: .zero, permanent: true) == .failed)
             _ = try await coordinator.cancel(keys[2])
-            // Right after finishing, everything is still there.
-            #expect(try await coordinator.housekeeping(queue: "ret").expired == 0)
-            var expired = 0
-            try await ValkeyTestServers.waitUntil("finished batches expire", timeout: .seconds(10)) {
+            // Within the retention of the first finish, everything is still there (on a machine too loaded to get
+            // here within it, any count is correct).
+            let early = try await coordinator.housekeeping(queue: "ret").expired
+            if ContinuousClock.now - firstFinish < retention { #expect(early == 0) }
+            var expired = early
+            try await ValkeyTestServers.waitUntil("finished batches expire", timeout: .seconds(20)) {
                 expired += try await coordinator.housekeeping(queue: "ret").expired
                 return expired >= 3
             }
