@@ -315,17 +315,23 @@ struct ListCommand: AsyncParsableCommand {
 }
 
 /// Where `get` writes a batch: a file written as the messages arrive (under a temporary name in the same directory,
-/// renamed over the target once complete, removed on failure), or standard output written at the end.
+/// renamed over the target once complete, removed on failure), standard output written at the end, or — when
+/// the target exists and is not a regular file (`/dev/null`, a FIFO) — that target written as the messages arrive.
 final class OutputSink {
     private let path: String
+    /// Where the bytes go until `finish` (the target itself when it is not a regular file).
     private let temporary: String
+    private let renames: Bool
     private var fd: Int32 = -1
     private var held: [ArraySlice<UInt8>] = []
 
-    /// - Throws: ``NodeError/io(operation:path:errno:)`` when the temporary file cannot be created.
+    /// - Throws: ``NodeError/io(operation:path:errno:)`` when the output cannot be created.
     init(_ path: String) throws(NodeError) {
         self.path = path
-        self.temporary = path == "-" ? "" : "\(path).tmp-\(getpid())"
+        var info = stat()
+        let special = path != "-" && stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
+        self.renames = path != "-" && !special
+        self.temporary = self.renames ? "\(path).tmp-\(getpid())" : path
         guard path != "-" else { return }
         self.fd = open(self.temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard self.fd >= 0 else { throw .io(operation: "create", path: self.temporary, errno: errno) }
@@ -364,6 +370,7 @@ final class OutputSink {
         let fd = self.fd
         self.fd = -1
         guard close(fd) == 0 else { throw .io(operation: "close", path: self.temporary, errno: errno) }
+        guard self.renames else { return }
         guard rename(self.temporary, self.path) == 0 else {
             let code = errno
             unlink(self.temporary)
@@ -377,6 +384,6 @@ final class OutputSink {
         guard self.fd >= 0 else { return }
         close(self.fd)
         self.fd = -1
-        unlink(self.temporary)
+        if self.renames { unlink(self.temporary) }
     }
 }

@@ -1,6 +1,7 @@
 import ArrowIPC
 import Foundation
 import Node
+import Synchronization
 import Testing
 
 /// The client side of large transfers (issue 13): `submit` maps its file and `get -o` writes the file while the
@@ -15,7 +16,7 @@ import Testing
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(prefix) }
     }
 
-    @Test func submitOfAMappedFileAndGetToAFileRoundTripByteForByte() async throws {
+    @Test func submitOfAMappedFileAndGetToAFileRoundTripEveryValue() async throws {
         // Several record batches, so `get -o` writes the file in several steps.
         let schema = Schema([Field("id", .int(.int64)), Field("price", .floatingPoint(.double))])
         var writer = IPCWriter(schema: schema, format: .stream)
@@ -70,5 +71,58 @@ import Testing
         let directory = (output as NSString).deletingLastPathComponent
         let name = (output as NSString).lastPathComponent
         #expect(Self.entries(directory, prefix: name) == [name], "the temporary file of a failed get is removed")
+    }
+
+    /// A target that is not a regular file (a FIFO here; `/dev/null` alike) is written in place, never replaced by a
+    /// renamed temporary file.
+    @Test func getIntoAFIFOWritesThroughIt() async throws {
+        let fifo = Self.temporaryPath("pipe")
+        defer { unlink(fifo) }
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let stream = try PipelineData.stream(rows: 300)
+        let received = ReceivedBytes()
+        let reader = Thread {
+            let fd = open(fifo, O_RDONLY)
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while fd >= 0 {
+                let n = read(fd, &buffer, buffer.count)
+                if n <= 0 { break }
+                received.append(buffer[0..<n])
+            }
+            if fd >= 0 { close(fd) }
+            received.finish()
+        }
+        reader.start()
+        try await InProcessNode.with(NodeConfiguration(mode: .flight)) { node in
+            _ = try await node.submit(stream, queue: "fifo", id: "one")
+            let get = try await CLI.run(["get", "fifo/one", "--server", node.location, "-o", fifo])
+            #expect(get.status == 0, "\(get.stderr)")
+        }
+        #expect(await received.wait(), "the reader saw the end of the stream")
+        var info = stat()
+        #expect(stat(fifo, &info) == 0 && info.st_mode & S_IFMT == S_IFIFO, "the FIFO is still a FIFO")
+        var batches = try IPCStreamReader(received.bytes, options: .untrusted)
+        var rows = 0
+        while let batch = try batches.next() { rows += batch.length }
+        #expect(rows == 300)
+    }
+}
+
+/// Bytes a reader thread collected, and whether it saw the end (waited for without blocking the pool).
+final class ReceivedBytes: Sendable {
+    private let state = Mutex((bytes: [UInt8](), done: false))
+
+    func append(_ bytes: ArraySlice<UInt8>) { self.state.withLock { $0.bytes += bytes } }
+    func finish() { self.state.withLock { $0.done = true } }
+    var bytes: [UInt8] { self.state.withLock { $0.bytes } }
+
+    /// Polls for the end, at most 30 s.
+    func wait() async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while ContinuousClock.now < deadline {
+            if self.state.withLock({ $0.done }) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return self.state.withLock { $0.done }
     }
 }
