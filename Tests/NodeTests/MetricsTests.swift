@@ -122,8 +122,8 @@ import Testing
                 var configuration = NodeConfiguration(mode: .all)
                 configuration.valkeyURL = valkey.url
                 configuration.worker.queues = ["slow"]
-                // Long enough that a loaded machine answers each extension (every second) within the lease.
-                configuration.worker.lease = .seconds(3)
+                // Long enough that a heavily loaded machine (load 30+ seen) answers an extension within the lease.
+                configuration.worker.lease = .seconds(10)
                 configuration.processor = .exec(command: slow, persistent: false)
                 configuration.grace = .seconds(2)
                 try await InProcessNode.with(configuration) { node in
@@ -140,7 +140,7 @@ import Testing
                     let cancelled = try await HTTPProbe.get(base + "/api/batches/\(key)/cancel", method: "POST",
                                                             headers: ["X-Requested-With: test"])
                     #expect(cancelled.status == 200)
-                    // The worker learns it at its next lease extension (a third of the 3 s lease).
+                    // The worker learns it at its next lease extension (a third of the 10 s lease).
                     var last = MetricFamilies(families: .null, contentType: "")
                     let counted = try await pollUntil {
                         last = try await HTTPProbe.metrics(base + "/metrics")

@@ -248,7 +248,8 @@ struct NetworkFaultTests {
                     try hosts[2].heal()
                     let done = try await pipeline.waitStatus(key, within: 60) { $0.state == .completed }
                     #expect(done?.state == .completed, "\(String(describing: done)) \(worker.stderr)")
-                    #expect(done?.attempts == 2)
+                    // Attempt 2 normally completes; on a machine loaded enough for it to miss a 1.5 s lease, a later one.
+                    #expect((done?.attempts ?? 0) >= 2)
                     let result = try await pipeline.result(from: hosts[0], at: location, of: key)
                     #expect(try PipelineData.prices(result) == PipelineData.prices(input))
                     // The worker never reported attempt 1 as completed.
