@@ -35,7 +35,8 @@ public struct GRPCClientConfiguration: Sendable {
         self.port = port
         self.tls = tls
         self.maxReceiveMessageSize = Int(Int32.max)
-        self.streamWindowSize = 8 << 20
+        // 16 MiB: the server may send 8 MiB per WINDOW_UPDATE round trip (the update goes out at half the window).
+        self.streamWindowSize = 16 << 20
         self.connectionWindowSize = 256 << 20
         self.maxFrameSize = 4 << 20
         self.streamSendBufferLimit = 4 << 20

@@ -85,11 +85,14 @@ public struct GRPCServerConfiguration: Sendable {
         self.connectionSendBufferLimit = 32 << 20
         self.admission = nil
         self.maxHeaderListSize = 16 << 10
-        self.streamWindowSize = 8 << 20
+        // A window of 8 MiB let a client send only 4 MiB per WINDOW_UPDATE round trip, which a loaded machine
+        // stretches to tens of milliseconds (docs/BENCHMARKS.md, "Flight profile"); every byte is still charged to
+        // the receive budgets below before it is held.
+        self.streamWindowSize = 32 << 20
         self.connectionWindowSize = 256 << 20
         self.maxFrameSize = 4 << 20
         self.streamSendBufferLimit = 4 << 20
-        self.streamReceiveBufferLimit = 8 << 20
+        self.streamReceiveBufferLimit = 16 << 20
         self.keepaliveInterval = .seconds(60)
         self.keepaliveTimeout = .seconds(20)
         self.http1 = nil

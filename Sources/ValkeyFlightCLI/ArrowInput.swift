@@ -16,6 +16,18 @@ enum ArrowInput {
         return bytes
     }
 
+    /// The bytes of `path` as `read` checks them, mapped when it is a regular file (no copy; the pages are the
+    /// page cache's, touched as they are sent) and read otherwise.
+    ///
+    /// - Throws: as ``read(_:)``.
+    static func load(_ path: String) throws(NodeError) -> ArraySlice<UInt8> {
+        guard path != "-", let mapped = MappedInput.map(path) else { return try self.read(path)[...] }
+        if let problem = self.problem(Array(mapped.prefix(4096))) {
+            throw .invalidArgument("\(path) is not Arrow IPC: \(problem)")
+        }
+        return mapped
+    }
+
     /// Why `bytes` cannot be Arrow IPC, or nil when they may be (the reader decides).
     static func problem(_ bytes: [UInt8]) -> String? {
         if bytes.isEmpty { return "it is empty (an Arrow IPC stream starts with a schema message)" }

@@ -127,19 +127,20 @@ struct SubmitCommand: AsyncParsableCommand {
         defer { client.close() }
         var keys: [BatchKey] = []
         for file in self.files {
-            var bytes = try ArrowInput.read(file)
+            // A regular file is mapped, not read: no zero-filled copy of it (docs/BENCHMARKS.md, "Flight profile").
+            var bytes = try ArrowInput.load(file)
             if let codec = compression?.codec {
-                let (summary, batches) = try IPCSummary.read(bytes)
+                let (summary, batches) = try IPCSummary.read(Array(bytes))
                 var writer = IPCWriter(schema: summary.schema, format: .stream, options: IPCWriteOptions(compression: codec))
                 for batch in batches { try writer.write(batch) }
                 writer.finish()
-                bytes = writer.bytes()
+                bytes = writer.bytes()[...]
             }
             let progress = TransferProgress("sending \(file)")
             let path = self.id.map { [queue, $0] } ?? [queue]
             let results: [PutResult]
             do {
-                results = try await client.put(FlightDescriptor(path: path), ipc: bytes[...]) { progress.update($0) }
+                results = try await client.put(FlightDescriptor(path: path), ipc: bytes) { progress.update($0) }
             } catch {
                 progress.finish()
                 throw ClientErrors.describe(error, "submit \(file)")
@@ -199,7 +200,10 @@ struct GetCommand: AsyncParsableCommand {
         let client = try await self.client.connect()
         defer { client.close() }
         let progress = TransferProgress("receiving \(key)")
-        var segments: [ArraySlice<UInt8>] = []
+        // A file is written while the batch arrives (each message dropped once written, so memory stays at a few
+        // messages and their buffers are reused), into a temporary name renamed over FILE at the end; standard
+        // output gets nothing unless the whole batch arrived.
+        let sink = try OutputSink(self.output)
         var received = 0
         var (recordBatches, rows) = (0, 0)
         do {
@@ -212,21 +216,21 @@ struct GetCommand: AsyncParsableCommand {
                     rows += batch.length
                 }
                 let framed = EncodedMessage.frame(header: data.dataHeader)
-                segments.append(framed[...])
-                segments.append(data.dataBody)
+                try sink.append([framed[...], data.dataBody])
                 received += framed.count + data.dataBody.count
                 progress.update(received)
             }
+            try sink.append([[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0][...]])
+            try sink.finish()
         } catch {
             progress.finish()
+            sink.abandon()
             throw ClientErrors.describe(error, "get \(key)")
         }
         progress.finish()
-        segments.append([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0][...])
-        try FileIO.write(segments, to: self.output)
+        let bytes = received + 8
         // Standard output carries the data itself; a file gets a summary (or, with --json, one object).
         guard self.output != "-" else { return }
-        let bytes = segments.reduce(0) { $0 + $1.count }
         if self.client.json {
             print("{\"key\":\(JSONText.quote(key.description)),\"file\":\(JSONText.quote(self.output)),"
                 + "\"record_batches\":\(recordBatches),\"rows\":\(rows),\"bytes\":\(bytes)}")
@@ -307,5 +311,79 @@ struct ListCommand: AsyncParsableCommand {
         for row in rows {
             print("\(pad(row.key, width))  \(pad(String(row.rows), 12))  \(pad(String(row.bytes), 14))  \(row.location)")
         }
+    }
+}
+
+/// Where `get` writes a batch: a file written as the messages arrive (under a temporary name in the same directory,
+/// renamed over the target once complete, removed on failure), standard output written at the end, or — when
+/// the target exists and is not a regular file (`/dev/null`, a FIFO) — that target written as the messages arrive.
+final class OutputSink {
+    private let path: String
+    /// Where the bytes go until `finish` (the target itself when it is not a regular file).
+    private let temporary: String
+    private let renames: Bool
+    private var fd: Int32 = -1
+    private var held: [ArraySlice<UInt8>] = []
+
+    /// - Throws: ``NodeError/io(operation:path:errno:)`` when the output cannot be created.
+    init(_ path: String) throws(NodeError) {
+        self.path = path
+        var info = stat()
+        let special = path != "-" && stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
+        self.renames = path != "-" && !special
+        self.temporary = self.renames ? "\(path).tmp-\(getpid())" : path
+        guard path != "-" else { return }
+        self.fd = open(self.temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard self.fd >= 0 else { throw .io(operation: "create", path: self.temporary, errno: errno) }
+    }
+
+    /// Writes `segments` in order (standard output: keeps them for ``finish()``).
+    /// - Throws: ``NodeError/io(operation:path:errno:)`` when a write fails.
+    func append(_ segments: [ArraySlice<UInt8>]) throws(NodeError) {
+        guard self.fd >= 0 else {
+            self.held += segments
+            return
+        }
+        for segment in segments {
+            var written = 0
+            while written < segment.count {
+                let result = segment.withUnsafeBytes { raw in
+                    Glibc.write(self.fd, raw.baseAddress! + written, raw.count - written)
+                }
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    throw .io(operation: "write", path: self.temporary, errno: errno)
+                }
+                written += result
+            }
+        }
+    }
+
+    /// Completes the output: the file is closed and renamed over the target; standard output gets what was kept.
+    /// - Throws: ``NodeError/io(operation:path:errno:)``.
+    func finish() throws(NodeError) {
+        guard self.fd >= 0 else {
+            try FileIO.write(self.held, to: "-")
+            self.held = []
+            return
+        }
+        let fd = self.fd
+        self.fd = -1
+        guard close(fd) == 0 else { throw .io(operation: "close", path: self.temporary, errno: errno) }
+        guard self.renames else { return }
+        guard rename(self.temporary, self.path) == 0 else {
+            let code = errno
+            unlink(self.temporary)
+            throw .io(operation: "rename", path: self.path, errno: code)
+        }
+    }
+
+    /// Drops a failed output (the temporary file is removed; the target is left as it was).
+    func abandon() {
+        self.held = []
+        guard self.fd >= 0 else { return }
+        close(self.fd)
+        self.fd = -1
+        if self.renames { unlink(self.temporary) }
     }
 }

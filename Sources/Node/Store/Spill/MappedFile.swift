@@ -124,3 +124,18 @@ enum MappedFile {
         return bytes
     }
 }
+
+/// Whole input files for the client commands, mapped rather than read (``MappedFile``).
+package enum MappedInput {
+    /// The bytes of the regular file at `path` as a private mapping (no copy into a fresh, zero-filled array;
+    /// pages come from the page cache as they are touched), or nil when `path` is not a non-empty regular file
+    /// or cannot be mapped (the caller reads it instead).
+    package static func map(_ path: String) -> ArraySlice<UInt8>? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size > 0 else { return nil }
+        return MappedFile.map(fd, size: Int(info.st_size))
+    }
+}
