@@ -337,7 +337,7 @@ struct FlightServerInteropTests {
         try #require(await client.nextLine(within: 30) == "ready", "client: \(client.stderr)")
         server.child.send(SIGTERM)
         #expect(await server.child.waitForStderr(containing: "shutting down", within: 20), "no shutdown log line: \(server.child.stderr)")
-        #expect(server.child.process.isRunning, "the server exited with a DoGet in flight")
+        #expect(server.child.process.isRunning, "the server exited with a DoGet in flight: \(server.child.stderr)")
         client.write("go\n")
         client.closeInput()
         #expect(await client.waitForExit(within: 30))
