@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestProcessSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -48,17 +49,10 @@ enum TestHosts {
 
     /// `ip ARGS…`'s output (stdout and stderr), whatever its exit status.
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        // posix_spawn, not Foundation's Process: its FileHandle read trapped on EINTR ('try!') in a full run.
+        let command = ChildCommand(executable, arguments, stdin: .discard, stdout: .pipe, stderr: .stdout)
+        let result = try SpawnedProcess.runBlocking(command, timeout: .seconds(60))
+        return (result.status, result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// Namespaces whose name starts with `prefix`.
