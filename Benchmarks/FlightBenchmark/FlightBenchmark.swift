@@ -11,7 +11,10 @@ import Node
 ///                                                 KEY deleted afterwards with DoAction "delete", untimed)
 ///     FlightBenchmark LOCATION doget KEY          one DoGet of ticket KEY, every batch decoded and validated
 ///                                                 (`FlightDataReader.next()`), batches kept until the end
+///     FlightBenchmark LOCATION doget-stream KEY   the same, each batch dropped once decoded and validated (how a
+///                                                 reader that processes batch by batch consumes a stream)
 ///     FlightBenchmark LOCATION doget-raw KEY      the same, FlightData only (`nextData()`, no IPC decoding)
+///     (doput, doget and doget-stream also report the minor page faults of what they timed)
 ///     FlightBenchmark LOCATION calls OP KEY TASKS SECONDS
 ///                                                 OP = getflightinfo (PATH descriptor KEY) or health (DoAction);
 ///                                                 TASKS tasks share one client and call back to back
@@ -62,6 +65,13 @@ struct FlightBenchmark {
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
+    /// Minor page faults of this process so far (each a page the kernel mapped, and zeroed if new).
+    static func pageFaults() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_minflt
+    }
+
     static func descriptor(_ key: String) -> FlightDescriptor {
         FlightDescriptor(path: key.split(separator: "/").map(String.init))
     }
@@ -70,7 +80,7 @@ struct FlightBenchmark {
         let arguments = Array(CommandLine.arguments.dropFirst())
         guard arguments.count >= 3 else {
             Self.fail("usage: FlightBenchmark LOCATION "
-                + "(doput FILE KEY | doget KEY | doget-raw KEY | calls OP KEY TASKS SECONDS)")
+                + "(doput FILE KEY | doget KEY | doget-stream KEY | doget-raw KEY | calls OP KEY TASKS SECONDS)")
         }
         let client = try FlightClient(location: FlightLocation(parsing: arguments[0]))
         defer { client.close() }
@@ -80,7 +90,9 @@ struct FlightBenchmark {
         case "doput" where rest.count == 2:
             try await Self.doPut(client, file: rest[0], key: rest[1])
         case "doget" where rest.count == 1:
-            try await Self.doGet(client, key: rest[0])
+            try await Self.doGet(client, key: rest[0], keep: true)
+        case "doget-stream" where rest.count == 1:
+            try await Self.doGet(client, key: rest[0], keep: false)
         case "doget-raw" where rest.count == 1:
             try await Self.doGetRaw(client, key: rest[0])
         case "calls" where rest.count == 4:
@@ -96,29 +108,34 @@ struct FlightBenchmark {
     static func doPut(_ client: FlightClient, file: String, key: String) async throws {
         let bytes = Self.readFile(file)
         let cpu = Self.cpuTime()
+        let faults = Self.pageFaults()
         let start = ContinuousClock.now
         let results = try await client.put(Self.descriptor(key), ipc: bytes[...])
         let elapsed = Self.seconds(ContinuousClock.now - start)
         guard !results.isEmpty else { Self.fail("DoPut of \(key) returned no PutResult") }
         let used = Self.cpuTime() - cpu
-        Self.report("doput", [("seconds", "\(elapsed)"), ("cpu", "\(used)"), ("bytes", "\(bytes.count)")])
+        Self.report("doput", [("seconds", "\(elapsed)"), ("cpu", "\(used)"), ("bytes", "\(bytes.count)"),
+                              ("page_faults", "\(Self.pageFaults() - faults)")])
         _ = try await client.doAction(FlightAction(type: "delete", body: Array(key.utf8)[...]))
     }
 
-    static func doGet(_ client: FlightClient, key: String) async throws {
+    static func doGet(_ client: FlightClient, key: String, keep: Bool) async throws {
         let cpu = Self.cpuTime()
+        let faults = Self.pageFaults()
         let start = ContinuousClock.now
         let reader = try await client.doGet(Ticket(Array(key.utf8)))
-        var batches: [RecordBatch] = []
+        var kept: [RecordBatch] = []
         var rows = 0
+        var count = 0
         while let batch = try await reader.next() {
             rows += batch.length
-            batches.append(batch)
+            count += 1
+            if keep { kept.append(batch) }
         }
         let elapsed = Self.seconds(ContinuousClock.now - start)
         let used = Self.cpuTime() - cpu
-        Self.report("doget", [("seconds", "\(elapsed)"), ("cpu", "\(used)"), ("rows", "\(rows)"),
-                              ("batches", "\(batches.count)")])
+        Self.report(keep ? "doget" : "doget-stream", [("seconds", "\(elapsed)"), ("cpu", "\(used)"), ("rows", "\(rows)"),
+                              ("batches", "\(count)"), ("page_faults", "\(Self.pageFaults() - faults)")])
     }
 
     static func doGetRaw(_ client: FlightClient, key: String) async throws {
