@@ -25,7 +25,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // epoll and eventfd headers (Swift's Glibc module does not export them).
         .systemLibrary(name: "CEpoll"),
-        // glibc's <malloc.h> (malloc_trim), for the batch store.
+        // glibc's <malloc.h> (mallopt, malloc_trim): the I/O layer's policy for freed message memory.
         .systemLibrary(name: "CMalloc"),
         // posix_spawn_file_actions_addclosefrom_np (glibc 2.34+), which Swift's Glibc module does not export.
         .systemLibrary(name: "CSpawn"),
@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "HTTP1", swiftSettings: strictSettings),
         // The I/O layer: epoll event loops, sockets, listener policies, byte budgets, TLS byte streams (OpenSSL).
         // Bytes and readiness only, never a protocol.
-        .target(name: "IOLoop", dependencies: ["CEpoll", "COpenSSL"], swiftSettings: strictSettings),
+        .target(name: "IOLoop", dependencies: ["CEpoll", "COpenSSL", "CMalloc"], swiftSettings: strictSettings),
         // RESP3 Valkey client on the I/O layer.
         .target(name: "RESP", dependencies: ["IOLoop"], swiftSettings: strictSettings),
         // gRPC over nghttp2 on the I/O layer.
@@ -48,7 +48,7 @@ let package = Package(
         // The services and the runtime: batch store, coordinator in Valkey, workers, processors, modes.
         .target(
             name: "Node",
-            dependencies: ["ArrowIPC", "FlightProto", "IOLoop", "GRPCWire", "FlightRPC", "RESP", "CMalloc", "CSpawn", "HTTP1"],
+            dependencies: ["ArrowIPC", "FlightProto", "IOLoop", "GRPCWire", "FlightRPC", "RESP", "CSpawn", "HTTP1"],
             swiftSettings: strictSettings
         ),
         // The command line: options → configuration, then the runtime (nothing else).

@@ -1,3 +1,5 @@
+internal import IOLoop
+
 /// Reassembles gRPC length-prefixed messages (`u8 compressed`, `u32 big-endian length`, bytes) from DATA chunks.
 ///
 /// Each message is copied once from nghttp2's chunks into one `[UInt8]`. The buffer is never sized from the
@@ -7,6 +9,9 @@
 /// what it announces before the whole buffer exists, the final array is exactly the message, and the extra copies
 /// (and the peak above the message) stay under 1/32 of it. Large intermediate buffers would also make glibc trim
 /// and refault its heap for every message.
+///
+/// Each completed message postpones the return of freed memory to the system (``FreedMemory``): a receiving
+/// process reuses the pages of the messages it has freed.
 ///
 /// Every capacity step is charged through the `charge` closure before it is allocated (the stream, connection
 /// and server budgets); a refused charge ends the message with ``GRPCWireError/receiveBudgetExhausted``.
@@ -119,6 +124,7 @@ struct MessageDeframer {
                 i += take
                 self.offset += take
                 if self.message.count == self.expected {
+                    FreedMemory.noteChurn()
                     let done = self.message
                     let c = self.charged
                     self.message = []

@@ -66,6 +66,7 @@ package final class EventLoop: Sendable {
     /// Creates the epoll set and wake-up eventfd (the thread starts with ``startThread()``).
     /// - Throws: `IOLoopError.systemCall` naming `epoll_create1`, `eventfd` or `epoll_ctl`.
     package init(tickInterval: Duration = .milliseconds(50)) throws(IOLoopError) {
+        FreedMemory.retain()
         self.tickInterval = tickInterval
         let ep = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard ep >= 0 else { throw .systemCall(name: "epoll_create1", errno: errno) }
@@ -258,6 +259,7 @@ package final class LoopRunner {
             if now >= nextTick {
                 nextTick = now.advanced(by: tick)
                 for handler in Array(self.handlers.values) { handler.tick(now: now, runner: self) }
+                FreedMemory.returnIfQuiet()
             }
         }
         for handler in Array(self.handlers.values) { handler.closeForShutdown(runner: self) }

@@ -1,5 +1,5 @@
 public import ArrowIPC
-internal import CMalloc
+internal import IOLoop
 internal import Synchronization
 
 /// One IPC message of a stored batch, exactly as it was received: the flatbuffer header and the body,
@@ -94,14 +94,7 @@ public final class BatchStore: Sendable {
         var corrupted: [BatchKey: String] = [:]
         /// Stored batches served from a mapping (each takes three of the process's memory maps).
         var mappedBatches = 0
-        /// Memory of removed batches is left to the allocator for reuse until then (see ``sweep()``).
-        var trimDueAt: ContinuousClock.Instant?
     }
-
-    /// How long the memory of removed batches stays with the allocator for the next batches to reuse before it is
-    /// returned to the system (what an allocator's dirty-page decay does, longer: a store with batches arriving
-    /// every few seconds keeps reusing the same pages).
-    static let freedMemoryRetention: Duration = .seconds(30)
 
     public let maxMemory: Int
     public let ttl: Duration
@@ -122,7 +115,7 @@ public final class BatchStore: Sendable {
         self.ttl = ttl
         self.spill = spill
         self.clock = clock
-        Self.tuneAllocator()
+        FreedMemory.retain()
     }
 
     /// Claims `key` for a batch about to be received.
@@ -219,40 +212,9 @@ public final class BatchStore: Sendable {
             self.remove(key, from: &state)
             return true
         }
-        if removed { self.retainFreedMemory() }
+        // The batch's memory is left to the allocator for the next batches until the process is quiet.
+        if removed { FreedMemory.noteChurn() }
         return removed
-    }
-
-    /// Received messages (up to 32 MiB each) come from glibc's arenas and stay there when freed: glibc neither
-    /// unmaps them nor trims its heaps by itself, so the next batch reuses pages that are already resident instead
-    /// of faulting in (and the kernel zeroing) fresh ones — before this, a DoPut spent ~40% of its CPU in page
-    /// faults (docs/BENCHMARKS.md, "Flight profile"). ``sweep()`` returns the freed pages to the system once the
-    /// store was quiet for ``freedMemoryRetention``. Process-wide and idempotent.
-    static func tuneAllocator() { _ = Self.allocatorTuned }
-
-    private static let allocatorTuned: Bool = {
-        // 32 MiB is glibc's largest mmap threshold (half its 64 MiB arena heaps); the trim threshold above the heap
-        // size keeps free heap memory until malloc_trim.
-        mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
-    }()
-
-    /// Leaves the memory of a removed batch to the allocator for ``freedMemoryRetention`` (renewed by every
-    /// removal); ``sweep()`` then returns it.
-    func retainFreedMemory() {
-        let due = ContinuousClock.now.advanced(by: Self.freedMemoryRetention)
-        self.state.withLock { $0.trimDueAt = due }
-    }
-
-    /// Gives freed pages back to the system once the retention of the last removal passed and no batch is being
-    /// received (a receive would reuse them).
-    func returnFreedMemoryIfQuiet() {
-        let now = ContinuousClock.now
-        let due = self.state.withLock { state -> Bool in
-            guard let at = state.trimDueAt, at <= now, state.pending.isEmpty else { return false }
-            state.trimDueAt = nil
-            return true
-        }
-        if due { _ = malloc_trim(0) }
     }
 
     /// Every unexpired batch whose key starts with `prefix`, ordered by key.
@@ -264,8 +226,8 @@ public final class BatchStore: Sendable {
         return batches.sorted { $0.key < $1.key }
     }
 
-    /// Removes expired batches; returns how many. Also returns the memory of removed batches to the system once
-    /// the store was quiet for ``freedMemoryRetention`` (the node calls this every second).
+    /// Removes expired batches; returns how many (the node calls this every second). Their memory goes back to the
+    /// system with ``FreedMemory``'s rule.
     @discardableResult
     public func sweep() -> Int {
         let now = self.clock()
@@ -274,8 +236,7 @@ public final class BatchStore: Sendable {
             for key in expired { self.remove(key, from: &state) }
             return expired.count
         }
-        if removed > 0 { self.retainFreedMemory() }
-        self.returnFreedMemoryIfQuiet()
+        if removed > 0 { FreedMemory.noteChurn() }
         return removed
     }
 
