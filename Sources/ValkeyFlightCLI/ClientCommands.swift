@@ -337,26 +337,14 @@ final class OutputSink {
         guard self.fd >= 0 else { throw .io(operation: "create", path: self.temporary, errno: errno) }
     }
 
-    /// Writes `segments` in order (standard output: keeps them for ``finish()``).
+    /// Writes `segments` in order, in one `writev` (standard output: keeps them for ``finish()``).
     /// - Throws: ``NodeError/io(operation:path:errno:)`` when a write fails.
     func append(_ segments: [ArraySlice<UInt8>]) throws(NodeError) {
         guard self.fd >= 0 else {
             self.held += segments
             return
         }
-        for segment in segments {
-            var written = 0
-            while written < segment.count {
-                let result = segment.withUnsafeBytes { raw in
-                    Glibc.write(self.fd, raw.baseAddress! + written, raw.count - written)
-                }
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    throw .io(operation: "write", path: self.temporary, errno: errno)
-                }
-                written += result
-            }
-        }
+        try FileIO.write(segments, fd: self.fd, path: self.temporary)
     }
 
     /// Completes the output: the file is closed and renamed over the target; standard output gets what was kept.

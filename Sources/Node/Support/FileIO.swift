@@ -43,18 +43,39 @@ package enum FileIO {
         if path != "-", close(fd) != 0 { throw .io(operation: "close", path: path, errno: errno) }
     }
 
-    private static func write(_ segments: [ArraySlice<UInt8>], fd: Int32, path: String) throws(NodeError) {
-        for segment in segments {
-            var written = 0
-            while written < segment.count {
-                let result = segment.withUnsafeBytes { raw in
-                    Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+    /// Writes `segments` in order to `fd` with `writev` (64 slices per call, partial writes resumed, EINTR
+    /// retried). Blocking.
+    /// - Throws: ``NodeError/io(operation:path:errno:)`` (operation "write", `path` naming `fd`).
+    package static func write(_ segments: [ArraySlice<UInt8>], fd: Int32, path: String) throws(NodeError) {
+        var pending = segments.filter { !$0.isEmpty }[...]
+        while !pending.isEmpty {
+            let batch = Array(pending.prefix(64))
+            var vectors: [iovec] = []
+            vectors.reserveCapacity(batch.count)
+            // Each slice's pointer is valid inside its own closure: nest them, writev in the innermost.
+            func gather(_ index: Int) -> Int {
+                if index == batch.count {
+                    return vectors.withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
                 }
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    throw .io(operation: "write", path: path, errno: errno)
+                return batch[index].withUnsafeBytes { bytes in
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+                    return gather(index + 1)
                 }
-                written += result
+            }
+            let written = gather(0)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw .io(operation: "write", path: path, errno: errno)
+            }
+            var left = written
+            while left > 0, let first = pending.first {
+                if first.count <= left {
+                    left -= first.count
+                    pending.removeFirst()
+                } else {
+                    pending[pending.startIndex] = first.dropFirst(left)
+                    left = 0
+                }
             }
         }
     }

@@ -119,40 +119,15 @@ public final class SpillDirectory: Sendable {
         return (fd, temporary)
     }
 
-    /// Writes `segments` at the end of `fd` with `writev` (64 slices at a time, partial writes resumed). Blocking.
+    /// Writes `segments` at the end of `fd` (``FileIO/write(_:fd:path:)``). Blocking.
     ///
-    /// - Throws: as ``writeTemporary(_:for:)``.
+    /// - Throws: as ``writeTemporary(_:for:)`` (a full disk is RESOURCE_EXHAUSTED).
     static func write(_ segments: [ArraySlice<UInt8>], to fd: Int32, path: String) throws(NodeError) {
-        var pending = segments.filter { !$0.isEmpty }[...]
-        while !pending.isEmpty {
-            let batch = Array(pending.prefix(64))
-            var vectors: [iovec] = []
-            vectors.reserveCapacity(batch.count)
-            // Each slice's pointer is valid inside its own closure: nest them, writev in the innermost.
-            func gather(_ index: Int) -> Int {
-                if index == batch.count {
-                    return vectors.withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
-                }
-                return batch[index].withUnsafeBytes { bytes in
-                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
-                    return gather(index + 1)
-                }
-            }
-            let written = gather(0)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw Self.failure("write", path, errno)
-            }
-            var left = written
-            while left > 0, let first = pending.first {
-                if first.count <= left {
-                    left -= first.count
-                    pending.removeFirst()
-                } else {
-                    pending[pending.startIndex] = first.dropFirst(left)
-                    left = 0
-                }
-            }
+        do throws(NodeError) {
+            try FileIO.write(segments, fd: fd, path: path)
+        } catch {
+            guard case .io(_, _, let code) = error else { throw error }
+            throw Self.failure("write", path, code)
         }
     }
 
