@@ -86,31 +86,39 @@ enum MetricsExposition {
         for (method, rpc) in seen { histogram(&out, "valkeyflight_flight_rpc_seconds", "method=\(label(method))", rpc.seconds) }
 
         let usage = sources.store?.usage
-        header(&out, "valkeyflight_store_bytes", "gauge", "Bytes of batches held in this node's store.")
-        out += "valkeyflight_store_bytes \(usage?.storedBytes ?? 0)\n"
-        header(&out, "valkeyflight_store_batches", "gauge", "Batches held in this node's store.")
-        out += "valkeyflight_store_batches \(usage?.batches ?? 0)\n"
-        header(&out, "valkeyflight_worker_busy", "gauge", "Worker slots processing a batch now.")
-        out += "valkeyflight_worker_busy \(metrics.workersBusy)\n"
-        header(&out, "valkeyflight_valkey_commands_total", "counter", "Commands sent to Valkey.")
-        out += "valkeyflight_valkey_commands_total \(sources.valkey?.counters.commands.current ?? 0)\n"
-        header(&out, "valkeyflight_valkey_errors_total", "counter", "Valkey commands that failed (connection or server errors).")
-        out += "valkeyflight_valkey_errors_total \(sources.valkey?.counters.errors.current ?? 0)\n"
+        single(&out, "valkeyflight_store_bytes", "gauge", "Bytes of batches held in this node's store.",
+               usage?.storedBytes ?? 0)
+        single(&out, "valkeyflight_store_batches", "gauge", "Batches held in this node's store.",
+               usage?.batches ?? 0)
+        single(&out, "valkeyflight_worker_busy", "gauge", "Worker slots processing a batch now.",
+               metrics.workersBusy)
+        single(&out, "valkeyflight_valkey_commands_total", "counter", "Commands sent to Valkey.",
+               sources.valkey?.counters.commands.current ?? 0)
+        single(&out, "valkeyflight_valkey_errors_total", "counter", "Valkey commands that failed (connection or server errors).",
+               sources.valkey?.counters.errors.current ?? 0)
 
         let process = ProcessStatistics.read()
-        header(&out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
-        out += "process_resident_memory_bytes \(process.residentBytes)\n"
-        header(&out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
-        out += "process_cpu_seconds_total \(number(process.cpuSeconds))\n"
-        header(&out, "process_open_fds", "gauge", "Number of open file descriptors.")
-        out += "process_open_fds \(process.openFDs)\n"
-        header(&out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.")
-        out += "process_start_time_seconds \(number(process.startTimeSeconds))\n"
+        single(&out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+               process.residentBytes)
+        single(&out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+               number(process.cpuSeconds))
+        single(&out, "process_open_fds", "gauge", "Number of open file descriptors.",
+               process.openFDs)
+        single(&out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.",
+               number(process.startTimeSeconds))
         return out
     }
 
     private static func header(_ out: inout String, _ name: String, _ type: String, _ help: String) {
         out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    /// A family with one unlabelled sample: its header, then `name value`.
+    private static func single(
+        _ out: inout String, _ name: String, _ type: String, _ help: String, _ value: some CustomStringConvertible
+    ) {
+        Self.header(&out, name, type, help)
+        out += "\(name) \(value)\n"
     }
 
     private static func histogram(_ out: inout String, _ name: String, _ labels: String, _ histogram: MetricHistogram) {
