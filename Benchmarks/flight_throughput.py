@@ -322,11 +322,15 @@ def report(results):
     # The DoGet alternative of the issue: our server's CPU per GB against pyarrow's, pyarrow client.
     ours, theirs = pick("doget", "pyarrow", "ours"), pick("doget", "pyarrow", "pyarrow")
     if ours and theirs:
-        cpu_ratio = [ours[r]["server_cpu"] / theirs[r]["server_cpu"] for r in ours if r in theirs and theirs[r]["server_cpu"] > 0]
+        pairs_ = [r for r in ours if r in theirs and theirs[r]["server_cpu"] > 0]
+        cpu_ratio = [ours[r]["server_cpu"] / theirs[r]["server_cpu"] for r in pairs_]
         if cpu_ratio:
-            print(f"| DoGet, pyarrow client: our server's CPU / pyarrow server's CPU | – | – | "
-                  f"{statistics.median(cpu_ratio):.2f} [{min(cpu_ratio):.2f}–{max(cpu_ratio):.2f}] | "
-                  f"≤ 0.6 (with DoGet ≥ 1.0×): {'met' if statistics.median(cpu_ratio) <= 0.6 else '**missed**'} |")
+            # /proc/PID/stat counts in 10 ms ticks, coarse against the ~50 ms a server spends on one 143 MB DoGet:
+            # the ratio of the totals over all pairs is the figure judged, the per-pair range is shown beside it.
+            total = sum(ours[r]["server_cpu"] for r in pairs_) / sum(theirs[r]["server_cpu"] for r in pairs_)
+            print(f"| DoGet, pyarrow client: our server's CPU / pyarrow server's CPU (total over the pairs) | – | – | "
+                  f"{total:.2f} [per pair {min(cpu_ratio):.2f}–{max(cpu_ratio):.2f}] | "
+                  f"≤ 0.6 (with DoGet ≥ 1.0×): {'met' if total <= 0.6 else '**missed**'} |")
 
 
 if __name__ == "__main__":
