@@ -117,7 +117,7 @@ struct CoordinatorOptions: ParsableArguments {
                 throw NodeError.invalidArgument("--queue-shards takes QUEUE=K[,QUEUE=K…], got '\(BatchKey.printable(String(item)))'")
             }
             try BatchKey.check(parts[0], "queue")
-            guard parts[1].utf8.count <= 8, let count = Int(parts[1]), (1...Coordinator.maxShards).contains(count) else {
+            guard let count = QueueLayout.shardCount(parts[1]) else {
                 throw NodeError.invalidArgument("--queue-shards \(parts[0])=\(BatchKey.printable(parts[1])): the shard count must be 1 to \(Coordinator.maxShards)")
             }
             guard shards.updateValue(count, forKey: parts[0]) == nil else {

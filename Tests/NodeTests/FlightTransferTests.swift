@@ -11,9 +11,11 @@ import Testing
         NSTemporaryDirectory() + "vf-transfer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))-\(name)"
     }
 
-    /// Names in `directory` that start with `prefix` (the target and its temporary files).
-    static func entries(_ directory: String, prefix: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(prefix) }
+    /// Names beside `path` that start with its name: the target itself and any temporary file of a `get -o`.
+    static func namesBeside(_ path: String) -> [String] {
+        let directory = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(name) }
     }
 
     @Test func submitOfAMappedFileAndGetToAFileRoundTripEveryValue() async throws {
@@ -52,9 +54,7 @@ import Testing
         }
         #expect(ids == (0..<Int64(100_000)).map { Optional($0) })
         #expect(prices == (0..<100_000).map { Optional(Double($0) * 0.25) })
-        let directory = (output as NSString).deletingLastPathComponent
-        let name = (output as NSString).lastPathComponent
-        #expect(Self.entries(directory, prefix: name) == [name], "no temporary file is left beside the output")
+        #expect(Self.namesBeside(output) == [(output as NSString).lastPathComponent], "no temporary file is left beside the output")
     }
 
     @Test func failedGetLeavesAnExistingFileAsItWasAndNoTemporaryFile() async throws {
@@ -68,9 +68,7 @@ import Testing
             #expect(get.stderr.contains("none/missing"), "\(get.stderr)")
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == before)
-        let directory = (output as NSString).deletingLastPathComponent
-        let name = (output as NSString).lastPathComponent
-        #expect(Self.entries(directory, prefix: name) == [name], "the temporary file of a failed get is removed")
+        #expect(Self.namesBeside(output) == [(output as NSString).lastPathComponent], "the temporary file of a failed get is removed")
     }
 
     /// A target that is not a regular file (a FIFO here; `/dev/null` alike) is written in place, never replaced by a

@@ -436,7 +436,7 @@ public final class Coordinator: Sendable {
             }
         }
         byUpdate.sort { $0.score != $1.score ? $0.score > $1.score : $0.key > $1.key }
-        let chosen = byUpdate.prefix(limit).map { ($0.key, $0.keys) } + others.map { ($0.key, $0.keys) }
+        let chosen: [(key: BatchKey, keys: QueueKeys)] = byUpdate.prefix(limit).map { ($0.key, $0.keys) } + others
         let hashes = chosen.map { key, keys in
             let hash = keys.batch(key.id)
             return (command: RESPCommand("HGETALL", hash), key: hash)

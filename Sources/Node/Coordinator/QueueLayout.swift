@@ -63,16 +63,19 @@ public struct QueueLayout: Sendable, Equatable {
         shards <= 1 ? QueueKeys(queue) : QueueKeys(shard: queue, Int(HashSlot.crc16(id.utf8)) % shards)
     }
 
+    /// A shard count written as text (a config field, an action body, an option): 1…`Coordinator.maxShards`, else
+    /// nil. At most 8 digits are parsed.
+    public static func shardCount(_ text: some StringProtocol) -> Int? {
+        guard text.utf8.count <= 8, let count = Int(text), (1...Coordinator.maxShards).contains(count) else { return nil }
+        return count
+    }
+
     /// The layout from the fields of `vf:{Q}:config`, nil when it has no valid `shards`.
     init?(queue: String, shardsField: String?, historyField: String?) {
-        guard let text = shardsField, text.utf8.count <= 8, let shards = Int(text),
-            (1...Coordinator.maxShards).contains(shards)
-        else { return nil }
+        guard let text = shardsField, let shards = Self.shardCount(text) else { return nil }
         var history: [Int] = []
         if let list = historyField, list.utf8.count <= 8 * Coordinator.maxShards {
-            history = list.split(separator: ",").prefix(Coordinator.maxShards).compactMap {
-                $0.utf8.count <= 8 ? Int($0) : nil
-            }
+            history = list.split(separator: ",").prefix(Coordinator.maxShards).compactMap { Self.shardCount($0) }
         }
         self.init(queue: queue, shards: shards, history: history)
     }

@@ -124,7 +124,7 @@ struct CoordinatorActions: Sendable {
               case let .string(queue)? = json["queue"], case let .number(text)? = json["shards"]
         else { throw .invalidArgument(usage) }
         try BatchKey.check(queue, "queue")
-        guard text.utf8.count <= 8, let shards = Int(text), (1...Coordinator.maxShards).contains(shards) else {
+        guard let shards = QueueLayout.shardCount(text) else {
             throw .invalidArgument("the shard count of a queue must be 1 to \(Coordinator.maxShards), got \(BatchKey.printable(text))")
         }
         return (queue, shards)

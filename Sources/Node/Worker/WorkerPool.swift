@@ -191,13 +191,14 @@ public final class WorkerPool: Sendable {
                 self.transition(claim, worker, "completed", took)
             case .completed:
                 let outcome = await self.lostOutcome(claim)
-                self.transition(claim, worker, outcome, took, error: outcome == "completed" ? nil : outcome == "cancelled"
-                    ? "the batch was cancelled while it was processed" : "completion refused: the token is no longer current")
+                self.transition(claim, worker, outcome, took, error: Self.lostError(outcome,
+                    cancelled: "the batch was cancelled while it was processed",
+                    lost: "completion refused: the token is no longer current"))
             case .leaseLost:
                 let outcome = await self.lostOutcome(claim)
-                self.transition(claim, worker, outcome, took, error: outcome == "completed" ? nil : outcome == "cancelled"
-                    ? "the batch was cancelled while it was processed; the attempt stopped"
-                    : "the lease was taken away; the attempt stopped")
+                self.transition(claim, worker, outcome, took, error: Self.lostError(outcome,
+                    cancelled: "the batch was cancelled while it was processed; the attempt stopped",
+                    lost: "the lease was taken away; the attempt stopped"))
             case let .timedOut(timeout):
                 await self.fail(claim, worker, NodeError.unavailable("processing timed out after \(timeout)"), took)
             }
@@ -211,14 +212,25 @@ public final class WorkerPool: Sendable {
         }
     }
 
-    /// `cancelled` when an attempt lost its token because the batch was cancelled, else `lease_lost` (one status
-    /// read, only on this rare path).
+    /// The error logged with a `lostOutcome`: none when this attempt's completion went through after all.
+    private static func lostError(_ outcome: String, cancelled: String, lost: String) -> String? {
+        switch outcome {
+        case "completed": nil
+        case "cancelled": cancelled
+        default: lost
+        }
+    }
+
+    /// What became of an attempt that lost its token (one status read, only on this rare path):
+    /// - `completed` when the batch is completed and no later attempt was claimed: this attempt's own completion
+    ///   went through although the slot did not hear of it in time (the lease keeper gave up first, or the reply or
+    ///   its WAIT was lost in a failover); only the token of this attempt could have completed it;
+    /// - `cancelled` when the batch was cancelled;
+    /// - else `lease_lost`.
+    ///
     /// Cut off from Valkey the read may go unanswered for the whole command timeout: the slot (its processor already
     /// stopped) waits at most one lease (at most 5 s) for it, then calls it `lease_lost`. A shorter bound (1 s)
     /// misnamed cancellations on a loaded machine.
-    /// `completed` when the batch is completed and no later attempt was claimed: this attempt's own completion went
-    /// through although the slot did not hear of it in time (the lease keeper gave up first, or the reply or its
-    /// WAIT was lost in a failover); only the token of this attempt could have completed it.
     private func lostOutcome(_ claim: BatchClaim) async -> String {
         let limit = min(self.configuration.lease, .seconds(5))
         let answer = try? await Self.uncancelled {
