@@ -43,7 +43,7 @@ final class ClientConnection: H2Connection {
     init(fd: Int32, loop: EventLoop, configuration: GRPCClientConfiguration, tlsContext: TLSContext?) {
         self.configuration = configuration
         self.tlsContext = tlsContext
-        super.init(fd: fd, loop: loop)
+        super.init(fd: fd, loop: loop, receivesPreface: false)
         self.connecting = true
     }
 
@@ -223,6 +223,11 @@ final class ClientConnection: H2Connection {
         }
         if !r.sawResponseHeaders { r.channel.setResponseHeaders(r.responseMetadata) }
         self.finish(r, status, failInbound: false, metadata: metadata)
+    }
+
+    override func receiveRoom(streamID: Int32) -> (room: UnsafeMutableRawBufferPointer, owner: [UInt8])? {
+        guard let r = self.byStream[streamID], !r.done else { return nil }
+        return r.deframer.receiveRoom(charge: { _ in true })
     }
 
     override func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {

@@ -126,6 +126,8 @@ final class ServerShared: Sendable {
     let peerBudgets: PeerReceiveBudgets
     /// Open connections under the caps and the handshake timeout (IOLoop's listener policy).
     let registry: ConnectionRegistry
+    /// Bytes received from clients, and how many of them went straight into message buffers.
+    let receivedBytes = ReceivedByteCounts()
 
     init(configuration: GRPCServerConfiguration, router: GRPCRouter, tlsContext: TLSContext?) {
         self.configuration = configuration
@@ -246,6 +248,10 @@ public final class GRPCServer: Sendable {
         return (counts.refused, counts.evicted)
     }
 
+    /// Bytes received from clients so far (after TLS), and how many of them the socket read straight into message
+    /// buffers (the rest were copied once from the loop's read buffer).
+    public var receivedBytes: (total: Int, inPlace: Int) { self.shared.receivedBytes.counts }
+
     /// Request bytes buffered by all connections now (charged against `serverReceiveBudget`).
     public var bufferedRequestBytes: Int { self.shared.receiveBudget.inUse }
 
@@ -280,4 +286,19 @@ public final class GRPCServer: Sendable {
 /// A handler id written once on its loop (the listener's, a channel core's).
 final class ListenerSlot: Sendable {
     let id = Atomic<UInt64>(0)
+}
+
+/// Received byte counts, added to by every loop thread.
+final class ReceivedByteCounts: Sendable {
+    private let total = Atomic<Int>(0)
+    private let inPlace = Atomic<Int>(0)
+
+    func note(_ count: Int, inPlace: Bool) {
+        self.total.wrappingAdd(count, ordering: .relaxed)
+        if inPlace { self.inPlace.wrappingAdd(count, ordering: .relaxed) }
+    }
+
+    var counts: (total: Int, inPlace: Int) {
+        (self.total.load(ordering: .relaxed), self.inPlace.load(ordering: .relaxed))
+    }
 }

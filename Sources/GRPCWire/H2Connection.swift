@@ -48,10 +48,14 @@ class H2Connection: LoopHandler {
     private var pingSentAt: ContinuousClock.Instant?
     /// Bytes received so far (after TLS), to tell a peer that never spoke HTTP/2 from one that stopped.
     private var receivedBytes = 0
+    /// Where the received bytes stand in HTTP/2 framing (decides which reads go in place).
+    private var frames: H2FrameBoundaries
     /// Clients explain a TLS/plain-text mismatch with the server (servers leave that to the client).
     var explainsTLSMismatch: Bool { false }
 
-    init(fd: Int32, loop: EventLoop, outHighWater: Int = 8 << 20) {
+    /// - Parameter receivesPreface: whether the peer starts with the client connection preface (servers).
+    init(fd: Int32, loop: EventLoop, receivesPreface: Bool, outHighWater: Int = 8 << 20) {
+        self.frames = H2FrameBoundaries(server: receivesPreface)
         self.fd = fd
         self.loop = loop
         self.outHighWater = outHighWater
@@ -115,12 +119,25 @@ class H2Connection: LoopHandler {
         var rounds = 0
         while rounds < 16 && !self.isClosed {
             rounds += 1
-            let bufferSize = runner.readBuffer.count
-            let n: Int = runner.readBuffer.withUnsafeMutableBytes { buf in
-                if let tls = self.tls { return tls.read(fd: self.fd, into: buf) }
-                let r = Glibc.read(self.fd, buf.baseAddress, buf.count)
-                if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
-                return r
+            let requested: Int
+            let n: Int
+            // The bulk of a large DATA payload goes straight into the message buffer waiting for it; the owner keeps
+            // that buffer alive until nghttp2 has parsed what was read into it.
+            let inPlace: (room: UnsafeMutableRawBufferPointer, owner: [UInt8])?
+            if let stream = self.frames.dataStream, self.frames.payloadLeft >= Self.inPlaceMinimum,
+                self.session != nil, let target = self.receiveRoom(streamID: stream),
+                target.room.count >= Self.inPlaceMinimum
+            {
+                requested = min(target.room.count, self.frames.payloadLeft)
+                n = self.receive(into: UnsafeMutableRawBufferPointer(rebasing: target.room[..<requested]))
+                inPlace = target
+            } else {
+                inPlace = nil
+                // Between large DATA payloads, read little, so the next payload's bulk is still left for its buffer.
+                requested = self.frames.largeDataFlow ? Self.shortRead : runner.readBuffer.count
+                n = runner.readBuffer.withUnsafeMutableBytes {
+                    self.receive(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<requested]))
+                }
             }
             if n == -2 { break }
             if n > 0 {
@@ -136,7 +153,7 @@ class H2Connection: LoopHandler {
                 return
             }
             // A TLS record (alert 0x15 or handshake 0x16, version 3.x) as the very first answer: the server speaks TLS.
-            if self.explainsTLSMismatch && self.tls == nil && self.receivedBytes == 0 && n >= 2,
+            if inPlace == nil && self.explainsTLSMismatch && self.tls == nil && self.receivedBytes == 0 && n >= 2,
                 runner.readBuffer[0] == 0x15 || runner.readBuffer[0] == 0x16, runner.readBuffer[1] == 0x03
             {
                 self.close(
@@ -145,10 +162,21 @@ class H2Connection: LoopHandler {
                 return
             }
             self.receivedBytes &+= n
+            self.noteReceived(n, inPlace: inPlace != nil)
             guard let session = self.session else { return }
-            // Callbacks copy what they keep: the loop's shared buffer is reused by the next read.
-            let failed = runner.readBuffer.withUnsafeBytes { buf in
-                NGHTTP2Calls.memRecv(session, UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            let failed: Int32?
+            if let target = inPlace {
+                self.frames.advancePayload(n)
+                failed = withExtendedLifetime(target.owner) {
+                    NGHTTP2Calls.memRecv(session, UnsafeRawBufferPointer(rebasing: target.room[..<n]))
+                }
+            } else {
+                // Callbacks copy what they keep: the loop's shared buffer is reused by the next read.
+                failed = runner.readBuffer.withUnsafeBytes { buf in
+                    let bytes = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                    self.frames.advance(bytes)
+                    return NGHTTP2Calls.memRecv(session, bytes)
+                }
             }
             if let code = failed {
                 self.protocolFailure(code: code, runner: runner)
@@ -156,9 +184,30 @@ class H2Connection: LoopHandler {
             }
             self.afterReceive(runner: runner)
             self.flush(runner: runner)
-            if n < bufferSize && self.tls == nil { break }
+            if n < requested && self.tls == nil { break }
         }
     }
+
+    /// Reads from the socket (or TLS) into `buffer`: the byte count, 0 at end of stream, -2 when nothing is
+    /// available now, -1 on failure.
+    private func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        if let tls = self.tls { return tls.read(fd: self.fd, into: buffer) }
+        let r = Glibc.read(self.fd, buffer.baseAddress, buffer.count)
+        if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
+        return r
+    }
+
+    /// The smallest read worth making in place (smaller remainders are copied from the loop's buffer).
+    static let inPlaceMinimum = 16 << 10
+    /// Reads between large DATA payloads: a frame header, a message prefix, and the start of the payload.
+    static let shortRead = 16 << 10
+
+    /// Hook: `count` bytes were received (after TLS), read straight into a message buffer when `inPlace`.
+    func noteReceived(_ count: Int, inPlace: Bool) {}
+
+    /// Hook: the free room of the message buffer that stream `streamID`'s next DATA bytes belong to, with the
+    /// buffer itself (see ``MessageDeframer/receiveRoom(charge:)``); nil reads them into the loop's buffer.
+    func receiveRoom(streamID: Int32) -> (room: UnsafeMutableRawBufferPointer, owner: [UInt8])? { nil }
 
     /// A TLS handshake (or, on servers, the HTTP/2 preface) not finished after this long closes the connection.
     var handshakeTimeout: Duration = .seconds(10)

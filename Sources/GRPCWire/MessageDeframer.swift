@@ -2,7 +2,9 @@ internal import IOLoop
 
 /// Reassembles gRPC length-prefixed messages (`u8 compressed`, `u32 big-endian length`, bytes) from DATA chunks.
 ///
-/// Each message is copied once from nghttp2's chunks into one `[UInt8]`. The buffer is never sized from the
+/// Each message is received into one `[UInt8]`: either copied once from nghttp2's chunks, or read by the socket
+/// straight into the buffer's free room (``receiveRoom(charge:)``), which `feed` then recognises in place and copies
+/// nothing. The buffer is never sized from the
 /// prefix alone: it starts at `min(announced, initialCapacity)` and doubles as bytes arrive (capacity at most
 /// `max(initialCapacity, 2 × received)`) until 1/64 of the announced size has arrived; then it takes the announced
 /// size in one step. So a prefix announcing 2 GiB with nothing behind it costs 64 KiB, a peer must send 1/64 of
@@ -22,7 +24,9 @@ struct MessageDeframer {
     let initialCapacity: Int
     private var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
     private var headerFill = 0
+    /// The current message's buffer: `count` is the capacity charged so far; bytes past `filled` are not received yet.
     private var message: [UInt8] = []
+    private var filled = 0
     private var expected = 0
     private var inMessage = false
     /// Capacity of the current buffer that was charged (released by the owner with `takeCharged`).
@@ -42,16 +46,59 @@ struct MessageDeframer {
     var hasPartialMessage: Bool { self.headerFill > 0 || self.inMessage }
 
     /// Bytes of the current partial message received so far.
-    var partialBytes: Int { self.inMessage ? self.message.count : 0 }
+    var partialBytes: Int { self.inMessage ? self.filled : 0 }
 
     /// Drops a partial message; returns the charged capacity the caller must release.
     mutating func reset() -> Int {
         let c = self.charged
         self.charged = 0
         self.message = []
+        self.filled = 0
         self.inMessage = false
         self.headerFill = 0
         return c
+    }
+
+    /// The free room of the current message's buffer: where the next bytes of this stream belong. The receive path
+    /// reads a DATA payload straight into it, then feeds those bytes (in place) through nghttp2 to `feed`. A full
+    /// buffer takes its next capacity step first, charged like `feed` would; nil when no message is partly received,
+    /// or the charge is refused (`feed` then reports it). Valid until the next `feed` or `reset`.
+    ///
+    /// The room comes with its buffer (`owner`), which the caller holds until nghttp2 has parsed the bytes read
+    /// into it: then the memory stays valid whatever the deframer or the message's receiver do meanwhile.
+    mutating func receiveRoom(charge: (Int) -> Bool) -> (room: UnsafeMutableRawBufferPointer, owner: [UInt8])? {
+        guard self.inMessage else { return nil }
+        if self.filled == self.message.count {
+            guard self.grow(charge: charge) == nil else { return nil }
+        }
+        let start = self.filled
+        let room = self.message.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start...]) }
+        return (room, self.message)
+    }
+
+    /// A buffer of `count` bytes whose first `keeping` bytes are those of the current message.
+    private func buffer(count: Int, keeping: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if keeping > 0, let base = buffer.baseAddress {
+                self.message.withUnsafeBytes { UnsafeMutableRawPointer(base).copyMemory(from: $0.baseAddress!, byteCount: keeping) }
+            }
+            // The bytes past `filled` are written (by the socket or by `feed`) before anything reads them.
+            initialized = count
+        }
+    }
+
+    /// The next capacity step of a full buffer: double, or straight to the announced size once a sixty-fourth of it
+    /// arrived (so large messages free no large intermediate buffers), charged first. Returns the refused step.
+    private mutating func grow(charge: (Int) -> Bool) -> Int? {
+        let received = self.filled
+        let next =
+            received >= self.expected / Self.finalStepDivisor
+            ? self.expected : min(self.expected, received &* 2)
+        let step = next - self.charged
+        guard charge(step) else { return step }
+        self.charged = next
+        self.message = self.buffer(count: next, keeping: received)
+        return nil
     }
 
     /// Feeds a chunk.
@@ -101,33 +148,35 @@ struct MessageDeframer {
                         guard charge(first) else { throw .receiveBudgetExhausted(requested: first) }
                         self.charged = first
                         self.expected = length
-                        self.message = []
-                        self.message.reserveCapacity(first)
+                        self.filled = 0
+                        self.message = self.buffer(count: first, keeping: 0)
                         self.inMessage = true
                     }
                 }
             } else {
-                if self.message.count == self.charged {
-                    // Full: double, or go straight to the announced size once a sixty-fourth of it arrived (so large
-                    // messages free no large intermediate buffers), charging the step first.
-                    let received = self.message.count
-                    let next =
-                        received >= self.expected / Self.finalStepDivisor
-                        ? self.expected : min(self.expected, received &* 2)
-                    let step = next - self.charged
-                    guard charge(step) else { throw .receiveBudgetExhausted(requested: step) }
-                    self.charged = next
-                    self.message.reserveCapacity(next)
+                if self.filled == self.message.count, let refused = self.grow(charge: charge) {
+                    throw .receiveBudgetExhausted(requested: refused)
                 }
-                let take = min(count - i, self.charged - self.message.count)
-                self.message.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[i..<(i + take)]))
+                let take = min(count - i, self.message.count - self.filled)
+                let source = UnsafeRawPointer(chunk.baseAddress! + i)
+                let start = self.filled
+                // Bytes the socket read into `receiveRoom` arrive here in place: checked without a mutable access,
+                // so a buffer the receive path still holds is not copied.
+                let inPlace = self.message.withUnsafeBytes { $0.baseAddress! + start == source }
+                if !inPlace {
+                    self.message.withUnsafeMutableBytes { buffer in
+                        (buffer.baseAddress! + start).copyMemory(from: source, byteCount: take)
+                    }
+                }
+                self.filled += take
                 i += take
                 self.offset += take
-                if self.message.count == self.expected {
+                if self.filled == self.expected {
                     FreedMemory.noteChurn()
                     let done = self.message
                     let c = self.charged
                     self.message = []
+                    self.filled = 0
                     self.charged = 0
                     self.inMessage = false
                     emit(done, c)

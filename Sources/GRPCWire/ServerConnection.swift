@@ -62,7 +62,7 @@ final class ServerConnection: H2Connection {
         self.key = key
         self.receiveBudget = ByteBudget(limit: shared.configuration.connectionReceiveBudget)
         self.sendBudget = ByteBudget(limit: shared.configuration.connectionSendBufferLimit)
-        super.init(fd: fd, loop: loop)
+        super.init(fd: fd, loop: loop, receivesPreface: true)
     }
 
     /// Creates the connection on the current loop thread and starts HTTP/2 (or the TLS handshake).
@@ -205,6 +205,14 @@ final class ServerConnection: H2Connection {
         } else {
             channel.finishInbound()
         }
+    }
+
+    override func noteReceived(_ count: Int, inPlace: Bool) { self.shared.receivedBytes.note(count, inPlace: inPlace) }
+
+    override func receiveRoom(streamID: Int32) -> (room: UnsafeMutableRawBufferPointer, owner: [UInt8])? {
+        guard let stream = self.streams[streamID], !stream.rejected, let channel = stream.channel else { return nil }
+        let charges = channel.receiveCharges
+        return stream.deframer.receiveRoom(charge: { bytes in charges?.tryCharge(bytes) ?? true })
     }
 
     override func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
