@@ -29,6 +29,7 @@ public struct ValkeyFlightCommand: AsyncParsableCommand {
     /// error is one line on stderr, `valkeyflight: error: …` — or, under `--json` (or `VALKEYFLIGHT_JSON=1`),
     /// one JSON object `{"error": "…"}` — with a non-zero exit.
     public static func main() async {
+        OneMallocArena.reexecuteIfNeeded()
         do {
             var command = try Self.parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

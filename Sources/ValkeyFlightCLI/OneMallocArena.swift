@@ -1,0 +1,34 @@
+internal import Glibc
+
+/// `flight` and `all` hold batches, and run with one glibc malloc arena (docs/DEPLOYMENT.md, "Store memory under
+/// churn"): with one arena per thread, the memory a deleted batch freed on one event-loop thread stays idle while
+/// the next batch, received on the other loop, faults in fresh pages — up to twice the held bytes resident, and
+/// slower receives.
+///
+/// glibc reads `GLIBC_TUNABLES` once, before `main`, and by then the Swift runtime already runs threads with arenas
+/// of their own, so the setting cannot be made from inside. The process re-executes itself once, with the same
+/// arguments and pid, adding `glibc.malloc.arena_max=1` to `GLIBC_TUNABLES`. An environment that names
+/// `glibc.malloc.arena_max` itself is left as it is (the operator's choice), and so is everything when the binary
+/// cannot be re-executed (no `/proc/self/exe`, as in a bare chroot): the process then runs with glibc's default.
+enum OneMallocArena {
+    static let tunable = "glibc.malloc.arena_max"
+    static let modes: Set<String> = ["flight", "all"]
+    /// Set in the re-executed process.
+    static let marker = "VALKEYFLIGHT_ONE_MALLOC_ARENA"
+
+    /// Re-executes the process with one malloc arena when its mode holds batches and the setting is missing;
+    /// returns otherwise, or when the re-execution fails.
+    static func reexecuteIfNeeded() {
+        let arguments = CommandLine.arguments
+        guard arguments.count > 1, Self.modes.contains(arguments[1]) else { return }
+        // Once only: glibc may cut the variable short where it parsed it, so the marker, not the variable, says so.
+        guard getenv(Self.marker) == nil else { return }
+        let current = getenv("GLIBC_TUNABLES").map { String(cString: $0) }
+        if let current, current.contains(Self.tunable) { return }
+        let value = (current.map { $0.isEmpty ? "" : $0 + ":" } ?? "") + "\(Self.tunable)=1"
+        guard setenv(Self.marker, "1", 1) == 0, setenv("GLIBC_TUNABLES", value, 1) == 0 else { return }
+        _ = execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // Only a failed exec returns: run on as started.
+        if let current { setenv("GLIBC_TUNABLES", current, 1) } else { unsetenv("GLIBC_TUNABLES") }
+    }
+}
