@@ -21,7 +21,24 @@ struct InPlaceReceiveTests {
         for f in frames {
             bytes += [UInt8(f.length >> 16 & 0xff), UInt8(f.length >> 8 & 0xff), UInt8(f.length & 0xff), f.type, f.flags]
             bytes += [UInt8(f.stream >> 24), UInt8(f.stream >> 16 & 0xff), UInt8(f.stream >> 8 & 0xff), UInt8(f.stream & 0xff)]
-            bytes += (0..<f.length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            bytes += Self.noise(f.length, using: &random)
+        }
+        return bytes
+    }
+
+    /// `count` pseudo-random bytes, eight at a time (these tests run on the shared pool, so they stay cheap).
+    static func noise(_ count: Int, using random: inout some RandomNumberGenerator) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { raw in
+            var i = 0
+            while i < count {
+                var word = random.next()
+                withUnsafeBytes(of: &word) { w in
+                    let k = min(8, count - i)
+                    raw.baseAddress!.advanced(by: i).copyMemory(from: w.baseAddress!, byteCount: k)
+                }
+                i += 8
+            }
         }
         return bytes
     }
@@ -29,13 +46,13 @@ struct InPlaceReceiveTests {
     @Test(arguments: [false, true])
     func frameBoundariesFollowRandomFraming(server: Bool) {
         var random = SplitMix(seed: server ? 7 : 11)
-        for _ in 0..<20 {
-            let frames = (0..<60).map { _ in
+        for _ in 0..<10 {
+            let frames = (0..<40).map { _ in
                 Frame(
                     type: [0, 0, 0, 1, 4, 6, 8, 9].randomElement(using: &random)!,
                     flags: [0, 1, 8, 9, 4].randomElement(using: &random)!,
                     stream: [0, 1, 3, 0x8000_0005].randomElement(using: &random)!,
-                    length: [0, 1, 9, 100, 16384, 70000, 200_000].randomElement(using: &random)!)
+                    length: [0, 1, 9, 100, 16384, 70000, 90_000].randomElement(using: &random)!)
             }
             let bytes = Self.encode(frames, preface: server, random: &random)
             // Where each frame's payload lies, and which stream the tracker must report for it.
@@ -87,11 +104,11 @@ struct InPlaceReceiveTests {
     /// out whole and exact, with every capacity step charged once.
     @Test func deframerReceivesInPlaceAndByCopy() throws {
         var random = SplitMix(seed: 3)
-        let sizes = [0, 1, 5, 70_000, 1 << 20, (3 << 20) + 7, 65_536, 200_001]
+        let sizes = [0, 1, 5, 70_000, 1 << 20, (2 << 20) + 7, 65_536, 200_001]
         var stream: [UInt8] = []
         var messages: [[UInt8]] = []
         for size in sizes {
-            let m = (0..<size).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let m = Self.noise(size, using: &random)
             messages.append(m)
             stream += grpcPrefix(length: size) + m
         }
