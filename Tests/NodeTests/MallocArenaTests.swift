@@ -1,3 +1,4 @@
+import FlightRPC
 import Foundation
 import Testing
 
@@ -6,7 +7,8 @@ import Glibc
 #endif
 
 /// `flight` and `all` re-execute themselves once with one glibc malloc arena (docs/DEPLOYMENT.md, "Store memory
-/// under churn"), keep their pid, and leave an operator's own `glibc.malloc.arena_max` alone.
+/// under churn"), keep their pid, give their children the environment back as it was, and leave an operator's own
+/// `glibc.malloc.arena_max` alone.
 @Suite(.timeLimit(.minutes(2)))
 struct MallocArenaTests {
     /// The environment the process started with (after any re-execution), from /proc.
@@ -20,7 +22,7 @@ struct MallocArenaTests {
             // The pid spawned is the one serving: the re-execution replaced the image, not the process.
             let environment = try Self.environment(of: server.child.pid)
             #expect(environment.contains("GLIBC_TUNABLES=glibc.malloc.arena_max=1"), "\(environment)")
-            #expect(environment.contains("VALKEYFLIGHT_ONE_MALLOC_ARENA=1"))
+            #expect(environment.contains("VALKEYFLIGHT_ONE_MALLOC_ARENA=unset"))
             let facts = try await PyArrow.run(["rpcs", server.url])
             #expect(facts["get_rows"] == 2500, "the re-executed server serves")
         }
@@ -35,6 +37,24 @@ struct MallocArenaTests {
         #expect(line?.hasPrefix("listening on grpc://") == true, "stderr: \(child.stderr)")
         let environment = try Self.environment(of: child.pid)
         #expect(environment.contains("GLIBC_TUNABLES=glibc.malloc.arena_max=2"))
-        #expect(!environment.contains("VALKEYFLIGHT_ONE_MALLOC_ARENA=1"), "not re-executed")
+        #expect(!environment.contains { $0.hasPrefix("VALKEYFLIGHT_ONE_MALLOC_ARENA=") }, "not re-executed")
+    }
+
+    @Test func childrenOfAllInheritTheEnvironmentAsItWas() async throws {
+        let dump = NSTemporaryDirectory() + "vf-arena-env-\(UUID().uuidString)"
+        defer { unlink(dump) }
+        let all = try await ModeProcess.start("all", ["--queue", "arena", "--exec", "env > '\(dump)'; exec cat"])
+        let location = try #require(all.location)
+        let view = InProcessNodeView(client: try PipelineCrashTests.client(location), location: location)
+        defer { view.client.close() }
+        #expect(try Self.environment(of: all.child.pid).contains("GLIBC_TUNABLES=glibc.malloc.arena_max=1"))
+        let key = try #require(try await view.submit(try PipelineData.stream(rows: 10), queue: "arena")["key"].string)
+        let finished = try await view.waitFinished(key)
+        #expect(finished["status"] == "completed", "\(finished)")
+        let inherited = try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").map(String.init)
+        let own = ProcessInfo.processInfo.environment["GLIBC_TUNABLES"]
+        #expect(inherited.filter { $0.hasPrefix("GLIBC_TUNABLES=") } == (own.map { ["GLIBC_TUNABLES=" + $0] } ?? []))
+        #expect(!inherited.contains { $0.hasPrefix("VALKEYFLIGHT_ONE_MALLOC_ARENA=") })
+        #expect(await all.stop() == 0)
     }
 }
