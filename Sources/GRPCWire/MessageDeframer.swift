@@ -3,14 +3,13 @@ internal import IOLoop
 /// Reassembles gRPC length-prefixed messages (`u8 compressed`, `u32 big-endian length`, bytes) from DATA chunks.
 ///
 /// Each message is received into one `[UInt8]`: either copied once from nghttp2's chunks, or read by the socket
-/// straight into the buffer's free room (``receiveRoom(charge:)``), which `feed` then recognises in place and copies
-/// nothing. The buffer is never sized from the
-/// prefix alone: it starts at `min(announced, initialCapacity)` and doubles as bytes arrive (capacity at most
-/// `max(initialCapacity, 2 × received)`) until 1/64 of the announced size has arrived; then it takes the announced
-/// size in one step. So a prefix announcing 2 GiB with nothing behind it costs 64 KiB, a peer must send 1/64 of
-/// what it announces before the whole buffer exists, the final array is exactly the message, and the extra copies
-/// (and the peak above the message) stay under 1/32 of it. Large intermediate buffers would also make glibc trim
-/// and refault its heap for every message.
+/// straight into the buffer's free room (``receiveRoom(charge:)``), which `feed` then recognises in place and
+/// copies nothing. The buffer is never sized from the prefix alone: it starts at `min(announced, initialCapacity)`
+/// and doubles as bytes arrive (capacity at most `max(initialCapacity, 2 × received)`) until 1/64 of the announced
+/// size has arrived; then, as soon as it has, it takes the announced size in one step. So a prefix announcing 2 GiB
+/// with nothing behind it costs 64 KiB, a peer must send 1/64 of what it announces before the whole buffer exists,
+/// the final array is exactly the message, and the extra copies (and the peak above the message) stay under 1/32
+/// of it. Large intermediate buffers would also make glibc trim and refault its heap for every message.
 ///
 /// Each completed message postpones the return of freed memory to the system (``FreedMemory``): a receiving
 /// process reuses the pages of the messages it has freed.
@@ -68,12 +67,20 @@ struct MessageDeframer {
     /// into it: then the memory stays valid whatever the deframer or the message's receiver do meanwhile.
     mutating func receiveRoom(charge: (Int) -> Bool) -> (room: UnsafeMutableRawBufferPointer, owner: [UInt8])? {
         guard self.inMessage else { return nil }
-        if self.filled == self.message.count {
+        if self.takesStep {
             guard self.grow(charge: charge) == nil else { return nil }
         }
         let start = self.filled
         let room = self.message.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start...]) }
         return (room, self.message)
+    }
+
+    /// Whether the buffer takes its next capacity step before more bytes go in: it is full, or a sixty-fourth of the
+    /// message has arrived and the buffer is not yet the message's size (the earlier the final step, the fewer
+    /// bytes it copies).
+    private var takesStep: Bool {
+        self.filled == self.message.count
+            || (self.charged < self.expected && self.filled >= self.expected / Self.finalStepDivisor)
     }
 
     /// A buffer of `count` bytes whose first `keeping` bytes are those of the current message.
@@ -154,7 +161,7 @@ struct MessageDeframer {
                     }
                 }
             } else {
-                if self.filled == self.message.count, let refused = self.grow(charge: charge) {
+                if self.takesStep, let refused = self.grow(charge: charge) {
                     throw .receiveBudgetExhausted(requested: refused)
                 }
                 let take = min(count - i, self.message.count - self.filled)
