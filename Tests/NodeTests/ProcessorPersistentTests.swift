@@ -34,6 +34,8 @@ struct ProcessorPersistentTests {
             run(process)
             """
         _ = FileManager.default.createFile(atPath: path, contents: Data(script.utf8))
+        // One script per test process, removed when it exits.
+        atexit { _ = unlink(ProcessorPersistentTests.scriptPath) }
         return path
     }()
 
