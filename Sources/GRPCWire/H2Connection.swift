@@ -365,25 +365,14 @@ class H2Connection: LoopHandler {
 
     private func writevQueued() -> Int {
         let count = min(64, self.outQueue.count - self.outHead)
-        var iovs: [iovec] = []
-        iovs.reserveCapacity(count)
-        func gather(_ i: Int) -> Int {
-            if i == count {
-                let r = iovs.withUnsafeMutableBufferPointer { buf -> Int in
-                    var msg = msghdr()
-                    msg.msg_iov = buf.baseAddress
-                    msg.msg_iovlen = buf.count
-                    return sendmsg(self.fd, &msg, Int32(MSG_NOSIGNAL))
-                }
-                if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
-                return r
-            }
-            return self.outQueue[self.outHead + i].withUnsafeBytes { p in
-                iovs.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count))
-                return gather(i + 1)
-            }
+        let r = IOVectors.with(self.outQueue[self.outHead..<(self.outHead + count)]) { vectors -> Int in
+            var msg = msghdr()
+            msg.msg_iov = UnsafeMutablePointer(mutating: vectors.baseAddress)
+            msg.msg_iovlen = vectors.count
+            return sendmsg(self.fd, &msg, Int32(MSG_NOSIGNAL))
         }
-        return gather(0)
+        if r < 0 { return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1 }
+        return r
     }
 
     private func consumeOutput(_ n: Int) {

@@ -23,13 +23,14 @@ struct MessageDeframer {
     let initialCapacity: Int
     private var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
     private var headerFill = 0
-    /// The current message's buffer: `count` is the capacity charged so far; bytes past `filled` are not received yet.
+    /// The current message's buffer: `count` is the capacity charged so far; bytes past `filled` are not received
+    /// yet.
     private var message: [UInt8] = []
     private var filled = 0
     private var expected = 0
     private var inMessage = false
-    /// Capacity of the current buffer that was charged (released by the owner with `takeCharged`).
-    private(set) var charged = 0
+    /// Capacity of the current buffer that was charged (handed on with the message, or returned by `reset`).
+    var charged: Int { self.message.count }
     /// Bytes consumed so far (for error offsets).
     private(set) var offset = 0
 
@@ -50,7 +51,6 @@ struct MessageDeframer {
     /// Drops a partial message; returns the charged capacity the caller must release.
     mutating func reset() -> Int {
         let c = self.charged
-        self.charged = 0
         self.message = []
         self.filled = 0
         self.inMessage = false
@@ -87,7 +87,9 @@ struct MessageDeframer {
     private func buffer(count: Int, keeping: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             if keeping > 0, let base = buffer.baseAddress {
-                self.message.withUnsafeBytes { UnsafeMutableRawPointer(base).copyMemory(from: $0.baseAddress!, byteCount: keeping) }
+                self.message.withUnsafeBytes {
+                    UnsafeMutableRawPointer(base).copyMemory(from: $0.baseAddress!, byteCount: keeping)
+                }
             }
             // The bytes past `filled` are written (by the socket or by `feed`) before anything reads them.
             initialized = count
@@ -103,7 +105,6 @@ struct MessageDeframer {
             ? self.expected : min(self.expected, received &* 2)
         let step = next - self.charged
         guard charge(step) else { return step }
-        self.charged = next
         self.message = self.buffer(count: next, keeping: received)
         return nil
     }
@@ -153,7 +154,6 @@ struct MessageDeframer {
                     } else {
                         let first = min(length, self.initialCapacity)
                         guard charge(first) else { throw .receiveBudgetExhausted(requested: first) }
-                        self.charged = first
                         self.expected = length
                         self.filled = 0
                         self.message = self.buffer(count: first, keeping: 0)
@@ -184,7 +184,6 @@ struct MessageDeframer {
                     let c = self.charged
                     self.message = []
                     self.filled = 0
-                    self.charged = 0
                     self.inMessage = false
                     emit(done, c)
                 }

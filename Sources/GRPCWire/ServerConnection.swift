@@ -211,8 +211,7 @@ final class ServerConnection: H2Connection {
 
     override func receiveRoom(streamID: Int32) -> (room: UnsafeMutableRawBufferPointer, owner: [UInt8])? {
         guard let stream = self.streams[streamID], !stream.rejected, let channel = stream.channel else { return nil }
-        let charges = channel.receiveCharges
-        return stream.deframer.receiveRoom(charge: { bytes in charges?.tryCharge(bytes) ?? true })
+        return stream.deframer.receiveRoom(charge: channel.chargeReceived)
     }
 
     override func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
@@ -223,7 +222,6 @@ final class ServerConnection: H2Connection {
         }
         let typed = data.bindMemory(to: UInt8.self)
         let admission = self.shared.configuration.admission
-        let charges = channel.receiveCharges
         do {
             try stream.deframer.feed(
                 typed,
@@ -234,7 +232,7 @@ final class ServerConnection: H2Connection {
                     if admission != nil { stream.partialAdmitted = length }
                     return nil
                 },
-                charge: { bytes in charges?.tryCharge(bytes) ?? true },
+                charge: channel.chargeReceived,
                 emit: { message, charge in
                     stream.partialAdmitted = nil
                     channel.deliver(message, charge: charge)

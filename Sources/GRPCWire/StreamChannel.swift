@@ -73,6 +73,9 @@ final class StreamChannel: Sendable {
         self.sendBudget?.release(unsent)
     }
 
+    /// Charges `bytes` of a received message's buffer to the stream's budgets (always granted for client streams).
+    func chargeReceived(_ bytes: Int) -> Bool { self.receiveCharges?.tryCharge(bytes) ?? true }
+
     /// Returns the budget charges and admissions of inbound messages that will never be taken.
     private func releaseDropped(_ messages: [[UInt8]], _ charges: [Int]) {
         guard let rc = self.receiveCharges else { return }

@@ -30,12 +30,11 @@ enum OneMallocArena {
         let current = getenv("GLIBC_TUNABLES").map { String(cString: $0) }
         if let current, current.contains(Self.tunable) { return }
         let value = (current.map { $0.isEmpty ? "" : $0 + ":" } ?? "") + "\(Self.tunable)=1"
-        guard setenv(Self.marker, current.map { "set:" + $0 } ?? "unset", 1) == 0,
-            setenv("GLIBC_TUNABLES", value, 1) == 0
-        else { return }
+        let mark = current.map { "set:" + $0 } ?? "unset"
+        guard setenv(Self.marker, mark, 1) == 0, setenv("GLIBC_TUNABLES", value, 1) == 0 else { return }
         _ = execv("/proc/self/exe", CommandLine.unsafeArgv)
         // Only a failed exec returns: run on as started.
-        Self.restore(String(cString: getenv(Self.marker)))
+        Self.restore(mark)
     }
 
     /// Puts `GLIBC_TUNABLES` back as the marker says and removes the marker (glibc has read the setting by now). A

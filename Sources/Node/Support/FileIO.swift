@@ -1,4 +1,5 @@
 internal import Glibc
+internal import IOLoop
 
 /// Whole-file reads and vectored writes on file descriptors (`-` is stdin/stdout), without Foundation.
 package enum FileIO {
@@ -49,20 +50,7 @@ package enum FileIO {
     package static func write(_ segments: [ArraySlice<UInt8>], fd: Int32, path: String) throws(NodeError) {
         var pending = segments.filter { !$0.isEmpty }[...]
         while !pending.isEmpty {
-            let batch = Array(pending.prefix(64))
-            var vectors: [iovec] = []
-            vectors.reserveCapacity(batch.count)
-            // Each slice's pointer is valid inside its own closure: nest them, writev in the innermost.
-            func gather(_ index: Int) -> Int {
-                if index == batch.count {
-                    return vectors.withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
-                }
-                return batch[index].withUnsafeBytes { bytes in
-                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
-                    return gather(index + 1)
-                }
-            }
-            let written = gather(0)
+            let written = IOVectors.with(pending.prefix(64)) { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
             if written < 0 {
                 if errno == EINTR { continue }
                 throw .io(operation: "write", path: path, errno: errno)
