@@ -91,7 +91,9 @@ struct MessageDeframer {
                     UnsafeMutableRawPointer(base).copyMemory(from: $0.baseAddress!, byteCount: keeping)
                 }
             }
-            // The bytes past `filled` are written (by the socket or by `feed`) before anything reads them.
+            // The bytes past `filled` are written (by the socket or by `feed`) before anything reads them; fresh
+            // pages for them are faulted in at once, not one trap per page inside the kernel's receive copy.
+            FreshPages.populate(UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[keeping...]))
             initialized = count
         }
     }
