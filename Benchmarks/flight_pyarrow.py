@@ -15,11 +15,17 @@
     flight_pyarrow.py client LOCATION calls OP KEY THREADS SECONDS
         OP is getflightinfo (PATH descriptor KEY) or health (DoAction); THREADS threads share one client and
         call back to back for SECONDS.
+    flight_pyarrow.py alternate KEY ROUNDS LOCATION [LOCATION ...]
+        One client per LOCATION in this one process; each round does one DoGet of ticket KEY (`read_all`) from
+        every location, the order rotating by one each round. Prints, per location, the median GB/s (of the
+        table's `nbytes`) and the median CPU seconds per GB of this process: the same client against servers side
+        by side.
 
 Each client command prints one JSON line, the same shape as Benchmarks/FlightBenchmark:
 {"impl":"pyarrow","op":…,"seconds":…,…}; "cpu" is the client process's CPU seconds (all threads) in the timed part.  Tool versions: pyarrow 26.0.1, Python 3.11.
 """
 import json
+import resource
 import sys
 import threading
 import time
@@ -170,9 +176,42 @@ def calls(client, op, key, threads, duration):
            p50=merged[len(merged) // 2], p99=merged[min(len(merged) - 1, int(len(merged) * 0.99))])
 
 
+def alternate(key, rounds, locations):
+    import statistics
+    clients = [fl.FlightClient(location) for location in locations]
+    ticket = fl.Ticket(key.encode())
+    size = clients[0].do_get(ticket).read_all().nbytes
+    for client in clients[1:]:  # warm every connection once
+        client.do_get(ticket).read_all()
+    results = {location: [] for location in locations}
+    order = list(range(len(locations)))
+    for _ in range(rounds):
+        for i in order:
+            cpu, faults = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            start = time.perf_counter()
+            table = clients[i].do_get(ticket).read_all()
+            seconds = time.perf_counter() - start
+            used = time.process_time() - cpu
+            faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            if table.nbytes != size:
+                raise SystemExit(f"{locations[i]} returned {table.nbytes} bytes, not {size}")
+            del table
+            results[locations[i]].append((size / seconds / 1e9, used / (size / 1e9), faulted / (size / 1e6)))
+        order = order[1:] + order[:1]
+    for location, values in results.items():
+        print(f"{location}: {statistics.median(v[0] for v in values):.2f} GB/s, "
+              f"client CPU {statistics.median(v[1] for v in values):.2f} s/GB, "
+              f"{statistics.median(v[2] for v in values):.0f} page faults per MB (medians of {rounds})", flush=True)
+    for client in clients:
+        client.close()
+
+
 def main(argv):
     if len(argv) >= 1 and argv[0] == "server":
         serve(int(argv[1]) if len(argv) > 1 else 0)
+        return
+    if len(argv) >= 4 and argv[0] == "alternate":
+        alternate(argv[1], int(argv[2]), argv[3:])
         return
     if len(argv) < 3 or argv[0] != "client":
         raise SystemExit(__doc__)
