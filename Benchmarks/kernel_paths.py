@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kernel paths behind the Flight throughput figures (docs/BENCHMARKS.md, "Fresh pages, and three levers that did
+"""Kernel paths behind the Flight throughput figures (docs/BENCHMARKS.md, "Fresh pages, and the levers that did
 not help"): what this machine's kernel costs for the copies a transfer cannot avoid, measured outside our code.
 
     kernel_paths.py splice [MiB]
