@@ -26,6 +26,7 @@ Each client command prints one JSON line, the same shape as Benchmarks/FlightBen
 """
 import json
 import resource
+import statistics
 import sys
 import threading
 import time
@@ -177,7 +178,6 @@ def calls(client, op, key, threads, duration):
 
 
 def alternate(key, rounds, locations):
-    import statistics
     clients = [fl.FlightClient(location) for location in locations]
     ticket = fl.Ticket(key.encode())
     size = clients[0].do_get(ticket).read_all().nbytes

@@ -18,6 +18,7 @@ not help"): what this machine's kernel costs for the copies a transfer cannot av
 Python 3.11 on Linux (ctypes for vmsplice and madvise); nothing of the project is imported.
 """
 import ctypes
+import fcntl
 import mmap
 import os
 import resource
@@ -28,7 +29,6 @@ import time
 libc = ctypes.CDLL(None, use_errno=True)
 MADV_POPULATE_WRITE = 23
 SPLICE_F_MORE = 4
-F_SETPIPE_SZ = 1031
 
 
 class IOVec(ctypes.Structure):
@@ -72,7 +72,7 @@ def splice_round(total, spliced):
     base = address(data)
     chunk = 1 << 20
     pipe_r, pipe_w = os.pipe()
-    ctypes.CDLL(None).fcntl(pipe_w, F_SETPIPE_SZ, chunk)
+    fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, chunk)
     view = memoryview(data)
     t0, c0 = time.perf_counter(), cpu()
     offset = 0

@@ -86,14 +86,15 @@ struct MessageDeframer {
     /// A buffer of `count` bytes whose first `keeping` bytes are those of the current message.
     private func buffer(count: Int, keeping: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if keeping > 0, let base = buffer.baseAddress {
-                self.message.withUnsafeBytes {
-                    UnsafeMutableRawPointer(base).copyMemory(from: $0.baseAddress!, byteCount: keeping)
+            let bytes = UnsafeMutableRawBufferPointer(buffer)
+            if keeping > 0 {
+                self.message.withUnsafeBytes { kept in
+                    bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: kept[..<keeping]))
                 }
             }
             // The bytes past `filled` are written (by the socket or by `feed`) before anything reads them; fresh
             // pages for them are faulted in at once, not one trap per page inside the kernel's receive copy.
-            FreshPages.populate(UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[keeping...]))
+            FreshPages.populate(UnsafeMutableRawBufferPointer(rebasing: bytes[keeping...]))
             initialized = count
         }
     }

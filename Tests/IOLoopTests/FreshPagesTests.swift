@@ -39,10 +39,11 @@ import Testing
     @Test func residentMemoryIsLeftAsItIs() {
         Self.withMapping(pages: 128) { mapping in
             // Reused memory: its first page is resident (and holds bytes that must stay).
-            for i in 0..<Self.page { mapping[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 1) }
+            let pattern = (0..<Self.page).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+            mapping.copyBytes(from: pattern)
             FreshPages.populate(mapping)
             #expect(Self.residentPages(mapping) == 1)
-            for i in 0..<Self.page { #expect(mapping[i] == UInt8(truncatingIfNeeded: i &* 7 &+ 1)) }
+            #expect(Array(mapping[..<Self.page]) == pattern)
         }
     }
 
