@@ -44,7 +44,8 @@ public struct RESPConfiguration: Sendable {
     public var connectTimeout: Duration
     /// Time a command may wait for its reply; nil waits forever (blocking commands).
     public var commandTimeout: Duration?
-    /// Idle time after which a keep-alive PING is sent; nil disables it.
+    /// Idle time after which a keep-alive PING is sent; nil disables it. A PING unanswered for the command timeout
+    /// (10 s without one), or for the interval if that is longer, closes the connection as dead.
     public var keepAliveInterval: Duration?
     /// Backoff between connection attempts.
     public var reconnect: Reconnect

@@ -271,6 +271,14 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     /// Command bytes queued and not yet written (at most about `sendBufferLimit` plus one command per caller).
     var queuedBytes: Int { self.state.withLock { $0.queuedBytes } }
 
+    /// Why the connection closed; nil while it is connecting or open.
+    var closedBecause: RESPError? {
+        self.state.withLock { state in
+            if case .closed(let error) = state.phase { return error }
+            return nil
+        }
+    }
+
     /// Callers suspended until the queue drains.
     var suspendedSenders: Int { self.state.withLock { $0.sendWaiters.count } }
 
@@ -407,7 +415,20 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     }
 
     func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
-        self.checkDeadlines(now: monotonicNanoseconds(), runner: runner)
+        let now = monotonicNanoseconds()
+        // A reply that arrived while this thread was held off the CPU (a loaded host) is read before its deadline
+        // is judged: only a reply still missing times out.
+        if self.oldestDeadlinePassed(now: now) { self.readAvailable(runner: runner) }
+        self.checkDeadlines(now: now, runner: runner)
+    }
+
+    /// True when the connection is open and its oldest command in flight has a deadline at or before `now`.
+    private func oldestDeadlinePassed(now: UInt64) -> Bool {
+        self.state.withLock { state in
+            guard case .open = state.phase, state.head < state.pending.count else { return false }
+            let deadline = state.pending[state.head].deadline
+            return deadline != 0 && deadline <= now
+        }
     }
 
     /// True when the connection is open; a connecting one completes (or fails) its connect here first.
@@ -722,9 +743,11 @@ final class RESPConnection: ByteStreamHandler, Sendable {
                 let bytes = RESPCommand("PING").encoded
                 state.outbound.append(contentsOf: bytes)
                 state.queuedBytes += bytes.count
+                // A keep-alive PING may take as long as any command (or 10 s when commands wait forever) and never
+                // less than the interval: it is there to find a dead peer, not a busy one.
+                let allowed = self.options.commandTimeout != 0 ? self.options.commandTimeout : 10_000_000_000
                 state.pending.append(
-                    Pending(
-                        waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, 1_000_000_000)))
+                    Pending(waiter: .keepAlive, name: "PING", commands: nil, deadline: now &+ max(interval, allowed)))
                 ping = true
             }
         }

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import RESP
+@testable import RESP
 import Synchronization
 import Testing
 
@@ -212,6 +212,33 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
             #expect(try await client.send("CLIENT", "ID") == id)
             let info = try await client.send("CLIENT", "INFO").string ?? ""
             #expect(info.contains("cmd=client|info"))
+        }
+    }
+
+    /// A server that stops answering (SIGSTOP) while the connection is idle: the keep-alive PING goes unanswered
+    /// for the command timeout, not less, and then the connection closes as dead.
+    @Test func keepAlivePingClosesAConnectionWhosePeerStoppedAnswering() async throws {
+        try await withTestServer(.valkey) { server async throws in
+            let client = server.client {
+                $0.keepAliveInterval = .milliseconds(50)
+                $0.commandTimeout = .seconds(3)
+            }
+            defer { client.close() }
+            let observer = server.client()
+            defer { observer.close() }
+            let pid = try await RESPBoundsTests.serverPID(observer)
+            let connection = try await client.sharedConnection()
+            #expect(kill(pid, SIGSTOP) == 0)
+            defer { kill(pid, SIGCONT) }
+            let stopped = ContinuousClock.now
+            let closed = await waitUntil(.seconds(10)) { connection.closedBecause != nil }
+            let waited = ContinuousClock.now - stopped
+            #expect(closed, "the connection to a stopped server stays open")
+            #expect(
+                connection.closedBecause
+                    == .connectionClosed(
+                        endpoint: "127.0.0.1:\(server.port)", reason: "keep-alive PING unanswered", commandsInFlight: 0))
+            #expect(waited >= .milliseconds(2900), "closed after \(waited), before the PING's 3 s were up")
         }
     }
 }
