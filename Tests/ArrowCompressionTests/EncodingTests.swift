@@ -63,6 +63,16 @@ import Testing
         try self.checkWithPyarrow("zstd", zstd)
     }
 
+    /// A frame of three 4 MiB blocks (int64 counts, then text and random runs): each block starts a fresh match
+    /// table and window, and pyarrow decodes the whole.
+    @Test func lz4FramesOfSeveralBlocksRoundTrip() throws {
+        let input = Corpus.ints(4_200_000) + Corpus.mixed(2_000_000) + Corpus.text(3_000_000, seed: 7)
+        let frame = LZ4Frame.compress(input)
+        #expect(frame.count < input.count / 2, "\(frame.count) bytes of \(input.count)")
+        #expect(try LZ4Frame.decompress(frame, decompressedSize: input.count) == input)
+        try self.checkWithPyarrow("lz4", [("blocks", input, frame)])
+    }
+
     /// Writes each frame, has pyarrow decompress it, and compares with the input.
     func checkWithPyarrow(_ codec: String, _ cases: [(String, [UInt8], [UInt8])]) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vf-compression-\(UUID().uuidString)")
