@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "ArrowCompressionTests", dependencies: ["ArrowCompression", "TestProcessSupport"], swiftSettings: strictSettings),
         // LZ4 and ZSTD encode/decode GB/s beside pyarrow's C codecs (scripts/bench-compression).
         .executableTarget(
-            name: "CompressionBenchmark", dependencies: ["ArrowCompression", "ArrowIPC"], path: "Benchmarks/CompressionBenchmark",
+            name: "CompressionBenchmark", dependencies: ["ArrowCompression", "ArrowIPC", "IOLoop"], path: "Benchmarks/CompressionBenchmark",
             swiftSettings: strictSettings),
         .testTarget(name: "FlightProtoTests", dependencies: ["FlightProto"], swiftSettings: strictSettings),
         .testTarget(name: "GRPCWireTests", dependencies: ["GRPCWire", "GRPCInteropService", "FlightProto", "TestProcessSupport"], swiftSettings: strictSettings),

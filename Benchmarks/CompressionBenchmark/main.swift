@@ -1,12 +1,18 @@
 import ArrowCompression
 import ArrowIPC
 import Foundation
+import IOLoop
 
 // Our side of scripts/bench-compression: per-buffer LZ4 frame and ZSTD encode/decode throughput over every
 // buffer of an Arrow IPC stream, then whole-stream IPC writes and reads with body compression.
 //   CompressionBenchmark TABLE.arrows [ROUNDS]
 // Prints one line per measurement: `ours CODEC OPERATION GB/s BYTES` (BYTES = compressed size).
 
+// glibc as every valkeyflight process tunes it (FreedMemory.retain(), called by each event loop): freed buffers of up
+// to 32 MiB stay in the arenas for the next ones, as pyarrow's own allocator keeps them. BENCH_MALLOC=default keeps
+// glibc's defaults, where every large buffer is a fresh mmap whose pages fault in and are zeroed.
+let mallocPolicy = ProcessInfo.processInfo.environment["BENCH_MALLOC"] == "default" ? "default" : "retained"
+if mallocPolicy == "retained" { FreedMemory.retain() }
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
     print("usage: CompressionBenchmark TABLE.arrows [ROUNDS]")
@@ -48,7 +54,7 @@ func report(_ codec: String, _ operation: String, _ time: Double, _ bytes: Int) 
     print("ours \(codec) \(operation) \(String(format: "%.3f", Double(total) / time / 1e9)) \(bytes)")
 }
 
-print("ours table \(batches.count) batches \(buffers.count) buffers \(total) bytes")
+print("ours table \(batches.count) batches \(buffers.count) buffers \(total) bytes, glibc malloc \(mallocPolicy)")
 let only = ProcessInfo.processInfo.environment["BENCH_CODEC"]
 for (name, codec) in [("lz4", CompressionCodec.lz4Frame), ("zstd", .zstd)] where only == nil || only == name {
     var frames: [[UInt8]] = []
