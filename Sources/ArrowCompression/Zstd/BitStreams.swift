@@ -66,6 +66,16 @@ struct BackwardBitReader {
         return value
     }
 
+    /// Reads `count` bits without checking the window: after ``refill()`` at least 57 bits are in it unless the start
+    /// is reached, and the caller reads no more than that before refilling again. Bits read past the start are
+    /// unspecified (but fewer than `count`), and ``isExactlyConsumed()`` reports the overrun.
+    @inline(__always)
+    mutating func readRefilled(_ count: Int) -> Int {
+        let value = self.peek(count)
+        self.consumed &+= count
+        return value
+    }
+
     /// True when more bits were read than the stream holds.
     var overflowed: Bool { self.consumed > 64 && (self.small || self.position == 0) }
 

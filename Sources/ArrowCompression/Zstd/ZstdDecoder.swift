@@ -326,9 +326,13 @@ struct ZstdDecoder {
                         let llEntry = llTable[llState]
                         let ofEntry = ofTable[ofState]
                         let mlEntry = mlTable[mlState]
-                        let offsetValue = Int(ofEntry.baseValue) + stream.read(Int(ofEntry.extraBits))
-                        let match = Int(mlEntry.baseValue) + stream.read(Int(mlEntry.extraBits))
-                        let literals = Int(llEntry.baseValue) + stream.read(Int(llEntry.extraBits))
+                        // Two refills a sequence, each followed by at most 57 bits: offset (≤ 31 extra bits) and
+                        // match length (≤ 16), then literal length (≤ 16) and the three states (≤ 9 + 9 + 8).
+                        stream.refill()
+                        let offsetValue = Int(ofEntry.baseValue) &+ stream.readRefilled(Int(ofEntry.extraBits))
+                        let match = Int(mlEntry.baseValue) &+ stream.readRefilled(Int(mlEntry.extraBits))
+                        stream.refill()
+                        let literals = Int(llEntry.baseValue) &+ stream.readRefilled(Int(llEntry.extraBits))
                         var offsetResult: Int
                         if offsetValue > 3 {
                             offsetResult = offsetValue - 3
@@ -388,9 +392,9 @@ struct ZstdDecoder {
                         }
                         op += match
                         if index + 1 < count {
-                            llState = Int(llEntry.nextBaseline) + stream.read(Int(llEntry.stateBits))
-                            mlState = Int(mlEntry.nextBaseline) + stream.read(Int(mlEntry.stateBits))
-                            ofState = Int(ofEntry.nextBaseline) + stream.read(Int(ofEntry.stateBits))
+                            llState = Int(llEntry.nextBaseline) &+ stream.readRefilled(Int(llEntry.stateBits))
+                            mlState = Int(mlEntry.nextBaseline) &+ stream.readRefilled(Int(mlEntry.stateBits))
+                            ofState = Int(ofEntry.nextBaseline) &+ stream.readRefilled(Int(ofEntry.stateBits))
                         }
                     }
                 }
