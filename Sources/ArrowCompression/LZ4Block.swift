@@ -255,19 +255,8 @@ enum LZ4Block {
         }
         // Last literals.
         let literals = count - anchor
-        var token = min(literals, 15) << 4
-        dst[op] = UInt8(token)
-        op += 1
-        if literals >= 15 {
-            token = literals - 15
-            while token >= 255 {
-                dst[op] = 255
-                op += 1
-                token -= 255
-            }
-            dst[op] = UInt8(token)
-            op += 1
-        }
+        dst[op] = UInt8(min(literals, 15) << 4)
+        op = self.putLength(literals, into: dst, at: op + 1)
         (dst + op).update(from: src + anchor, count: literals)
         return op + literals
     }
@@ -283,16 +272,7 @@ enum LZ4Block {
         let tokenAt = op
         op &+= 1
         var token = min(literalCount, 15) << 4
-        if literalCount >= 15 {
-            var rest = literalCount - 15
-            while rest >= 255 {
-                dst[op] = 255
-                op &+= 1
-                rest &-= 255
-            }
-            dst[op] = UInt8(rest)
-            op &+= 1
-        }
+        op = self.putLength(literalCount, into: dst, at: op)
         let literals = source + literalsAt
         if literalCount <= 16, literalsAt &+ 16 <= sourceCount, op &+ 16 <= room {
             let from = UnsafeRawPointer(literals)
@@ -308,17 +288,24 @@ enum LZ4Block {
         op &+= 2
         let code = matchLength - self.minMatch
         token |= min(code, 15)
-        if code >= 15 {
-            var rest = code - 15
-            while rest >= 255 {
-                dst[op] = 255
-                op &+= 1
-                rest &-= 255
-            }
-            dst[op] = UInt8(rest)
-            op &+= 1
-        }
+        op = self.putLength(code, into: dst, at: op)
         dst[tokenAt] = UInt8(token)
         return op
+    }
+
+    /// Writes the bytes that continue a token's 4-bit `length` field (nothing below 15: 255s, then the rest) at
+    /// `op`; returns the position after them.
+    @inline(__always)
+    private static func putLength(_ length: Int, into dst: UnsafeMutablePointer<UInt8>, at op: Int) -> Int {
+        guard length >= 15 else { return op }
+        var op = op
+        var rest = length - 15
+        while rest >= 255 {
+            dst[op] = 255
+            op &+= 1
+            rest &-= 255
+        }
+        dst[op] = UInt8(rest)
+        return op &+ 1
     }
 }

@@ -415,11 +415,11 @@ final class RESPConnection: ByteStreamHandler, Sendable {
     }
 
     func tick(now: ContinuousClock.Instant, runner: LoopRunner) {
-        let now = monotonicNanoseconds()
+        let nanoseconds = monotonicNanoseconds()
         // A reply that arrived while this thread was held off the CPU (a loaded host) is read before its deadline
         // is judged: only a reply still missing times out.
-        if self.oldestDeadlinePassed(now: now) { self.readAvailable(runner: runner) }
-        self.checkDeadlines(now: now, runner: runner)
+        if self.oldestDeadlinePassed(now: nanoseconds) { self.readAvailable(runner: runner) }
+        self.checkDeadlines(now: nanoseconds, runner: runner)
     }
 
     /// True when the connection is open and its oldest command in flight has a deadline at or before `now`.
